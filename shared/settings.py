@@ -41,7 +41,12 @@ CLOUDS: Final[Mapping[str, Cloud]] = {
     for cloud in (
         Cloud("AzureCloud", "https://management.azure.com", "login.microsoftonline.com", "vault.azure.net"),
         Cloud("AzureChinaCloud", "https://management.chinacloudapi.cn", "login.chinacloudapi.cn", "vault.azure.cn"),
-        Cloud("AzureUSGovernment", "https://management.usgovcloudapi.net", "login.microsoftonline.us", "vault.usgovcloudapi.net"),
+        Cloud(
+            "AzureUSGovernment",
+            "https://management.usgovcloudapi.net",
+            "login.microsoftonline.us",
+            "vault.usgovcloudapi.net",
+        ),
     )
 }
 
@@ -57,10 +62,18 @@ class Setting:
 
 SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("KEYVAULT_URL", None, "Vault to watch, e.g. https://my-vault.vault.azure.net"),
-    Setting("APIM_RESOURCE_ID", None, "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}"),
+    Setting(
+        "APIM_RESOURCE_ID",
+        None,
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}",
+    ),
     Setting("APIM_GATEWAYS", ALL, "Self-hosted gateway ids, comma-separated; * = every gateway except 'managed'"),
     Setting("CERTIFICATE_NAMES", ALL, "Key Vault certificate names whose CA chain to trust, comma-separated; * = all"),
-    Setting("TRUST_INTERMEDIATES", "true", "isTrusted for intermediates (roots are always trusted); false = chain-building only"),
+    Setting(
+        "TRUST_INTERMEDIATES",
+        "true",
+        "isTrusted for intermediates (roots are always trusted); false = chain-building only",
+    ),
     Setting("AZURE_CLOUD", "AzureCloud", "AzureCloud | AzureChinaCloud | AzureUSGovernment"),
     Setting("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity; empty = system-assigned"),
     Setting("ARM_ENDPOINT", "", "Overrides the cloud's Resource Manager endpoint (Azure Stack, emulator)"),
@@ -82,7 +95,10 @@ class Selection:
         return self.names is None
 
     def __contains__(self, name: object) -> bool:
-        return self.names is None or name in self.names
+        # Key Vault object names and APIM ids are case-insensitive.
+        if self.names is None:
+            return True
+        return isinstance(name, str) and name.lower() in {known.lower() for known in self.names}
 
     def __str__(self) -> str:
         return ALL if self.names is None else ",".join(sorted(self.names))
@@ -188,9 +204,7 @@ def parse_keyvault_url(raw: str, cloud: Cloud) -> str:
     # The most common sovereign-cloud mistake: a vault of one cloud with the credentials of another.
     for other in CLOUDS.values():
         if other != cloud and host.endswith("." + other.keyvault_suffix):
-            raise SettingsError(
-                f"KEYVAULT_URL {raw!r} is a vault in {other.name}, but AZURE_CLOUD is {cloud.name}"
-            )
+            raise SettingsError(f"KEYVAULT_URL {raw!r} is a vault in {other.name}, but AZURE_CLOUD is {cloud.name}")
     if not _is_ip_literal(host) and "." not in host:
         raise SettingsError(f"KEYVAULT_URL must name the vault's full host name, not {raw!r}")
     return url

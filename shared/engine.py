@@ -1,0 +1,457 @@
+"""The engine: gather desired and observed state, plan with pure functions, then apply.
+
+The event trigger, the resync endpoint and the drift audit are this one engine with a different
+scope and ``apply`` on or off:
+
+- an event reconciles one certificate to Key Vault's *current* state (not the event's version), so
+  duplicate and out-of-order deliveries converge, and never removes anything;
+- a full-scope run (resync without a certificate list, the audit) may also remove what the app
+  created and no bound certificate needs any more.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shared.chain import Chain, ChainError, parse_secret
+from shared.desired import CertificateChains, Desired, VersionInfo, desired_authorities, merge, versions_to_trust
+from shared.errors import AzureCallError, NotFoundError
+from shared.keyvault import SecretValue
+from shared.plan import Action, ActionKind, ApimCertificate, Observed, Plan, make_plan
+from shared.settings import MANAGED_GATEWAY, ApimService, Binding, Settings
+from shared.workers import TaskGroup
+
+log = logging.getLogger("trustsync")
+
+
+class VaultPort(Protocol):
+    def certificate_names(self) -> list[str]: ...
+    def versions(self, name: str) -> list[VersionInfo]: ...
+    def secret(self, name: str, version: str) -> SecretValue: ...
+
+
+class ApimPort(Protocol):
+    def certificates(self) -> dict[str, ApimCertificate]: ...
+    def gateways(self) -> list[str]: ...
+    def gateway_cas(self, gateway: str) -> dict[str, bool]: ...
+    def upload_certificate(self, certificate_id: str, pfx: bytes, *, replace: bool) -> None: ...
+    def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None: ...
+    def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None: ...
+    def delete_certificate(self, certificate_id: str) -> None: ...
+
+
+class ClientsPort(Protocol):
+    def vault(self, vault_url: str) -> VaultPort: ...
+    def apim(self, service: ApimService) -> ApimPort: ...
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which bound certificates a run looks at. No names: every one (full scope, removals allowed)."""
+
+    certificates: frozenset[str] | None = None
+    vault_host: str | None = None  # an event's vault: only its bindings
+
+    @property
+    def is_full(self) -> bool:
+        return self.certificates is None and self.vault_host is None
+
+    def __str__(self) -> str:
+        return "full" if self.certificates is None else "certificates " + ", ".join(sorted(self.certificates))
+
+
+class Status(enum.StrEnum):
+    PLANNED = "planned"
+    APPLIED = "applied"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class ActionResult:
+    action: Action
+    service: str
+    status: Status = Status.PLANNED
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        action = self.action
+        return {
+            "action": action.kind.value,
+            "certificateId": action.certificate_id,
+            "gateway": action.gateway,
+            "isTrusted": action.trusted,
+            "reason": action.reason,
+            "service": self.service,
+            "status": self.status.value,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass
+class Report:
+    scope: Scope
+    dry_run: bool
+    results: list[ActionResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    retryable: bool = False  # an Azure call failed: running again may succeed
+
+    @property
+    def drift(self) -> bool:
+        """APIM did not match Key Vault when the run looked."""
+        return bool(self.results or self.conflicts)
+
+    @property
+    def in_sync(self) -> bool:
+        """APIM matches Key Vault now: nothing was needed, or everything needed was applied."""
+        if self.errors or self.conflicts:
+            return False
+        return all(result.status == Status.APPLIED for result in self.results) and not (self.dry_run and self.results)
+
+    @property
+    def status(self) -> str:
+        if self.errors:
+            return "failed"
+        return "drift" if self.drift else "in-sync"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": str(self.scope),
+            "dryRun": self.dry_run,
+            "inSync": self.in_sync,
+            "drift": self.drift,
+            "status": self.status,
+            "actions": [result.to_dict() for result in self.results],
+            "conflicts": list(self.conflicts),
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+        }
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: ClientsPort,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.clock = clock
+
+    def unbound(self, names: Iterable[str]) -> list[str]:
+        """The names no binding selects (a resync request naming them is a mistake)."""
+        return sorted(name for name in names if not any(name in b.certificates for b in self.settings.bindings))
+
+    def run(self, scope: Scope, *, apply: bool) -> Report:
+        report = Report(scope=scope, dry_run=not apply)
+        by_service: dict[ApimService, list[Binding]] = {}
+        for binding in self.settings.bindings:
+            if scope.vault_host is None or binding.vault_host == scope.vault_host:
+                by_service.setdefault(binding.apim, []).append(binding)
+        for service, bindings in by_service.items():
+            _ServiceRun(self, service, bindings, scope, report).run(apply=apply)
+        for result in report.results:
+            log.info("%s %s", result.status, result.action.describe())
+        for message in report.errors:
+            log.error("%s", message)
+        return report
+
+
+class _ServiceRun:
+    """One run against one APIM service and the bindings that target it."""
+
+    def __init__(self, engine: Engine, service: ApimService, bindings: Sequence[Binding], scope: Scope, report: Report):
+        self.engine = engine
+        self.settings = engine.settings
+        self.service = service
+        self.apim = engine.clients.apim(service)
+        self.bindings = bindings
+        self.scope = scope
+        self.report = report
+        self.lock = threading.Lock()
+
+    def run(self, *, apply: bool) -> None:
+        now = self.engine.clock()
+        with TaskGroup(self.settings.max_concurrency) as tasks:
+            desired_state = _DesiredGathering(self, tasks, now)
+            observed_state = _ObservedGathering(self, tasks)
+            tasks.wait()
+            observed = observed_state.result()
+            if observed is None:
+                return
+            gateways = observed_state.selected
+            plan = self._plan(desired_state.result(), observed, gateways, observed_state.complete)
+            if plan.has_removals:
+                # Removals are confirmed against Key Vault read *after* APIM: a rotation that uploaded a
+                # CA while this run was gathering is then seen as desired, never deleted as an orphan.
+                desired_state = _DesiredGathering(self, tasks, now)
+                tasks.wait()
+                plan = self._plan(desired_state.result(), observed, gateways, observed_state.complete)
+            self.report.warnings.extend(plan.notes)
+            self.report.conflicts.extend(plan.conflicts)
+            results = [ActionResult(action, self.service.name) for action in plan.actions]
+            self.report.results.extend(results)
+            if apply and results:
+                _Apply(self, tasks, results).execute()
+
+    def _plan(
+        self, desired: dict[Binding, Desired], observed: Observed, gateways: Sequence[str], complete: bool
+    ) -> Plan:
+        by_gateway = {
+            gateway: merge([part for binding, part in desired.items() if gateway in binding.gateways])
+            for gateway in gateways
+        }
+        return make_plan(by_gateway, observed, allow_removals=self.scope.is_full and complete)
+
+    def fail(self, message: str, *, retryable: bool) -> None:
+        with self.lock:
+            self.report.errors.append(message)
+            self.report.retryable = self.report.retryable or retryable
+
+    def warn(self, message: str) -> None:
+        with self.lock:
+            self.report.warnings.append(message)
+
+
+class _DesiredGathering:
+    """Key Vault → the chains of each bound certificate's versions to trust."""
+
+    def __init__(self, run: _ServiceRun, tasks: TaskGroup, now: datetime) -> None:
+        self.run = run
+        self.tasks = tasks
+        self.now = now
+        self.chains: dict[tuple[Binding, str], dict[str, tuple[VersionInfo, Chain]]] = {}
+        self.order: dict[tuple[Binding, str], tuple[VersionInfo, ...]] = {}
+        self.failed: set[Binding] = set()
+        for binding in run.bindings:
+            self._start(binding)
+
+    def _start(self, binding: Binding) -> None:
+        names = self.run.scope.certificates
+        if names is not None:
+            for name in sorted(names):
+                if name in binding.certificates:
+                    self._versions(binding, name)
+        elif binding.certificates.names is not None:
+            for name in sorted(binding.certificates.names):
+                self._versions(binding, name)
+        else:
+            vault = self.run.engine.clients.vault(binding.keyvault_url)
+
+            def listed(found: list[str]) -> None:
+                for name in sorted(found):
+                    self._versions(binding, name)
+
+            self.tasks.start(vault.certificate_names, then=listed, on_error=lambda error: self._failed(binding, error))
+
+    def _versions(self, binding: Binding, name: str) -> None:
+        vault = self.run.engine.clients.vault(binding.keyvault_url)
+        key = (binding, name)
+        with self.run.lock:
+            self.chains[key] = {}
+
+        def chosen(versions: list[VersionInfo]) -> None:
+            selected = versions_to_trust(versions, self.now)
+            if not selected:
+                self._failed(binding, LookupError(f"certificate {name} has no enabled version"))
+                return
+            with self.run.lock:
+                self.order[key] = selected
+            for version in selected:
+                self._secret(binding, name, version)
+
+        self.tasks.start(lambda: vault.versions(name), then=chosen, on_error=lambda error: self._failed(binding, error))
+
+    def _secret(self, binding: Binding, name: str, version: VersionInfo) -> None:
+        vault = self.run.engine.clients.vault(binding.keyvault_url)
+
+        def parsed(secret: SecretValue) -> None:
+            try:
+                chain = parse_secret(secret.value, secret.content_type, leaf_thumbprint=version.leaf_thumbprint)
+            except ChainError as error:
+                self._failed(binding, ChainError(f"certificate {name} version {version.version}: {error}"))
+                return
+            with self.run.lock:
+                self.chains[(binding, name)][version.version] = (version, chain)
+
+        self.tasks.start(
+            lambda: vault.secret(name, version.version),
+            then=parsed,
+            on_error=lambda error: self._failed(binding, error),
+        )
+
+    def _failed(self, binding: Binding, error: Exception) -> None:
+        with self.run.lock:
+            self.failed.add(binding)
+        # Bad input (an unparsable chain, a certificate that is not there) will not fix itself by retrying.
+        retryable = isinstance(error, AzureCallError) and not isinstance(error, NotFoundError)
+        self.run.fail(f"{binding.keyvault_url}: {error}", retryable=retryable)
+
+    def result(self) -> dict[Binding, Desired]:
+        found: dict[Binding, Desired] = {}
+        for binding in self.run.bindings:
+            certificates = []
+            for (owner, name), chains in sorted(self.chains.items(), key=lambda item: item[0][1]):
+                if owner == binding:
+                    versions = self.order.get((owner, name), ())
+                    certificates.append(
+                        CertificateChains(name, tuple(chains[v.version] for v in versions if v.version in chains))
+                    )
+            found[binding] = desired_authorities(
+                certificates,
+                trust_intermediates=self.run.settings.trust_intermediates,
+                now=self.now,
+                complete=binding not in self.failed,
+            )
+        return found
+
+
+class _ObservedGathering:
+    """APIM → its certificates, the selected gateways and their certificate authorities."""
+
+    def __init__(self, run: _ServiceRun, tasks: TaskGroup) -> None:
+        self.run = run
+        self.tasks = tasks
+        self.certificates: dict[str, ApimCertificate] | None = None
+        self.gateway_cas: dict[str, dict[str, bool]] = {}
+        self.selected: list[str] = []
+        self.listed = False
+        self.complete = True
+        apim = run.apim
+        tasks.start(apim.certificates, then=self._got_certificates, on_error=self._failed)
+        tasks.start(apim.gateways, then=self._got_gateways, on_error=self._failed)
+
+    def _got_certificates(self, certificates: dict[str, ApimCertificate]) -> None:
+        self.certificates = certificates
+
+    def _got_gateways(self, listed: list[str]) -> None:
+        self_hosted = [gateway for gateway in listed if gateway.lower() != MANAGED_GATEWAY]
+        selected = [g for g in self_hosted if any(g in binding.gateways for binding in self.run.bindings)]
+        for binding in self.run.bindings:
+            missing = sorted(
+                name for name in binding.gateways.names or () if name.lower() not in {g.lower() for g in listed}
+            )
+            if missing:
+                self.run.fail(
+                    f"gateway(s) {', '.join(missing)} named in APIM_GATEWAYS do not exist in {self.run.service.name}",
+                    retryable=False,
+                )
+        if not selected:
+            self.run.warn(f"{self.run.service.name} has no self-hosted gateway to trust the certificates")
+        self.selected = selected
+        self.listed = True
+        # A full-scope run also reads the other gateways: what they reference must never be deleted.
+        to_read = self_hosted if self.run.scope.is_full else selected
+        for gateway in to_read:
+            self._read_cas(gateway)
+
+    def _read_cas(self, gateway: str) -> None:
+        def got(cas: dict[str, bool]) -> None:
+            with self.run.lock:
+                self.gateway_cas[gateway] = cas
+
+        def failed(error: Exception) -> None:
+            # Unknown references: plan nothing for this gateway and remove nothing anywhere.
+            with self.run.lock:
+                self.complete = False
+                if gateway in self.selected:
+                    self.selected.remove(gateway)
+            self.run.fail(str(error), retryable=True)
+
+        self.tasks.start(lambda: self.run.apim.gateway_cas(gateway), then=got, on_error=failed)
+
+    def _failed(self, error: Exception) -> None:
+        self.run.fail(str(error), retryable=True)
+
+    def result(self) -> Observed | None:
+        if self.certificates is None or not self.listed:
+            return None
+        return Observed(certificates=self.certificates, gateway_cas=dict(self.gateway_cas))
+
+
+class _Apply:
+    """Writes in dependency order: uploads → gateway CAs → (only if all of that worked) removals → deletions."""
+
+    def __init__(self, run: _ServiceRun, tasks: TaskGroup, results: list[ActionResult]) -> None:
+        self.run = run
+        self.tasks = tasks
+        self.results = results
+
+    def execute(self) -> None:
+        by_kind: dict[ActionKind, list[ActionResult]] = {}
+        for result in self.results:
+            by_kind.setdefault(result.action.kind, []).append(result)
+        uploads = by_kind.get(ActionKind.UPLOAD_CERTIFICATE, [])
+        sets = by_kind.get(ActionKind.SET_GATEWAY_CA, [])
+        waiting: dict[str, list[ActionResult]] = {}
+        uploading = {result.action.certificate_id.lower() for result in uploads}
+        for result in sets:
+            key = result.action.certificate_id.lower()
+            if key in uploading:
+                waiting.setdefault(key, []).append(result)
+            else:
+                self._write(result)
+        for result in uploads:
+            self._write(result, dependents=waiting.get(result.action.certificate_id.lower(), []))
+        self.tasks.wait()
+
+        removals = by_kind.get(ActionKind.REMOVE_GATEWAY_CA, [])
+        deletions = by_kind.get(ActionKind.DELETE_CERTIFICATE, [])
+        if any(result.status != Status.APPLIED for result in uploads + sets):
+            self._skip(removals + deletions, "not removed: an addition failed, so trust is left as wide as it was")
+            return
+        for result in removals:
+            self._write(result)
+        self.tasks.wait()
+        failed_removals = {r.action.certificate_id.lower() for r in removals if r.status != Status.APPLIED}
+        for result in deletions:
+            if result.action.certificate_id.lower() in failed_removals:
+                self._skip([result], "not deleted: removing it from a gateway failed")
+            else:
+                self._write(result)
+        self.tasks.wait()
+
+    def _write(self, result: ActionResult, dependents: Sequence[ActionResult] = ()) -> None:
+        def done(_: None) -> None:
+            result.status = Status.APPLIED
+            for dependent in dependents:
+                self._write(dependent)
+
+        def failed(error: Exception) -> None:
+            result.status = Status.FAILED
+            result.error = str(error)
+            self.run.fail(str(error), retryable=True)
+            self._skip(dependents, f"not set: uploading {result.action.certificate_id} failed")
+
+        self.tasks.start(lambda: self._call(result.action), then=done, on_error=failed)
+
+    def _call(self, action: Action) -> None:
+        apim = self.run.apim
+        if action.kind is ActionKind.UPLOAD_CERTIFICATE:
+            assert action.certificate is not None
+            apim.upload_certificate(action.certificate_id, action.certificate.public_pfx(), replace=action.replace)
+        elif action.kind is ActionKind.SET_GATEWAY_CA:
+            assert action.gateway is not None
+            assert action.trusted is not None
+            apim.set_gateway_ca(action.gateway, action.certificate_id, action.trusted, replace=action.replace)
+        elif action.kind is ActionKind.REMOVE_GATEWAY_CA:
+            assert action.gateway is not None
+            apim.remove_gateway_ca(action.gateway, action.certificate_id)
+        else:
+            apim.delete_certificate(action.certificate_id)
+
+    @staticmethod
+    def _skip(results: Iterable[ActionResult], why: str) -> None:
+        for result in results:
+            result.status = Status.SKIPPED
+            result.error = why

@@ -1,0 +1,115 @@
+"""Key Vault events from Event Grid: parsed defensively, then routed to a binding or ignored.
+
+Pure: works on the envelope's plain fields (Event Grid or CloudEvents schema alike) and imports
+nothing from ``azure.*``. Key Vault's ``data`` uses PascalCase keys; documentation samples carry
+stray spaces in keys and values and give ``NBF``/``EXP`` as strings, so keys are matched without
+regard to case or surrounding space.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.settings import Binding
+
+CERTIFICATE_NEW_VERSION_CREATED = "Microsoft.KeyVault.CertificateNewVersionCreated"
+_KEYVAULT_EVENT_PREFIX = "Microsoft.KeyVault."
+_OBJECT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+_VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+
+
+class EventError(ValueError):
+    """The event is malformed; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class KeyVaultEvent:
+    event_id: str
+    event_type: str
+    vault_host: str  # host[:port], lower case
+    object_type: str
+    object_name: str
+    version: str | None
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    """Reconcile this certificate of this binding to Key Vault's current state."""
+
+    binding: Binding
+    certificate_name: str
+    event: KeyVaultEvent
+
+
+@dataclass(frozen=True)
+class Ignore:
+    reason: str
+
+
+def parse_event(event_id: object, event_type: object, data: object) -> KeyVaultEvent:
+    """A Key Vault certificate event out of an envelope's id, type and data."""
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise EventError("event has no event type")
+    if not isinstance(data, Mapping):
+        raise EventError(f"{event_type} event data is {type(data).__name__}, not a JSON object")
+    fields = {str(key).strip().lower(): value for key, value in data.items()}
+    object_id = _text(fields, "id")
+    if object_id is None:
+        raise EventError(f"{event_type} event data has no Id")
+    parts = urlsplit(object_id)
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if parts.scheme != "https" or not parts.netloc or len(segments) not in (2, 3):
+        raise EventError(f"{event_type} event Id {object_id!r} is not a Key Vault object URL")
+    collection, name = segments[0].lower(), segments[1]
+    version = segments[2] if len(segments) == 3 else None
+    object_type = _text(fields, "objecttype") or collection.rstrip("s").capitalize()
+    object_name = _text(fields, "objectname") or name
+    if object_name.lower() != name.lower():
+        raise EventError(f"{event_type} event names object {object_name!r} but its Id points at {name!r}")
+    stated_version = _text(fields, "version")
+    if stated_version is not None and version is not None and stated_version.lower() != version.lower():
+        raise EventError(f"{event_type} event names version {stated_version!r} but its Id points at {version!r}")
+    if not _OBJECT_NAME.match(name):
+        raise EventError(f"{event_type} event names an invalid Key Vault object {name!r}")
+    version = version or stated_version
+    if version is not None and not _VERSION.match(version):
+        raise EventError(f"{event_type} event names an invalid version {version!r}")
+    return KeyVaultEvent(
+        event_id=str(event_id or ""),
+        event_type=event_type.strip(),
+        vault_host=parts.netloc.lower(),
+        object_type=object_type,
+        object_name=name,
+        version=version,
+    )
+
+
+def _text(fields: Mapping[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"event data field {key!r} is {type(value).__name__}, not text")
+    return value.strip() or None
+
+
+def route(event_type: object, event_id: object, data: object, bindings: Sequence[Binding]) -> Reconcile | Ignore:
+    """What to do with one delivered event. Raises `EventError` for a malformed Key Vault event."""
+    if not isinstance(event_type, str) or event_type.strip() != CERTIFICATE_NEW_VERSION_CREATED:
+        if isinstance(event_type, str) and event_type.strip().startswith(_KEYVAULT_EVENT_PREFIX):
+            return Ignore(f"event type {event_type.strip()} needs no action")
+        return Ignore(f"event type {event_type!r} is not a Key Vault certificate event")
+    event = parse_event(event_id, event_type, data)
+    if event.object_type.lower() != "certificate":
+        raise EventError(f"{event.event_type} event is about a {event.object_type}, not a certificate")
+    for binding in bindings:
+        if binding.vault_host != event.vault_host:
+            continue
+        if event.object_name not in binding.certificates:
+            return Ignore(f"certificate {event.object_name} in {event.vault_host} is not in CERTIFICATE_NAMES")
+        return Reconcile(binding, event.object_name, event)
+    return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL)")
