@@ -295,8 +295,10 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _common_name(cert: x509.Certificate) -> str:
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if names:
-        value = names[0].value
-        return value if isinstance(value, str) else value.decode("utf-8", errors="replace")
+    """The most telling name in the subject: CN, else OU, else O (CA certificates often lack a CN)."""
+    for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.ORGANIZATION_NAME):
+        names = cert.subject.get_attributes_for_oid(oid)
+        if names:
+            value = names[0].value
+            return value if isinstance(value, str) else value.decode("utf-8", errors="replace")
     return cert.subject.rfc4514_string()

@@ -239,6 +239,10 @@ def parse_gateways(raw: str) -> Selection:
     return selection
 
 
+def is_keyvault_object_name(name: str) -> bool:
+    return bool(_KEYVAULT_OBJECT_NAME.match(name))
+
+
 def parse_certificate_names(raw: str) -> Selection:
     return parse_selection("CERTIFICATE_NAMES", raw, _KEYVAULT_OBJECT_NAME)
 

@@ -1,0 +1,211 @@
+"""Event parsing and routing, settings validation and resync body parsing: pure, no I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, parse_event, route
+from shared.handlers import parse_resync_body
+from shared.settings import CLOUDS, SETTINGS, SettingsError, load_settings
+
+APIM_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/apim1"
+BASE = {"KEYVAULT_URL": "https://sample-kv.vault.azure.net", "APIM_RESOURCE_ID": APIM_ID}
+
+
+def data(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "Id": "https://sample-kv.vault.azure.net/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        "VaultName": "sample-kv",
+        "ObjectType": "Certificate",
+        "ObjectName": "mycert",
+        "Version": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        "NBF": 1745695048,
+        "EXP": 1777231048,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+class TestSettings:
+    def test_defaults(self) -> None:
+        settings = load_settings(BASE)
+        (binding,) = settings.bindings
+        assert binding.keyvault_url == "https://sample-kv.vault.azure.net"
+        assert binding.apim.name == "apim1"
+        assert binding.apim.resource_group == "rg1"
+        assert binding.gateways.is_all
+        assert binding.certificates.is_all
+        assert settings.trust_intermediates is True
+        assert settings.audit_remediate is False
+        assert settings.cloud.name == "AzureCloud"
+        assert settings.arm_endpoint == "https://management.azure.com"
+        assert settings.cloud.arm_scope == "https://management.azure.com/.default"
+        assert settings.client_id is None
+
+    def test_china(self) -> None:
+        settings = load_settings(
+            {**BASE, "KEYVAULT_URL": "https://kv1.vault.azure.cn/", "AZURE_CLOUD": "AzureChinaCloud"}
+        )
+        assert settings.arm_endpoint == "https://management.chinacloudapi.cn"
+        assert settings.cloud.arm_scope == "https://management.chinacloudapi.cn/.default"
+
+    def test_lists_and_overrides(self) -> None:
+        settings = load_settings(
+            {
+                **BASE,
+                "APIM_GATEWAYS": "gw1, gw2",
+                "CERTIFICATE_NAMES": "web,API",
+                "TRUST_INTERMEDIATES": "False",
+                "ARM_ENDPOINT": "https://127.0.0.1:8443",
+                "AZURE_CLIENT_ID": "5e29463d-71da-4fe0-8e69-999b57db23b0",
+                "MAX_CONCURRENCY": "4",
+            }
+        )
+        (binding,) = settings.bindings
+        assert "gw2" in binding.gateways
+        assert "GW1" in binding.gateways
+        assert "gw3" not in binding.gateways
+        assert "api" in binding.certificates
+        assert "other" not in binding.certificates
+        assert settings.trust_intermediates is False
+        assert settings.arm_endpoint == "https://127.0.0.1:8443"
+        assert settings.max_concurrency == 4
+
+    @pytest.mark.parametrize(
+        ("env", "named"),
+        [
+            ({"APIM_RESOURCE_ID": APIM_ID}, "KEYVAULT_URL"),
+            ({"KEYVAULT_URL": BASE["KEYVAULT_URL"]}, "APIM_RESOURCE_ID"),
+            ({**BASE, "KEYVAULT_URL": "http://kv.vault.azure.net"}, "KEYVAULT_URL"),
+            ({**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net/secrets/x"}, "KEYVAULT_URL"),
+            ({**BASE, "AZURE_CLOUD": "AzureChinaCloud"}, "AZURE_CLOUD"),
+            ({**BASE, "APIM_RESOURCE_ID": "/subscriptions/x/resourceGroups/rg"}, "APIM_RESOURCE_ID"),
+            ({**BASE, "APIM_GATEWAYS": "gw1,managed"}, "APIM_GATEWAYS"),
+            ({**BASE, "APIM_GATEWAYS": "gw1,,gw2"}, "APIM_GATEWAYS"),
+            ({**BASE, "CERTIFICATE_NAMES": "web,bad_name"}, "CERTIFICATE_NAMES"),
+            ({**BASE, "TRUST_INTERMEDIATES": "maybe"}, "TRUST_INTERMEDIATES"),
+            ({**BASE, "AUDIT_REMEDIATE": "2"}, "AUDIT_REMEDIATE"),
+            ({**BASE, "AZURE_CLOUD": "Mars"}, "AZURE_CLOUD"),
+            ({**BASE, "AZURE_CLIENT_ID": "not-a-guid"}, "AZURE_CLIENT_ID"),
+            ({**BASE, "ARM_ENDPOINT": "ftp://x"}, "ARM_ENDPOINT"),
+            ({**BASE, "AUDIT_SCHEDULE": "every 6 hours"}, "AUDIT_SCHEDULE"),
+            ({**BASE, "MAX_CONCURRENCY": "0"}, "MAX_CONCURRENCY"),
+            ({**BASE, "MAX_CONCURRENCY": "lots"}, "MAX_CONCURRENCY"),
+        ],
+    )
+    def test_errors_name_the_setting(self, env: dict[str, str], named: str) -> None:
+        with pytest.raises(SettingsError, match=named):
+            load_settings(env)
+
+    def test_every_setting_documented_once(self) -> None:
+        names = [s.name for s in SETTINGS]
+        assert len(names) == len(set(names))
+        assert set(CLOUDS) == {"AzureCloud", "AzureChinaCloud", "AzureUSGovernment"}
+
+
+class TestEvents:
+    bindings = load_settings({**BASE, "CERTIFICATE_NAMES": "mycert,other"}).bindings
+
+    def test_new_version_routes_to_binding(self) -> None:
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", data(), self.bindings)
+        assert isinstance(decision, Reconcile)
+        assert decision.certificate_name == "mycert"
+        assert decision.event.version == "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+    def test_documentation_typos_are_tolerated(self) -> None:
+        # The stray space in a key and a value, NBF/EXP as strings: as in the Key Vault docs sample.
+        sample = data(ObjectName=None, Version=" a1b2c3d4e5f60718293a4b5c6d7e8f90", NBF="1559081980", EXP="1559082102")
+        sample["ObjectName "] = "mycert"
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", sample, self.bindings)
+        assert isinstance(decision, Reconcile)
+
+    @pytest.mark.parametrize(
+        ("event_type", "reason"),
+        [
+            ("Microsoft.KeyVault.CertificateNearExpiry", "needs no action"),
+            ("Microsoft.KeyVault.SecretNewVersionCreated", "needs no action"),
+            ("Microsoft.Storage.BlobCreated", "not a Key Vault certificate event"),
+            (None, "not a Key Vault certificate event"),
+        ],
+    )
+    def test_other_event_types_are_ignored(self, event_type: str | None, reason: str) -> None:
+        decision = route(event_type, "e1", data(), self.bindings)
+        assert isinstance(decision, Ignore)
+        assert reason in decision.reason
+
+    def test_other_vault_is_ignored(self) -> None:
+        other = data(Id="https://other-kv.vault.azure.net/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90")
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", other, self.bindings)
+        assert isinstance(decision, Ignore)
+        assert "not watched" in decision.reason
+
+    def test_unbound_certificate_is_ignored(self) -> None:
+        unbound = data(Id="https://sample-kv.vault.azure.net/certificates/third/abc", ObjectName="third", Version="abc")
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", unbound, self.bindings)
+        assert isinstance(decision, Ignore)
+        assert "CERTIFICATE_NAMES" in decision.reason
+
+    @pytest.mark.parametrize(
+        ("payload", "message"),
+        [
+            ("not an object", "not a JSON object"),
+            (None, "not a JSON object"),
+            (data(Id=None), "no Id"),
+            (data(Id=42), "not text"),
+            (data(Id="http://sample-kv.vault.azure.net/certificates/mycert/v1"), "not a Key Vault object URL"),
+            (data(Id="https://sample-kv.vault.azure.net/"), "not a Key Vault object URL"),
+            (data(ObjectName="othercert"), "points at"),
+            (data(Version="ffff"), "points at"),
+            (data(ObjectType="Secret"), "not a certificate"),
+            (
+                data(
+                    Id="https://sample-kv.vault.azure.net/certificates/bad_name/v1", ObjectName="bad_name", Version="v1"
+                ),
+                "invalid Key Vault object",
+            ),
+        ],
+    )
+    def test_malformed_events_are_errors(self, payload: object, message: str) -> None:
+        with pytest.raises(EventError, match=message):
+            route(CERTIFICATE_NEW_VERSION_CREATED, "e1", payload, self.bindings)
+
+    def test_parse_without_version(self) -> None:
+        event = parse_event(
+            "e1",
+            CERTIFICATE_NEW_VERSION_CREATED,
+            data(Id="https://Sample-KV.vault.azure.net/certificates/mycert", Version=None),
+        )
+        assert event.version is None
+        assert event.vault_host == "sample-kv.vault.azure.net"
+
+
+class TestResyncBody:
+    def test_empty_is_full_apply(self) -> None:
+        assert parse_resync_body(b"") == (None, False)
+
+    def test_names_and_dry_run(self) -> None:
+        body = json.dumps({"certificates": ["web", "api"], "dryRun": True}).encode()
+        assert parse_resync_body(body) == (frozenset({"web", "api"}), True)
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            (b"{not json", "not JSON"),
+            (b"\xff\xfe", "not JSON"),
+            (b"[1, 2]", "must be a JSON object"),
+            (b'{"dryRun": "yes"}', "dryRun must be true or false"),
+            (b'{"certificates": "web"}', "non-empty list"),
+            (b'{"certificates": []}', "non-empty list"),
+            (b'{"certificates": ["web", 3]}', "non-empty list"),
+            (b'{"certificates": ["a,b"]}', "not a Key Vault certificate name"),
+            (b'{"cert": ["web"]}', "unknown field"),
+            (b" " * (64 * 1024 + 1), "at most"),
+            (json.dumps({"certificates": [f"c{i}" for i in range(1001)]}).encode(), "at most 1000"),
+        ],
+    )
+    def test_bad_bodies(self, body: bytes, message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            parse_resync_body(body)
