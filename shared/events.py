@@ -66,7 +66,10 @@ def parse_event(event_id: object, event_type: object, data: object) -> KeyVaultE
         raise EventError(f"{event_type} event Id {object_id!r} is not a Key Vault object URL")
     collection, name = segments[0].lower(), segments[1]
     version = segments[2] if len(segments) == 3 else None
-    object_type = _text(fields, "objecttype") or collection.rstrip("s").capitalize()
+    implied_type = collection.removesuffix("s")
+    object_type = _text(fields, "objecttype") or implied_type.capitalize()
+    if object_type.lower() != implied_type:
+        raise EventError(f"{event_type} event is about a {object_type} but its Id points into /{collection}/")
     object_name = _text(fields, "objectname") or name
     if object_name.lower() != name.lower():
         raise EventError(f"{event_type} event names object {object_name!r} but its Id points at {name!r}")

@@ -159,7 +159,12 @@ class TestEvents:
             (data(Id="https://sample-kv.vault.azure.net/"), "not a Key Vault object URL"),
             (data(ObjectName="othercert"), "points at"),
             (data(Version="ffff"), "points at"),
-            (data(ObjectType="Secret"), "not a certificate"),
+            (data(ObjectType="Secret"), "is about a Secret but its Id points into /certificates/"),
+            (data(Id="https://sample-kv.vault.azure.net/secrets/mycert/v1", Version="v1"), "points into /secrets/"),
+            (
+                data(Id="https://sample-kv.vault.azure.net/secrets/mycert/v1", Version="v1", ObjectType="Secret"),
+                "not a certificate",
+            ),
             (
                 data(
                     Id="https://sample-kv.vault.azure.net/certificates/bad_name/v1", ObjectName="bad_name", Version="v1"
