@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import azure.functions as func
 
 from shared import handlers
+
+# The SDKs log every HTTP request at INFO: too much for Application Insights, and nothing we need.
+for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 
 app = func.FunctionApp()
 handlers.check_settings_at_start()

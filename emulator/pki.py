@@ -90,7 +90,9 @@ def make_certificate(
     return Issued(builder.sign(signer, hashes.SHA256()), key)
 
 
-def pfx_secret(key: PrivateKey | None, leaf: x509.Certificate, cas: Sequence[x509.Certificate] = (), *, password: bytes = b"") -> str:
+def pfx_secret(
+    key: PrivateKey | None, leaf: x509.Certificate, cas: Sequence[x509.Certificate] = (), *, password: bytes = b""
+) -> str:
     """A Key Vault ``application/x-pkcs12`` secret value: standard base64 of the PFX."""
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()

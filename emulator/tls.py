@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import tempfile
@@ -30,7 +31,5 @@ class TlsMaterial:
         return context
 
     def remove_bundle(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.ca_bundle_path)
-        except FileNotFoundError:
-            pass

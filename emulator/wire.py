@@ -82,3 +82,8 @@ def parse_json_object(body: bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def format_retry_after(seconds: float) -> str:
+    """Retry-After is delay-seconds; fractions are kept for fast tests (azure-core parses floats)."""
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"

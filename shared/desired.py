@@ -23,6 +23,7 @@ class VersionInfo:
     created: datetime | None
     expires: datetime | None
     leaf_thumbprint: str | None  # SHA-1 hex of the leaf (Key Vault's x5t)
+    not_before: datetime | None = None
 
 
 def versions_to_trust(versions: Iterable[VersionInfo], now: datetime) -> tuple[VersionInfo, ...]:
@@ -33,7 +34,8 @@ def versions_to_trust(versions: Iterable[VersionInfo], now: datetime) -> tuple[V
     """
     enabled = sorted(
         (version for version in versions if version.enabled),
-        key=lambda version: (version.created or _EPOCH, version.version),
+        # Key Vault's timestamps have one-second resolution: a later validity start breaks a tie.
+        key=lambda version: (version.created or _EPOCH, version.not_before or _EPOCH, version.version),
         reverse=True,
     )
     if not enabled:

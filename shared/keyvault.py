@@ -35,18 +35,23 @@ class KeyVault:
             ]
 
     def versions(self, name: str) -> list[VersionInfo]:
-        with translated(f"list versions of certificate {name}"):
-            found = [
-                VersionInfo(
-                    version=props.version,
-                    enabled=bool(props.enabled),
-                    created=props.created_on,
-                    expires=props.expires_on,
-                    leaf_thumbprint=props.x509_thumbprint.hex().upper() if props.x509_thumbprint else None,
-                )
-                for props in self._certificates.list_properties_of_certificate_versions(name)
-                if props.version is not None
-            ]
+        try:
+            with translated(f"list versions of certificate {name}"):
+                listed = list(self._certificates.list_properties_of_certificate_versions(name))
+        except NotFoundError:
+            listed = []
+        found = [
+            VersionInfo(
+                version=props.version,
+                enabled=bool(props.enabled),
+                created=props.created_on,
+                expires=props.expires_on,
+                leaf_thumbprint=props.x509_thumbprint.hex().upper() if props.x509_thumbprint else None,
+                not_before=props.not_before,
+            )
+            for props in listed
+            if props.version is not None
+        ]
         if not found:
             raise NotFoundError(f"certificate {name} does not exist in {self.vault_url}", status=404)
         return found

@@ -1,0 +1,315 @@
+"""An emulated API Management service: certificates, self-hosted gateways and their certificate authorities.
+
+Every write gives the entity a new ETag (base64 of a per-service counter, like ``AAAAAADmodU=``).
+Entity ids are case-insensitive and case-preserving, as ARM names are.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from . import certs
+from .certs import CertificateFormatError, CertificateMaterial
+
+MANAGED_GATEWAY: Final = "managed"
+CERTIFICATE_ID_PATTERN: Final = re.compile(r"^[^*#&+:<>?]{1,80}$")
+
+# Resolves a Key Vault secret identifier to the certificate it holds (None: not this emulator's vault).
+KeyVaultResolver = Callable[[str], CertificateMaterial | None]
+
+
+class ApimError(Exception):
+    """A request APIM refuses; rendered as the ARM error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.target = target
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    id: str
+    subject: str
+    thumbprint: str  # upper-case hex SHA-1, as APIM reports it
+    expiration: datetime
+    uploaded_pfx: bytes  # the raw decoded `data` as uploaded (a PFX normally; DER/PEM accepted); b"" for keyVault
+    upload_format: str  # "pkcs12" | "der" | "pem" | "keyVault"
+    password: str
+    had_private_key: bool  # whether the upload contained a private key
+    etag: str
+    key_vault: Mapping[str, Any] | None = None  # the keyVault property of Key Vault-referenced certificates
+
+
+@dataclass(frozen=True)
+class Gateway:
+    id: str
+    description: str
+    location: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class GatewayCertificateAuthority:
+    certificate_id: str
+    is_trusted: bool
+    etag: str
+
+
+@dataclass
+class _GatewayState:
+    gateway: Gateway
+    authorities: dict[str, GatewayCertificateAuthority] = field(default_factory=dict)  # by lower-case id
+
+
+def parse_upload(data: bytes, password: str) -> tuple[CertificateMaterial, str]:
+    """What APIM accepts as certificate ``data``: a PFX (with ``password``), or a DER/PEM certificate."""
+    try:
+        return certs.load_pkcs12(data, password), "pkcs12"
+    except CertificateFormatError as pfx_error:
+        if password:
+            raise CertificateFormatError(f"could not open the PFX with the given password ({pfx_error})") from None
+    try:
+        return certs.load_der_certificate(data), "der"
+    except CertificateFormatError:
+        pass
+    if b"-----BEGIN" in data:
+        return certs.load_pem(data), "pem"
+    raise CertificateFormatError("data is neither a PFX (with the given password) nor a DER or PEM certificate")
+
+
+class ApimService:
+    """Thread-safe; the Python API tests use to arrange and inspect one APIM instance."""
+
+    def __init__(self, subscription_id: str, resource_group: str, name: str, *, location: str = "West Europe") -> None:
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.name = name
+        self.location = location
+        self.key_vault_resolver: KeyVaultResolver = lambda _identifier: None
+        self._lock = threading.RLock()
+        self._etag_counter = 0x00E6A1D0  # any start; only changes matter
+        self._certificates: dict[str, StoredCertificate] = {}
+        self._gateways: dict[str, _GatewayState] = {}
+        self._include_managed = False
+        self.etag = self._next_etag()
+
+    @property
+    def resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ApiManagement/service/{self.name}"
+        )
+
+    # -- gateways --------------------------------------------------------------------------------
+
+    @property
+    def include_managed_gateway(self) -> bool:
+        """Real APIM lists only self-hosted gateways; set True to make 'managed' appear too."""
+        with self._lock:
+            return self._include_managed
+
+    @include_managed_gateway.setter
+    def include_managed_gateway(self, value: bool) -> None:
+        with self._lock:
+            self._include_managed = value
+            if value and MANAGED_GATEWAY not in self._gateways:
+                self._gateways[MANAGED_GATEWAY] = _GatewayState(
+                    Gateway(MANAGED_GATEWAY, "", self.location, self._next_etag())
+                )
+            elif not value:
+                self._gateways.pop(MANAGED_GATEWAY, None)
+
+    def add_gateway(self, gateway_id: str, *, description: str = "", location: str = "emulated location") -> Gateway:
+        if gateway_id.lower() == MANAGED_GATEWAY:
+            raise ValueError("'managed' is APIM's own gateway; set include_managed_gateway instead")
+        with self._lock:
+            if gateway_id.lower() in self._gateways:
+                raise ValueError(f"gateway {gateway_id!r} exists")
+            gateway = Gateway(gateway_id, description, location, self._next_etag())
+            self._gateways[gateway_id.lower()] = _GatewayState(gateway)
+            return gateway
+
+    def remove_gateway(self, gateway_id: str) -> None:
+        with self._lock:
+            del self._gateways[gateway_id.lower()]
+
+    @property
+    def gateways(self) -> list[Gateway]:
+        with self._lock:
+            return sorted((s.gateway for s in self._gateways.values()), key=lambda g: g.id.lower())
+
+    def gateway(self, gateway_id: str) -> Gateway:
+        with self._lock:
+            return self._gateway_state(gateway_id).gateway
+
+    # -- certificates ----------------------------------------------------------------------------
+
+    @property
+    def certificates(self) -> dict[str, StoredCertificate]:
+        with self._lock:
+            return {c.id: c for c in self._certificates.values()}
+
+    def certificate(self, certificate_id: str) -> StoredCertificate:
+        with self._lock:
+            stored = self._certificates.get(certificate_id.lower())
+            if stored is None:
+                raise ApimError(404, "ResourceNotFound", "Certificate not found.")
+            return stored
+
+    def add_certificate(self, certificate_id: str, data: bytes, password: str = "") -> StoredCertificate:
+        """Arranges a certificate as if PUT by someone else (e.g. a foreign one the product must leave alone)."""
+        material, upload_format = parse_upload(data, password)
+        return self.put_certificate(certificate_id, material, upload_format, data, password, if_match=None)[0]
+
+    def put_certificate(
+        self,
+        certificate_id: str,
+        material: CertificateMaterial,
+        upload_format: str,
+        uploaded: bytes,
+        password: str,
+        *,
+        if_match: str | None,
+        key_vault: Mapping[str, Any] | None = None,
+    ) -> tuple[StoredCertificate, bool]:
+        """Creates or replaces; returns the entity and whether it was created."""
+        check_certificate_id(certificate_id)
+        leaf = material.leaf
+        with self._lock:
+            existing = self._certificates.get(certificate_id.lower())
+            _check_if_match(existing.etag if existing else None, if_match)
+            stored = StoredCertificate(
+                id=existing.id if existing else certificate_id,
+                subject=certs.subject_string(leaf.subject),
+                thumbprint=certs.sha1_thumbprint(leaf),
+                expiration=certs.not_after(leaf),
+                uploaded_pfx=uploaded,
+                upload_format=upload_format,
+                password=password,
+                had_private_key=material.key is not None,
+                etag=self._next_etag(),
+                key_vault=key_vault,
+            )
+            self._certificates[certificate_id.lower()] = stored
+            return stored, existing is None
+
+    def delete_certificate(self, certificate_id: str, *, if_match: str) -> bool:
+        """Returns False when there was nothing to delete."""
+        with self._lock:
+            existing = self._certificates.get(certificate_id.lower())
+            if existing is None:
+                return False
+            _check_if_match(existing.etag, if_match)
+            users = sorted(
+                state.gateway.id for state in self._gateways.values() if certificate_id.lower() in state.authorities
+            )
+            if users:
+                # APIM refuses to delete an entity others depend on with 400 ValidationError (as for a
+                # product with subscriptions: Azure/apiops#94, pulumi/pulumi-azure-native#846).
+                raise ApimError(
+                    400,
+                    "ValidationError",
+                    f"Certificate '{existing.id}' cannot be deleted: it is a certificate authority of gateway(s) "
+                    f"{', '.join(users)}. Delete those gateway certificate authorities first.",
+                )
+            del self._certificates[certificate_id.lower()]
+            return True
+
+    # -- gateway certificate authorities ---------------------------------------------------------
+
+    def gateway_cas(self, gateway_id: str) -> dict[str, bool]:
+        """certificate id -> isTrusted."""
+        return {ca.certificate_id: ca.is_trusted for ca in self.gateway_ca_entities(gateway_id)}
+
+    def gateway_ca_entities(self, gateway_id: str) -> list[GatewayCertificateAuthority]:
+        with self._lock:
+            state = self._gateway_state(gateway_id)
+            return sorted(state.authorities.values(), key=lambda ca: ca.certificate_id.lower())
+
+    def gateway_ca(self, gateway_id: str, certificate_id: str) -> GatewayCertificateAuthority:
+        with self._lock:
+            ca = self._gateway_state(gateway_id).authorities.get(certificate_id.lower())
+            if ca is None:
+                raise ApimError(404, "ResourceNotFound", "Gateway certificate authority not found.")
+            return ca
+
+    def set_gateway_ca(self, gateway_id: str, certificate_id: str, trusted: bool = True) -> GatewayCertificateAuthority:
+        return self.put_gateway_ca(gateway_id, certificate_id, trusted, if_match=None)[0]
+
+    def put_gateway_ca(
+        self, gateway_id: str, certificate_id: str, is_trusted: bool, *, if_match: str | None
+    ) -> tuple[GatewayCertificateAuthority, bool]:
+        with self._lock:
+            state = self._gateway_state(gateway_id)
+            if state.gateway.id == MANAGED_GATEWAY:
+                raise ApimError(
+                    400, "ValidationError", "Certificate authorities can be configured on self-hosted gateways only."
+                )
+            certificate = self.certificate(certificate_id)
+            existing = state.authorities.get(certificate_id.lower())
+            _check_if_match(existing.etag if existing else None, if_match)
+            ca = GatewayCertificateAuthority(certificate.id, is_trusted, self._next_etag())
+            state.authorities[certificate_id.lower()] = ca
+            return ca, existing is None
+
+    def delete_gateway_ca(self, gateway_id: str, certificate_id: str, *, if_match: str) -> bool:
+        with self._lock:
+            state = self._gateway_state(gateway_id)
+            existing = state.authorities.get(certificate_id.lower())
+            if existing is None:
+                return False
+            _check_if_match(existing.etag, if_match)
+            del state.authorities[certificate_id.lower()]
+            return True
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _gateway_state(self, gateway_id: str) -> _GatewayState:
+        state = self._gateways.get(gateway_id.lower())
+        if state is None:
+            raise ApimError(404, "ResourceNotFound", "Gateway not found.")
+        return state
+
+    def _next_etag(self) -> str:
+        with self._lock:
+            self._etag_counter += 1
+            return base64.b64encode(self._etag_counter.to_bytes(8, "big")).decode()
+
+
+def check_certificate_id(certificate_id: str) -> None:
+    if not CERTIFICATE_ID_PATTERN.match(certificate_id):
+        raise ApimError(
+            400,
+            "ValidationError",
+            f"Invalid certificate id {certificate_id!r}: 1 to 80 characters, none of * # & + : < > ?",
+            target="certificateId",
+        )
+
+
+def _check_if_match(current_etag: str | None, if_match: str | None) -> None:
+    """RFC 9110 If-Match: '*' matches any existing entity; nothing matches a missing one."""
+    if if_match is None:
+        return
+    if current_etag is not None:
+        candidates = [tag.strip() for tag in if_match.split(",")]
+        if "*" in candidates or current_etag in {_opaque(tag) for tag in candidates}:
+            return
+    raise ApimError(
+        412,
+        "PreconditionFailed",
+        "The entity has been modified since it was read (If-Match does not match its current ETag). "
+        "Read it again and retry.",
+    )
+
+
+def _opaque(tag: str) -> str:
+    return tag.removeprefix("W/").strip('"')

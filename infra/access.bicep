@@ -1,0 +1,98 @@
+// Access to the EXISTING Key Vault and API Management service, deployed by the postprovision hook
+// (scripts/postprovision.sh|ps1) as its own subscription deployment "trustsync-access-<env>":
+//   - Key Vault resource group: the app data-plane roles and the Event Grid system topic;
+//   - API Management resource group: a custom role with only the actions the app calls,
+//     assigned on the APIM service;
+//   - app resource group: the system topic identity may write dead letters.
+// It is kept out of main.bicep because `azd down` deletes every resource group named in the azd
+// deployment outputs; the predown hook deletes exactly the resources listed in this deployment
+// outputs instead (never the vault, the APIM service or their resource groups).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name.')
+param environmentName string
+
+@description('Principal (object) id of the app identity (main.bicep output TRUSTSYNC_PRINCIPAL_ID).')
+param principalId string
+
+@description('Existing Key Vault name.')
+param keyVaultName string
+
+@description('Region of the existing Key Vault (the system topic is created there).')
+param keyVaultLocation string
+
+@description('Existing Key Vault resource group.')
+param keyVaultResourceGroupName string
+
+@description('Existing Key Vault subscription; empty = this deployment subscription.')
+param keyVaultSubscriptionId string = ''
+
+@description('Existing API Management service resource id.')
+param apimResourceId string
+
+@description('CERTIFICATE_NAMES of the app: * or a comma-separated list.')
+param certificateNames string = '*'
+
+@description('With named certificates, grant the Key Vault roles on each certificate and its secret instead of the whole vault. false = vault scope (use it if your organisation forbids object-scoped assignments).')
+param scopeKeyVaultRolesToObjects bool = true
+
+@description('Name of an Event Grid system topic the vault ALREADY has (a vault can have only one); it must have a system-assigned identity. Empty = create one.')
+param existingSystemTopicName string = ''
+
+@description('Resource id of the app storage account that holds the dead-letter container (main.bicep output TRUSTSYNC_STORAGE_ACCOUNT_ID).')
+param deadLetterStorageAccountId string
+
+@description('Dead-letter container name (main.bicep output TRUSTSYNC_DEADLETTER_CONTAINER).')
+param deadLetterContainerName string
+
+@description('Tags added to the resources created here.')
+param tags object = {}
+
+var vaultSubscriptionId = empty(keyVaultSubscriptionId) ? subscription().subscriptionId : keyVaultSubscriptionId
+// Split resource ids: index 2 = subscription, 4 = resource group, 8 = resource name.
+var apimIdParts = split(apimResourceId, '/')
+var allTags = union(tags, {
+  'azd-env-name': environmentName
+  application: 'apim-trust-sync'
+})
+var deadLetterIdParts = split(deadLetterStorageAccountId, '/')
+
+module keyVaultAccess 'access/keyvault.bicep' = {
+  name: 'trustsync-keyvault-access-${environmentName}'
+  scope: resourceGroup(vaultSubscriptionId, keyVaultResourceGroupName)
+  params: {
+    principalId: principalId
+    keyVaultName: keyVaultName
+    keyVaultLocation: keyVaultLocation
+    certificateNames: certificateNames
+    scopeToObjects: scopeKeyVaultRolesToObjects
+    existingSystemTopicName: existingSystemTopicName
+    environmentName: environmentName
+    tags: allTags
+  }
+}
+
+module apimAccess 'access/apim.bicep' = {
+  name: 'trustsync-apim-access-${environmentName}'
+  scope: resourceGroup(apimIdParts[2], apimIdParts[4])
+  params: {
+    principalId: principalId
+    apimName: apimIdParts[8]
+    environmentName: environmentName
+  }
+}
+
+module deadLetterAccess 'access/deadletter.bicep' = {
+  name: 'trustsync-deadletter-access-${environmentName}'
+  scope: resourceGroup(deadLetterIdParts[2], deadLetterIdParts[4])
+  params: {
+    systemTopicPrincipalId: keyVaultAccess.outputs.systemTopicPrincipalId
+    storageAccountName: deadLetterIdParts[8]
+    containerName: deadLetterContainerName
+  }
+}
+
+output TRUSTSYNC_SYSTEM_TOPIC_NAME string = keyVaultAccess.outputs.systemTopicName
+output TRUSTSYNC_APIM_ROLE_DEFINITION_ID string = apimAccess.outputs.roleDefinitionId

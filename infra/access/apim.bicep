@@ -1,0 +1,68 @@
+// In the API Management resource group: a custom role holding only the control-plane actions the
+// app calls, assigned on the one APIM service. It replaces API Management Service Contributor,
+// which could also change APIs, products, policies, subscriptions, named values and the service.
+//
+// The app reads the service, manages the service-level CA certificates it uploads
+// (service/certificates) and the certificate authorities of each self-hosted gateway
+// (gateways/certificateAuthorities), and lists the gateways to resolve APIM_GATEWAYS = *.
+
+@description('Principal (object) id of the app identity.')
+param principalId string
+
+@description('Existing API Management service name (in this resource group).')
+param apimName string
+
+@description('azd environment name; one role definition per environment, so tearing one down never breaks another.')
+param environmentName string
+
+resource apim 'Microsoft.ApiManagement/service@2023-05-01-preview' existing = {
+  name: apimName
+}
+
+// The role is defined for the resource group (custom roles should not list single resources as
+// assignable scopes) but assigned only on the APIM service below.
+resource gatewayCaOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, environmentName, 'apim-trust-sync-gateway-ca-operator')
+  properties: {
+    roleName: 'APIM Trust Sync gateway CA operator (${environmentName}, ${uniqueString(resourceGroup().id)})'
+    description: 'Read an API Management service and its self-hosted gateways; manage service CA certificates and gateway certificate authorities. Nothing else.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: [
+          'Microsoft.ApiManagement/service/read'
+          'Microsoft.ApiManagement/service/certificates/read'
+          'Microsoft.ApiManagement/service/certificates/write'
+          'Microsoft.ApiManagement/service/certificates/delete'
+          'Microsoft.ApiManagement/service/gateways/read'
+          'Microsoft.ApiManagement/service/gateways/certificateAuthorities/read'
+          'Microsoft.ApiManagement/service/gateways/certificateAuthorities/write'
+          'Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+// Custom role definitions live at subscription level even when deployed from a resource group, so
+// the id is built with subscriptionResourceId rather than taken from the resource symbol.
+var gatewayCaOperatorId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', gatewayCaOperator.name)
+
+resource gatewayCaOperatorAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(apim.id, principalId, gatewayCaOperatorId)
+  scope: apim
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: gatewayCaOperatorId
+    description: 'APIM Trust Sync: keep self-hosted gateway trust in line with Key Vault CA chains.'
+  }
+}
+
+output roleDefinitionId string = gatewayCaOperatorId

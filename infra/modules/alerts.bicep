@@ -1,0 +1,206 @@
+// Azure Monitor log search alerts on the app telemetry in Log Analytics (workspace-based
+// Application Insights tables AppTraces and AppRequests):
+//   1. the drift audit found drift or failed (its one TRUSTSYNC_AUDIT record per run is not in-sync);
+//   2. a function execution failed;
+//   3. no audit record at all for a day (the timer stopped, the app is down, or telemetry is lost).
+// The optional email goes to an action group; without one the alerts still fire in the portal.
+
+@description('Region.')
+param location string
+
+@description('Tags.')
+param tags object
+
+@description('Suffix that makes the names unique.')
+param resourceToken string
+
+@description('Log Analytics workspace that holds the app telemetry.')
+param workspaceId string
+
+@description('Function App name: its cloud role name in the telemetry.')
+param functionAppName string
+
+@description('Email receiver; empty = no action group.')
+param alertEmail string
+
+@description('Raise an alert when no audit record arrived for a day. Turn off if AUDIT_SCHEDULE runs less often than daily.')
+param auditMissingAlertEnabled bool = true
+
+@description('Deployment time; the missing-audit alert stays quiet for the first day after a deployment.')
+param deployedAt string = utcNow('o')
+
+var hasEmail = !empty(alertEmail)
+var actionGroups = hasEmail ? [
+  actionGroup.id
+] : []
+
+// The audit logs exactly one record per run: "TRUSTSYNC_AUDIT status=<in-sync|drift|failed> {json}".
+// A record whose status cannot be read counts as not in-sync: a malformed record is itself news.
+var driftQuery = format('''
+AppTraces
+| where AppRoleName =~ '{0}'
+| where Message startswith "TRUSTSYNC_AUDIT "
+| extend status = extract(@"^TRUSTSYNC_AUDIT status=([a-z-]+)", 1, Message)
+| where status != "in-sync"
+| project TimeGenerated, status, Message
+''', functionAppName)
+
+var failureQuery = format('''
+AppRequests
+| where AppRoleName =~ '{0}'
+| where OperationName in ("on_keyvault_event", "resync", "drift_audit")
+| where Success == false
+| project TimeGenerated, OperationName, ResultCode, OperationId
+''', functionAppName)
+
+var missingAuditQuery = format('''
+AppTraces
+| where AppRoleName =~ '{0}'
+| where Message startswith "TRUSTSYNC_AUDIT "
+| summarize audits = count()
+| where audits == 0 and now() > datetime({1}) + 1d
+''', functionAppName, deployedAt)
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (hasEmail) {
+  name: 'ag-trustsync-${resourceToken}'
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'trustsync'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Window equals frequency, so each audit record is evaluated exactly once.
+resource driftAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: 'alert-trustsync-drift-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'APIM Trust Sync: drift or failed audit'
+    description: 'The drift audit reported drift between Key Vault CA chains and the APIM gateway trust stores, or failed. Read the TRUSTSYNC_AUDIT record JSON for details.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: driftQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'status'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: 'alert-trustsync-failures-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'APIM Trust Sync: function failures'
+    description: 'An execution of on_keyvault_event, resync or drift_audit failed. Event Grid retries on_keyvault_event and dead-letters it after the last attempt.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: failureQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'OperationName'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+resource missingAuditAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = if (auditMissingAlertEnabled) {
+  name: 'alert-trustsync-audit-missing-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'APIM Trust Sync: no drift audit for a day'
+    description: 'No TRUSTSYNC_AUDIT record in the last 24 hours: the drift_audit timer is not running or its telemetry does not arrive.'
+    severity: 3
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: missingAuditQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}

@@ -1,0 +1,45 @@
+# azd postdeploy hook (Windows): see postdeploy.sh, which this mirrors.
+# Deploys infra/eventgrid.bicep (the event subscription to on_keyvault_event) into the Key Vault
+# resource group once the function exists. Idempotent.
+. (Join-Path $PSScriptRoot 'common.ps1')
+
+Import-AzdEnv
+Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME',
+    'AZURE_FUNCTION_APP_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_STORAGE_ACCOUNT_ID',
+    'TRUSTSYNC_DEADLETTER_CONTAINER')
+Assert-Az
+$names = Get-TrustSyncNames
+
+# The host indexes the functions a little after the package lands; wait up to 30 polls.
+$pollSeconds = [int](Get-EnvOrDefault 'TRUSTSYNC_POLL_SECONDS' '10')
+Write-Log "waiting for on_keyvault_event to be indexed on $($env:AZURE_FUNCTION_APP_NAME)"
+$indexed = $false
+for ($attempt = 1; $attempt -le 30; $attempt++) {
+    az functionapp function show --subscription $env:AZURE_SUBSCRIPTION_ID `
+        --resource-group $env:AZURE_RESOURCE_GROUP --name $env:AZURE_FUNCTION_APP_NAME `
+        --function-name on_keyvault_event --output none 2>$null
+    if ($LASTEXITCODE -eq 0) { $indexed = $true; break }
+    Start-Sleep -Seconds $pollSeconds
+}
+if (-not $indexed) {
+    Stop-Hook "on_keyvault_event did not appear on $($env:AZURE_FUNCTION_APP_NAME); check the deployment logs, then run: azd hooks run postdeploy"
+}
+
+Write-Log "deploying $($names.EventGridDeployment) (event subscription $($names.EventSubscription) on $($names.SystemTopic))"
+az deployment group create `
+    --name $names.EventGridDeployment `
+    --subscription $names.KeyVaultSubscription `
+    --resource-group $env:TRUSTSYNC_KEYVAULT_RESOURCE_GROUP `
+    --template-file infra/eventgrid.bicep `
+    --parameters `
+    "systemTopicName=$($names.SystemTopic)" `
+    "functionAppId=$($env:AZURE_FUNCTION_APP_ID)" `
+    "deadLetterStorageAccountId=$($env:TRUSTSYNC_STORAGE_ACCOUNT_ID)" `
+    "deadLetterContainerName=$($env:TRUSTSYNC_DEADLETTER_CONTAINER)" `
+    "certificateNames=$(Get-EnvOrDefault 'TRUSTSYNC_CERTIFICATE_NAMES' '*')" `
+    "environmentName=$($env:AZURE_ENV_NAME)" `
+    --output none
+if ($LASTEXITCODE -ne 0) { Stop-Hook "deployment $($names.EventGridDeployment) failed" }
+
+Write-Log 'Event Grid delivers certificate events to on_keyvault_event'
+Write-Log "verify: POST $(Get-EnvOrDefault 'AZURE_FUNCTION_APP_URL' 'https://<app>')/api/resync with {`"certificates`": [`"<name>`"], `"dryRun`": true} and header x-functions-key"

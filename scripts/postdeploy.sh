@@ -1,0 +1,46 @@
+#!/bin/sh
+# azd postdeploy hook: the Event Grid subscription that delivers
+# Microsoft.KeyVault.CertificateNewVersionCreated to on_keyvault_event (infra/eventgrid.bicep),
+# deployed into the Key Vault resource group as "trustsync-eventgrid-<env>".
+# It runs after `azd deploy` because Event Grid validates an AzureFunction endpoint when the
+# subscription is written: the function must exist first. Idempotent (PUT of the same subscription).
+set -eu
+# shellcheck source=scripts/common.sh
+. "$(dirname "$0")/common.sh"
+
+load_azd_env
+require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME \
+  AZURE_FUNCTION_APP_ID TRUSTSYNC_KEYVAULT_RESOURCE_GROUP TRUSTSYNC_STORAGE_ACCOUNT_ID \
+  TRUSTSYNC_DEADLETTER_CONTAINER
+require_az
+trustsync_names
+
+# The host indexes the functions a little after the package lands; wait up to 30 polls.
+poll_seconds=${TRUSTSYNC_POLL_SECONDS:-10}
+log "waiting for on_keyvault_event to be indexed on $AZURE_FUNCTION_APP_NAME"
+attempt=0
+until az functionapp function show --subscription "$AZURE_SUBSCRIPTION_ID" \
+  --resource-group "$AZURE_RESOURCE_GROUP" --name "$AZURE_FUNCTION_APP_NAME" \
+  --function-name on_keyvault_event --output none 2>/dev/null; do
+  attempt=$((attempt + 1))
+  [ "$attempt" -lt 30 ] || fail "on_keyvault_event did not appear on $AZURE_FUNCTION_APP_NAME; check the deployment logs, then run: azd hooks run postdeploy"
+  sleep "$poll_seconds"
+done
+
+log "deploying $eventgrid_deployment (event subscription $event_subscription on $system_topic)"
+az deployment group create \
+  --name "$eventgrid_deployment" \
+  --subscription "$kv_subscription" \
+  --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP" \
+  --template-file infra/eventgrid.bicep \
+  --parameters \
+    "systemTopicName=$system_topic" \
+    "functionAppId=$AZURE_FUNCTION_APP_ID" \
+    "deadLetterStorageAccountId=$TRUSTSYNC_STORAGE_ACCOUNT_ID" \
+    "deadLetterContainerName=$TRUSTSYNC_DEADLETTER_CONTAINER" \
+    "certificateNames=${TRUSTSYNC_CERTIFICATE_NAMES:-*}" \
+    "environmentName=$AZURE_ENV_NAME" \
+  --output none
+
+log "Event Grid delivers certificate events to on_keyvault_event"
+log "verify: POST ${AZURE_FUNCTION_APP_URL:-https://<app>}/api/resync with {\"certificates\": [\"<name>\"], \"dryRun\": true} and header x-functions-key"

@@ -1,0 +1,66 @@
+#!/bin/sh
+# azd predown hook: removes what the postprovision and postdeploy hooks created OUTSIDE the app
+# resource group, before `azd down` deletes that resource group. It deletes exactly the resources
+# listed in the outputs of the two hook deployments (event subscription, role assignments, the
+# custom APIM role, the system topic if the hook created it) and never the Key Vault, the APIM
+# service or their resource groups. Safe to re-run: missing resources are skipped.
+set -eu
+# shellcheck source=scripts/common.sh
+. "$(dirname "$0")/common.sh"
+
+load_azd_env
+require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID TRUSTSYNC_KEYVAULT_RESOURCE_GROUP TRUSTSYNC_APIM_RESOURCE_ID
+require_az
+trustsync_names
+
+# Resource ids a deployment created (empty when the deployment does not exist).
+deployed_ids() {
+  "$@" --query "properties.outputResources[].id" --output tsv 2>/dev/null || true
+}
+
+group_ids=$(deployed_ids az deployment group show --name "$eventgrid_deployment" \
+  --subscription "$kv_subscription" --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP")
+sub_ids=$(deployed_ids az deployment sub show --name "$access_deployment" --subscription "$AZURE_SUBSCRIPTION_ID")
+all_ids=$(printf '%s\n%s\n' "$group_ids" "$sub_ids")
+
+# Delete in dependency order: subscriptions, assignments, then the role they use, then topics.
+# delete_matching PATTERN [EXCLUDED]: case patterns on the lower-cased resource id.
+delete_matching() {
+  pattern=$1
+  excluded=${2:-}
+  printf '%s\n' "$all_ids" | while IFS= read -r id; do
+    [ -n "$id" ] || continue
+    lower=$(printf '%s' "$id" | tr '[:upper:]' '[:lower:]')
+    if [ -n "$excluded" ]; then
+      # shellcheck disable=SC2254 # the pattern is meant to be a pattern
+      case $lower in $excluded) continue ;; esac
+    fi
+    # shellcheck disable=SC2254 # the pattern is meant to be a pattern
+    case $lower in
+      $pattern)
+        log "deleting $id"
+        case $lower in
+          */providers/microsoft.authorization/roleassignments/*)
+            az role assignment delete --ids "$id" --output none || log "could not delete $id (already gone?)" ;;
+          */providers/microsoft.authorization/roledefinitions/*)
+            # A custom role is deleted through its assignable scope: the APIM resource group.
+            scope=$(printf '%s' "$TRUSTSYNC_APIM_RESOURCE_ID" | sed 's#/providers/.*##')
+            az role definition delete --name "${id##*/}" --scope "$scope" --output none || log "could not delete $id (already gone?)" ;;
+          *)
+            az resource delete --ids "$id" --output none || log "could not delete $id (already gone?)" ;;
+        esac
+        ;;
+    esac
+  done
+}
+
+delete_matching '*/providers/microsoft.eventgrid/systemtopics/*/eventsubscriptions/*'
+delete_matching '*/providers/microsoft.authorization/roleassignments/*'
+delete_matching '*/providers/microsoft.authorization/roledefinitions/*'
+delete_matching '*/providers/microsoft.eventgrid/systemtopics/*' '*/eventsubscriptions/*'
+
+# The deployment records themselves (history only).
+az deployment group delete --name "$eventgrid_deployment" --subscription "$kv_subscription" \
+  --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP" --output none 2>/dev/null || true
+az deployment sub delete --name "$access_deployment" --subscription "$AZURE_SUBSCRIPTION_ID" --output none 2>/dev/null || true
+log "access outside the app resource group removed; azd down now deletes the app resource group"

@@ -1,0 +1,136 @@
+"""End-to-end harness: the Function App's real functions, driven through real binding objects,
+against the emulator over HTTPS with the real Azure SDK clients.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any, cast
+
+import azure.functions as func
+from azure.functions.timer import TimerRequest  # the worker's concrete class
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from emulator import Emulator
+from emulator.pki import Hierarchy, Issued, pem_secret, pfx_secret
+from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate
+from shared.plan import certificate_id_for
+
+
+@cache
+def functions() -> dict[str, Callable[..., Any]]:
+    """The app's functions by name, as the Functions host indexes them (once per process, like the host)."""
+    import function_app
+
+    return {str(f.get_function_name()): f.get_user_function() for f in function_app.app.get_functions()}
+
+
+def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=event["id"],
+        data=event["data"],
+        topic=event["topic"],
+        subject=event["subject"],
+        event_type=event["eventType"],
+        event_time=None,
+        data_version=event.get("dataVersion", "1"),
+    )
+
+
+def cloud_event(event: Mapping[str, Any]) -> func.CloudEvent:
+    return func.CloudEvent(
+        id=event["id"],
+        source=event["topic"],
+        type=event["eventType"],
+        specversion="1.0",
+        time=None,
+        subject=event["subject"],
+        datacontenttype="application/json",
+        dataschema=None,
+        data=event["data"],
+    )
+
+
+def deliver(event: Mapping[str, Any], *, schema: str = "eventgrid") -> None:
+    """Event Grid → on_keyvault_event."""
+    binding = event_grid_event(event) if schema == "eventgrid" else cloud_event(event)
+    functions()["on_keyvault_event"](binding)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+def resync(body: bytes | dict[str, Any] | None = None) -> Answer:
+    raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+    request = func.HttpRequest(method="POST", url="http://localhost/api/resync", body=raw, headers={})
+    response = cast(func.HttpResponse, functions()["resync"](request))
+    return Answer(response.status_code, json.loads(response.get_body()))
+
+
+def audit() -> None:
+    functions()["drift_audit"](TimerRequest(past_due=False))
+
+
+@dataclass
+class Backend:
+    """A backend certificate in the vault: its CA hierarchy and current leaf."""
+
+    name: str
+    pki: Hierarchy
+    leaf: Issued
+
+    @property
+    def authorities(self) -> list[Certificate]:
+        return [Certificate.from_x509(cert) for cert in self.pki.ca_certificates()]
+
+    @property
+    def authority_ids(self) -> set[str]:
+        return {certificate_id_for(cert) for cert in self.authorities}
+
+
+def import_version(
+    emu: Emulator,
+    name: str,
+    pki: Hierarchy,
+    *,
+    content_type: str = PKCS12_CONTENT_TYPE,
+    created: datetime | None = None,
+    hostname: str = "backend.internal.example",
+) -> Backend:
+    """A new certificate version in the vault (leaf + full chain + key), as an operator would import it."""
+    leaf = pki.issue(hostname)
+    cas = pki.ca_certificates()
+    if content_type == PKCS12_CONTENT_TYPE:
+        emu.vault.import_certificate(name, pfx_secret(leaf.key, leaf.certificate, cas), content_type, created=created)
+    else:
+        emu.vault.import_certificate(
+            name, pem_secret(leaf.key, [leaf.certificate, *cas]), content_type, created=created
+        )
+    return Backend(name, pki, leaf)
+
+
+def trusted(emu: Emulator) -> dict[str, dict[str, bool]]:
+    """Every gateway's certificate authorities, as APIM holds them."""
+    return {gateway.id: emu.apim.gateway_cas(gateway.id) for gateway in emu.apim.gateways}
+
+
+def assert_no_private_keys(emu: Emulator) -> None:
+    """Every PFX in APIM holds certificates only."""
+    for stored in emu.apim.certificates.values():
+        assert not stored.had_private_key, stored.id
+        if stored.upload_format == "pkcs12":
+            assert pkcs12.load_pkcs12(stored.uploaded_pfx, stored.password.encode()).key is None, stored.id
+
+
+def writes(emu: Emulator) -> int:
+    return emu.count(writes=True)
+
+
+__all__ = ["PEM_CONTENT_TYPE", "PKCS12_CONTENT_TYPE"]

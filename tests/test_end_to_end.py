@@ -1,0 +1,285 @@
+"""The three functions, called as the Functions host would, against the emulator through the real SDKs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from emulator import Emulator
+from emulator.pki import Hierarchy, make_certificate
+from shared.chain import Certificate
+from shared.plan import certificate_id_for
+from tests.conftest import GATEWAYS
+from tests.harness import (
+    PEM_CONTENT_TYPE,
+    PKCS12_CONTENT_TYPE,
+    assert_no_private_keys,
+    audit,
+    deliver,
+    import_version,
+    resync,
+    trusted,
+    writes,
+)
+
+MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
+OUR_CLIENT_ID = "5e29463d-71da-4fe0-8e69-999b57db23b0"
+
+
+def every_gateway_trusts(emu: Emulator, ids: set[str]) -> bool:
+    return all(ids <= {cid for cid, ok in cas.items() if ok} for cas in trusted(emu).values()) and set(
+        trusted(emu)
+    ) == set(GATEWAYS)
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+@pytest.mark.parametrize("content_type", [PKCS12_CONTENT_TYPE, PEM_CONTENT_TYPE])
+def test_rotation_event_trusts_the_chain_on_every_gateway(configured: Emulator, content_type: str, schema: str) -> None:
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1), content_type=content_type)
+
+    deliver(emu.vault.certificate_event("orders"), schema=schema)
+
+    assert set(emu.apim.certificates) == backend.authority_ids
+    assert every_gateway_trusts(emu, backend.authority_ids)
+    assert {c.thumbprint for c in emu.apim.certificates.values()} == {a.sha1_thumbprint for a in backend.authorities}
+    assert_no_private_keys(emu)
+
+
+def test_a_second_identical_delivery_writes_nothing(configured: Emulator) -> None:
+    emu = configured
+    import_version(emu, "orders", Hierarchy(intermediates=2))
+    event = emu.vault.certificate_event("orders")
+    deliver(event)
+    assert writes(emu) == 3 + 3 * len(GATEWAYS)  # 3 uploads, then 3 CAs on each gateway
+    emu.clear_requests()
+
+    deliver(event)
+
+    assert writes(emu) == 0
+    assert emu.count("kv.get_secret") == 1
+    ca_lists = [r for r in emu.requests if r.operation == "arm.list_gateway_cas"]
+    assert len({r.path for r in ca_lists}) == len(GATEWAYS)  # one list per gateway...
+    assert len(ca_lists) == 2 * len(GATEWAYS)  # ...of two pages each (3 entries, page size 2)
+
+
+def test_rotation_to_a_new_intermediate_keeps_the_previous_chain_during_overlap(configured: Emulator) -> None:
+    emu = configured
+    old = import_version(emu, "orders", Hierarchy(intermediates=1), created=MONTH_AGO)
+    deliver(emu.vault.certificate_event("orders"))
+    new_pki = Hierarchy(intermediates=1, organization="Fabrikam")
+    new = import_version(emu, "orders", new_pki)
+
+    deliver(emu.vault.certificate_event("orders"))
+
+    assert every_gateway_trusts(emu, new.authority_ids | old.authority_ids)
+    assert_no_private_keys(emu)
+
+
+def test_out_of_order_delivery_converges_to_the_current_state(configured: Emulator) -> None:
+    emu = configured
+    import_version(emu, "orders", Hierarchy(intermediates=1), created=MONTH_AGO)
+    stale_event = emu.vault.certificate_event("orders")
+    new = import_version(emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"))
+    fresh_event = emu.vault.certificate_event("orders")
+
+    deliver(fresh_event)
+    after_fresh = trusted(emu)
+    emu.clear_requests()
+    deliver(stale_event)  # the old version's event arrives last
+
+    assert trusted(emu) == after_fresh
+    assert writes(emu) == 0
+    assert every_gateway_trusts(emu, new.authority_ids)
+
+
+def test_full_resync_removes_only_what_the_app_created_and_nobody_needs(configured: Emulator) -> None:
+    emu = configured
+    old = import_version(emu, "orders", Hierarchy(intermediates=1), created=MONTH_AGO)
+    deliver(emu.vault.certificate_event("orders"))
+    new = import_version(emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"))
+    deliver(emu.vault.certificate_event("orders"))
+    foreign = make_certificate("Operator's own CA", is_ca=True)
+    emu.apim.add_certificate("operators-ca", foreign.der)
+    for gateway in GATEWAYS:
+        emu.apim.set_gateway_ca(gateway, "operators-ca", trusted=True)
+    old_version = emu.vault.versions("orders")[0]
+    emu.vault.set_enabled("orders", old_version, False)  # the old version is retired
+
+    answer = resync()
+
+    assert answer.status == 200, answer.body
+    assert answer.body["inSync"] is True
+    removed = {a["certificateId"] for a in answer.body["actions"] if a["action"] == "delete-certificate"}
+    assert removed == old.authority_ids - new.authority_ids
+    assert set(emu.apim.certificates) == new.authority_ids | {"operators-ca"}
+    for cas in trusted(emu).values():
+        assert set(cas) == new.authority_ids | {"operators-ca"}
+
+
+def test_resync_dry_run_plans_and_writes_nothing(configured: Emulator) -> None:
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    answer = resync({"dryRun": True})
+
+    assert answer.status == 200
+    assert answer.body["dryRun"] is True
+    assert answer.body["inSync"] is False
+    planned = {(a["action"], a["certificateId"], a["gateway"]) for a in answer.body["actions"]}
+    assert {("upload-certificate", cid, None) for cid in backend.authority_ids} <= planned
+    assert {("set-gateway-ca", cid, gw) for cid in backend.authority_ids for gw in GATEWAYS} <= planned
+    assert all(a["status"] == "planned" and a["reason"] for a in answer.body["actions"])
+    assert writes(emu) == 0
+
+    applied = resync({"certificates": ["orders"]})
+
+    assert applied.status == 200
+    assert applied.body["inSync"] is True
+    assert every_gateway_trusts(emu, backend.authority_ids)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "not JSON"),
+        (b'{"dryRun": 1}', "dryRun"),
+        (b'{"certificates": ["nope"], "dryRun": true}', "not bound"),
+    ],
+)
+def test_resync_rejects_bad_requests_with_400(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, body: bytes, message: str
+) -> None:
+    monkeypatch.setenv("CERTIFICATE_NAMES", "orders")
+    answer = resync(body)
+    assert answer.status == 400
+    assert message in answer.body["error"]
+    assert writes(configured) == 0
+
+
+def test_drift_audit_reports_and_only_repairs_when_told(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    deliver(emu.vault.certificate_event("orders"))
+    root_id = certificate_id_for(backend.authorities[-1])
+    emu.apim.delete_gateway_ca("gw-east", root_id, if_match="*")  # someone removed it by hand
+    caplog.set_level(logging.INFO, logger="trustsync")
+    emu.clear_requests()
+
+    audit()
+
+    record = next(r for r in caplog.records if r.getMessage().startswith("TRUSTSYNC_AUDIT"))
+    assert record.levelno == logging.WARNING
+    assert "status=drift" in record.getMessage()
+    report = json.loads(record.getMessage().split(" ", 2)[2])
+    assert [(a["action"], a["certificateId"], a["gateway"]) for a in report["actions"]] == [
+        ("set-gateway-ca", root_id, "gw-east")
+    ]
+    assert writes(emu) == 0
+
+    monkeypatch.setenv("AUDIT_REMEDIATE", "true")
+    audit()
+    assert every_gateway_trusts(emu, backend.authority_ids)
+
+    caplog.clear()
+    audit()
+    assert any("TRUSTSYNC_AUDIT status=in-sync" in r.getMessage() for r in caplog.records)
+
+
+def test_foreign_certificate_with_same_thumbprint_is_reused_and_never_touched(configured: Emulator) -> None:
+    emu = configured
+    pki = Hierarchy(intermediates=1)
+    root_der = Certificate.from_x509(pki.ca_certificates()[-1]).der
+    emu.apim.add_certificate("corp-root", root_der)
+    emu.apim.set_gateway_ca("gw-west", "corp-root", trusted=True)
+    before = emu.apim.certificates["corp-root"]
+    backend = import_version(emu, "orders", pki)
+
+    deliver(emu.vault.certificate_event("orders"))
+    answer = resync()
+
+    intermediate_id = certificate_id_for(backend.authorities[0])
+    assert set(emu.apim.certificates) == {"corp-root", intermediate_id}
+    assert emu.apim.certificates["corp-root"].etag == before.etag
+    assert trusted(emu) == {
+        "gw-west": {"corp-root": True, intermediate_id: True},
+        "gw-east": {"corp-root": True, intermediate_id: True},
+    }
+    assert answer.body["inSync"] is True
+
+
+def test_managed_gateway_and_unselected_gateways_are_never_touched(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = configured
+    emu.apim.include_managed_gateway = True
+    monkeypatch.setenv("APIM_GATEWAYS", "gw-west")
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    deliver(emu.vault.certificate_event("orders"))
+
+    assert trusted(emu)["gw-east"] == {}
+    assert set(trusted(emu)["gw-west"]) == backend.authority_ids
+    touched = {r.path.split("/gateways/")[1].split("/")[0] for r in emu.requests if "/gateways/" in r.path}
+    assert touched == {"gw-west"}
+
+
+def test_events_for_other_vaults_types_and_certificates_change_nothing(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = configured
+    monkeypatch.setenv("CERTIFICATE_NAMES", "orders")
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+    import_version(emu, "payments", Hierarchy(intermediates=1))
+    good = emu.vault.certificate_event("orders")
+    other_vault = json.loads(json.dumps(good).replace(emu.url, "https://elsewhere.vault.azure.net"))
+    near_expiry = emu.vault.certificate_event("orders", event_type="Microsoft.KeyVault.CertificateNearExpiry")
+    unbound = emu.vault.certificate_event("payments")
+    malformed = {**good, "data": {"VaultName": "x"}}
+    caplog.set_level(logging.INFO, logger="trustsync")
+
+    for event in (other_vault, near_expiry, unbound, malformed):
+        deliver(event)
+
+    assert writes(emu) == 0
+    assert emu.count() == 0  # not even a read
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("is not watched" in m for m in messages)
+    assert any("needs no action" in m for m in messages)
+    assert any("not in CERTIFICATE_NAMES" in m for m in messages)
+    assert any(m.startswith("rejected event") and "no Id" in m for m in messages)
+
+
+def test_user_assigned_identity_and_china_cloud_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Emulator(page_size=2, arm_audience="https://management.chinacloudapi.cn/") as emu:
+        emu.apim.add_gateway("gw-cn")
+        for name, value in emu.environ(AZURE_CLIENT_ID=OUR_CLIENT_ID).items():
+            monkeypatch.setenv(name, value)
+        backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+        deliver(emu.vault.certificate_event("orders"))
+
+        assert set(trusted(emu)["gw-cn"]) == backend.authority_ids
+        tokens = [r for r in emu.requests if r.operation == "identity.token"]
+        assert tokens
+        assert {r.client_id for r in tokens} == {OUR_CLIENT_ID}
+        assert "https://management.chinacloudapi.cn" in {(r.audience or "").rstrip("/") for r in tokens}
+
+
+def test_a_bound_certificate_missing_from_the_vault_is_reported_and_changes_nothing(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = configured
+    monkeypatch.setenv("CERTIFICATE_NAMES", "orders")
+    emu.vault.set_secret("orders", "a plain secret, not a certificate", content_type="text/plain")
+
+    answer = resync({"certificates": ["orders"]})
+
+    assert answer.status == 500
+    assert any("orders" in error and "does not exist" in error for error in answer.body["errors"])
+    assert writes(emu) == 0
