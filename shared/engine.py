@@ -263,7 +263,8 @@ class _DesiredGathering:
         def chosen(versions: list[VersionInfo]) -> None:
             selected = versions_to_trust(versions, self.now)
             if not selected:
-                self._failed(binding, LookupError(f"certificate {name} has no enabled version"))
+                # Retired on purpose: it needs nothing, so what only it needed may go in a full run.
+                self.run.warn(f"certificate {name} has no enabled version: nothing of it is trusted")
                 return
             with self.run.lock:
                 self.order[key] = selected
