@@ -160,6 +160,9 @@ class Engine:
                 by_service.setdefault(binding.apim, []).append(binding)
         for service, bindings in by_service.items():
             _ServiceRun(self, service, bindings, scope, report).run(apply=apply)
+        # A full run that re-reads Key Vault before removing would otherwise say some things twice.
+        report.warnings = list(dict.fromkeys(report.warnings))
+        report.errors = list(dict.fromkeys(report.errors))
         for result in report.results:
             log.info("%s %s", result.status, result.action.describe())
         for message in report.errors:
@@ -190,13 +193,17 @@ class _ServiceRun:
             if observed is None:
                 return
             gateways = observed_state.selected
-            plan = self._plan(desired_state.result(), observed, gateways, observed_state.complete)
+            desired = desired_state.result()
+            plan = self._plan(desired, observed, gateways, observed_state.complete)
             if plan.has_removals:
                 # Removals are confirmed against Key Vault read *after* APIM: a rotation that uploaded a
                 # CA while this run was gathering is then seen as desired, never deleted as an orphan.
                 desired_state = _DesiredGathering(self, tasks, now)
                 tasks.wait()
-                plan = self._plan(desired_state.result(), observed, gateways, observed_state.complete)
+                desired = desired_state.result()
+                plan = self._plan(desired, observed, gateways, observed_state.complete)
+            for part in desired.values():
+                self.report.warnings.extend(part.notes)
             self.report.warnings.extend(plan.notes)
             self.report.conflicts.extend(plan.conflicts)
             results = [ActionResult(action, self.service.name) for action in plan.actions]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from emulator import Emulator
-from emulator.pki import Hierarchy, make_certificate
+from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import Certificate
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
@@ -283,3 +283,42 @@ def test_a_bound_certificate_missing_from_the_vault_is_reported_and_changes_noth
     assert answer.status == 500
     assert any("orders" in error and "does not exist" in error for error in answer.body["errors"])
     assert writes(emu) == 0
+
+
+def test_a_chain_without_its_root_uploads_what_exists_and_reports_it(configured: Emulator) -> None:
+    emu = configured
+    root = make_certificate("Offline Root", is_ca=True)
+    issuing = make_certificate("Issuing CA", issuer=root, is_ca=True)
+    leaf = make_certificate("backend.example", issuer=issuing)
+    emu.vault.import_certificate("orders", pfx_secret(leaf.key, leaf.certificate, [issuing.certificate]))
+
+    answer = resync()
+
+    issuing_id = certificate_id_for(Certificate.from_x509(issuing.certificate))
+    assert answer.status == 200
+    assert set(emu.apim.certificates) == {issuing_id}
+    assert any("root missing" in warning and "Offline Root" in warning for warning in answer.body["warnings"])
+    assert every_gateway_trusts(emu, {issuing_id})
+
+
+def test_an_expired_intermediate_is_reported_not_trusted(configured: Emulator) -> None:
+    emu = configured
+    now = datetime.now(UTC)
+    root = make_certificate("Root", is_ca=True)
+    expired = make_certificate(
+        "Expired Issuing CA",
+        issuer=root,
+        is_ca=True,
+        not_before=now - timedelta(days=400),
+        not_after=now - timedelta(days=1),
+    )
+    leaf = make_certificate("backend.example", issuer=expired)
+    emu.vault.import_certificate(
+        "orders", pfx_secret(leaf.key, leaf.certificate, [expired.certificate, root.certificate])
+    )
+
+    answer = resync()
+
+    root_id = certificate_id_for(Certificate.from_x509(root.certificate))
+    assert set(emu.apim.certificates) == {root_id}
+    assert any("Expired Issuing CA" in warning and "expired" in warning for warning in answer.body["warnings"])
