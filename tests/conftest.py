@@ -8,6 +8,7 @@ import pytest
 
 from emulator import Emulator
 from shared.settings import SETTINGS
+from tests.harness import assert_no_private_keys
 
 GATEWAYS = ("gw-west", "gw-east")
 
@@ -19,6 +20,8 @@ def emulator() -> Iterator[Emulator]:
         for gateway in GATEWAYS:
             emu.apim.add_gateway(gateway)
         yield emu
+        # Whatever the test did, no PFX that reached APIM may hold a private key.
+        assert_no_private_keys(emu)
 
 
 @pytest.fixture
