@@ -24,7 +24,7 @@ resource apim 'Microsoft.ApiManagement/service@2023-05-01-preview' existing = {
 resource gatewayCaOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(resourceGroup().id, environmentName, 'apim-trust-sync-gateway-ca-operator')
   properties: {
-    roleName: 'APIM Trust Sync gateway CA operator (${environmentName}, ${uniqueString(resourceGroup().id)})'
+    roleName: 'APIM Gateway Trust Syncer (${environmentName}, ${uniqueString(resourceGroup().id)})'
     description: 'Read an API Management service and its self-hosted gateways; manage service CA certificates and gateway certificate authorities. Nothing else.'
     type: 'CustomRole'
     assignableScopes: [
