@@ -7,6 +7,7 @@ otherwise the Azure CLI's login, so ``az login`` is all a developer needs.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -46,24 +47,27 @@ class Clients:
             "read_timeout": _READ_TIMEOUT_SECONDS,
         }
         self._session = session
+        self._lock = threading.Lock()
         self._vaults: dict[str, KeyVault] = {}
         self._services: dict[ApimService, Apim] = {}
 
     def vault(self, vault_url: str) -> KeyVault:
-        if vault_url not in self._vaults:
-            self._vaults[vault_url] = KeyVault(vault_url, self.credential, **self._options)
-        return self._vaults[vault_url]
+        with self._lock:  # asked for from worker threads: one client (and one auth challenge) per vault
+            if vault_url not in self._vaults:
+                self._vaults[vault_url] = KeyVault(vault_url, self.credential, **self._options)
+            return self._vaults[vault_url]
 
     def apim(self, service: ApimService) -> Apim:
-        if service not in self._services:
-            self._services[service] = Apim(
-                service,
-                self.credential,
-                arm_endpoint=self.settings.arm_endpoint,
-                credential_scope=self.settings.cloud.arm_scope,
-                **self._options,
-            )
-        return self._services[service]
+        with self._lock:
+            if service not in self._services:
+                self._services[service] = Apim(
+                    service,
+                    self.credential,
+                    arm_endpoint=self.settings.arm_endpoint,
+                    credential_scope=self.settings.cloud.arm_scope,
+                    **self._options,
+                )
+            return self._services[service]
 
     def close(self) -> None:
         for service in self._services.values():
