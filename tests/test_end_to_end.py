@@ -322,3 +322,39 @@ def test_an_expired_intermediate_is_reported_not_trusted(configured: Emulator) -
     root_id = certificate_id_for(Certificate.from_x509(root.certificate))
     assert set(emu.apim.certificates) == {root_id}
     assert any("Expired Issuing CA" in warning and "expired" in warning for warning in answer.body["warnings"])
+
+
+def test_operator_cli_plan_sync_audit_exit_codes(configured: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.__main__ import EXIT_DRIFT, EXIT_FAILED, EXIT_IN_SYNC, main
+
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    assert main(["plan", "--json"]) == EXIT_DRIFT
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["dryRun"] is True
+    assert len(planned["actions"]) == 2 + 2 * len(GATEWAYS)
+    assert writes(emu) == 0
+
+    assert main(["sync"]) == EXIT_IN_SYNC
+    table = capsys.readouterr().out
+    assert "upload-certificate" in table
+    assert "applied" in table
+    assert every_gateway_trusts(emu, backend.authority_ids)
+
+    assert main(["plan"]) == EXIT_IN_SYNC
+    assert "nothing to change" in capsys.readouterr().out
+    assert main(["audit"]) == EXIT_IN_SYNC
+    assert main(["plan", "--certificates", "unknown-cert"]) == EXIT_FAILED
+    assert "unknown-cert does not exist" in capsys.readouterr().out
+
+
+def test_operator_cli_reports_configuration_errors(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_FAILED, main
+
+    monkeypatch.setenv("TRUST_INTERMEDIATES", "perhaps")
+
+    assert main(["plan"]) == EXIT_FAILED
+    assert "TRUST_INTERMEDIATES" in capsys.readouterr().err
