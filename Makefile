@@ -28,6 +28,11 @@ unit: venv
 
 test: lint typecheck unit check-infra
 
+# Performance benchmark of issue 5 (not part of `make test`; under 3 minutes): every scenario against
+# the emulator with latency L, at MAX_CONCURRENCY and one call at a time; writes bench-results.json.
+bench: venv
+	$(BIN)/python -m bench.run
+
 # Infrastructure checks (infra/, azure.yaml, scripts/) in a venv of their own: checkov pins many
 # packages that must stay out of the app's .venv. checkov runs offline (--skip-download) and fails
 # on any failed check; skips are in-line in the Bicep, each with its reason.

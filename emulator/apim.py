@@ -109,6 +109,13 @@ class ApimService:
             f"/providers/Microsoft.ApiManagement/service/{self.name}"
         )
 
+    def clear(self) -> None:
+        """Forgets every certificate and gateway: a fresh service for the next test."""
+        with self._lock:
+            self._certificates.clear()
+            self._gateways.clear()
+            self._include_managed = False
+
     # -- gateways --------------------------------------------------------------------------------
 
     @property

@@ -121,6 +121,19 @@ class Emulator:
     ) -> None:
         self.stop()
 
+    def reset(self) -> None:
+        """Empties the vault and every APIM service and forgets faults and request records, keeping the
+        servers, their ports and the issued tokens: many tests can share one running emulator (and the
+        product's warm clients) without seeing each other's state."""
+        self.faults.clear()
+        self.vault.clear()
+        with self._services_lock:
+            services = list(self._services.values())
+        for service in services:
+            service.clear()
+        self.latency = 0.0
+        self.recorder.clear()
+
     # -- where things are ------------------------------------------------------------------------
 
     @property

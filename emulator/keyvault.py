@@ -189,6 +189,28 @@ class Vault:
                     return
             raise KeyError(f"{name}/{version}")
 
+    def replace_secret_value(self, name: str, version: str, value: str, content_type: str | None = None) -> None:
+        """Serves ``value`` (and ``content_type``, if given) as the backing secret of a certificate version.
+
+        Real Key Vault keeps a certificate's secret consistent with it; tests use this to make the
+        product read what it must refuse (garbage base64, a password-protected PFX, a PEM without
+        certificates, a text/plain secret) through the real SDK, while the version list still shows
+        a normal certificate version.
+        """
+        with self._lock:
+            certificate = self._certificates.get(name.lower())
+            if certificate is None:
+                raise KeyError(name)
+            for index, stored in enumerate(certificate.versions):
+                if stored.version == version:
+                    certificate.versions[index] = dataclasses.replace(
+                        stored,
+                        secret_value=value,
+                        content_type=stored.content_type if content_type is None else content_type,
+                    )
+                    return
+            raise KeyError(f"{name}/{version}")
+
     def set_secret(
         self,
         name: str,
@@ -231,6 +253,13 @@ class Vault:
             )
         )
         return stored.version
+
+    def clear(self) -> None:
+        """Forgets every certificate and secret (subscribers stay): a fresh vault for the next test."""
+        with self._lock:
+            self._certificates.clear()
+            self._secrets.clear()
+            self.delivery_errors.clear()
 
     def delete_certificate(self, name: str) -> None:
         """Removes the certificate and all its versions (no soft-delete is emulated)."""

@@ -46,6 +46,15 @@ class Hierarchy:
         for _ in range(intermediates):
             self.cas.append(self.cas[-1].create_child_ca())
 
+    def sibling(self) -> Hierarchy:
+        """Another hierarchy under the same root: new intermediates (as many), same root certificate."""
+        other = Hierarchy.__new__(Hierarchy)
+        other.root = self.root
+        other.cas = [self.root]
+        for _ in range(len(self.cas) - 1):
+            other.cas.append(other.cas[-1].create_child_ca())
+        return other
+
     @property
     def issuer(self) -> trustme.CA:
         return self.cas[-1]

@@ -27,6 +27,8 @@ class RequestRecord:
     api_version: str | None
     faulted: bool  # an injected fault shaped the answer
     headers: Mapping[str, str] = field(default_factory=dict)  # as sent, Authorization redacted
+    body: bytes = field(default=b"", repr=False)  # the request body as sent
+    response_body: bytes = field(default=b"", repr=False)  # b"" when the connection was dropped
 
     @property
     def duration(self) -> float:
@@ -42,6 +44,7 @@ class CallInfo:
     audience: str | None = None
     status: int | None = None
     faulted: bool = False
+    response_body: bytes = b""
 
 
 class Recorder:
@@ -77,6 +80,8 @@ class Recorder:
                 api_version=request.query.get("api-version"),
                 faulted=info.faulted,
                 headers={k: ("<redacted>" if k == "authorization" else v) for k, v in request.headers.items()},
+                body=request.body,
+                response_body=info.response_body,
             )
             with self._lock:
                 self._in_flight -= 1

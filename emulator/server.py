@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 from .faults import Fault, Faults
+from .operations import WRITE_METHODS
 from .records import CallInfo, Recorder
 from .wire import DropConnection, HttpError, Request, Response
 
@@ -52,20 +53,29 @@ class Dispatcher:
         call = self._resolve(request)
         with self._recorder.track(request, call.operation) as info:
             info.client_id, info.audience = call.client_id, call.audience
-            fault = self._faults.take(call.operation)
+            faults = self._faults.take_all(call.operation, write=request.method in WRITE_METHODS)
             if (latency := self._latency()) > 0:
                 time.sleep(latency)
-            if fault is not None and not fault.after_write:
-                time.sleep(fault.delay)
-                if fault.fails:
-                    return _fail(call, fault, info)
+            if failing := _fire([f for f in faults if not f.after_write]):
+                return _fail(call, failing, info)
             response = _run(call)
-            if fault is not None and fault.after_write:
-                time.sleep(fault.delay)
-                if fault.fails:
-                    return _fail(call, fault, info)
+            if failing := _fire([f for f in faults if f.after_write]):
+                return _fail(call, failing, info)
             info.status = response.status
+            info.response_body = response.body
             return response
+
+
+def _fire(faults: list[Fault]) -> Fault | None:
+    """Runs the faults' hooks and delays; returns the first that fails the request."""
+    for fault in faults:
+        if fault.hook is not None:
+            try:
+                fault.hook()
+            except Exception:
+                _log.exception("fault hook failed for %s", fault.operation)
+        time.sleep(fault.delay)
+    return next((fault for fault in faults if fault.fails), None)
 
 
 def _run(call: Call) -> Response:
@@ -84,6 +94,7 @@ def _fail(call: Call, fault: Fault, info: CallInfo) -> Response:
         raise DropConnection
     response = call.fault_response(fault.status, fault.retry_after)
     info.status = response.status
+    info.response_body = response.body
     return response
 
 

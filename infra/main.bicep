@@ -67,7 +67,7 @@ param auditRemediate bool = false
 @minValue(1)
 @maxValue(64)
 @description('MAX_CONCURRENCY: most Azure calls in flight at once.')
-param maxConcurrency int = 8
+param maxConcurrency int = 12
 
 @description('ARM_ENDPOINT override; empty = the default Resource Manager endpoint of AZURE_CLOUD.')
 param armEndpointOverride string = ''

@@ -10,26 +10,92 @@ import os
 import threading
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import requests
-from azure.core.credentials import TokenCredential
-from azure.core.pipeline.transport import RequestsTransport
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions
+from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 from azure.identity import AzureCliCredential, ManagedIdentityCredential
 
 from shared.apim import Apim
 from shared.keyvault import KeyVault
 from shared.settings import ApimService, Settings
+from shared.transport import Urllib3Transport, ca_bundle
 
 _READ_TIMEOUT_SECONDS = 60
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def make_credential(settings: Settings, environ: Mapping[str, str]) -> TokenCredential:
+    credential: ManagedIdentityCredential | AzureCliCredential
     if environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"):
         # Passed explicitly: with a user-assigned identity, the system-assigned one must not be picked by accident.
-        if settings.client_id:
-            return ManagedIdentityCredential(client_id=settings.client_id)
-        return ManagedIdentityCredential()
-    return AzureCliCredential()
+        credential = (
+            ManagedIdentityCredential(client_id=settings.client_id)
+            if settings.client_id
+            else ManagedIdentityCredential()
+        )
+    else:
+        credential = AzureCliCredential()
+    return OneFetchPerScope(credential)
+
+
+class OneFetchPerScope:
+    """A credential that fetches one token per scope however many calls want it at once.
+
+    Every SDK client's authentication policy asks the credential on its first call; calls started
+    together on fresh clients would each miss the credential's cache and fetch a token of their
+    own (up to MAX_CONCURRENCY identity requests). Serialising the asks of one scope lets the
+    first fetch and the others read the credential's cache. Asks are rare (each client's policy
+    keeps the token until it nears expiry), so the lock is never contended in steady state.
+    """
+
+    def __init__(self, credential: ManagedIdentityCredential | AzureCliCredential) -> None:
+        self._credential = credential
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+
+    def _lock(self, scopes: tuple[str, ...]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(scopes, threading.Lock())
+
+    def get_token(
+        self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, **kwargs: Any
+    ) -> AccessToken:
+        with self._lock(scopes):
+            token: AccessToken = self._credential.get_token(*scopes, claims=claims, tenant_id=tenant_id, **kwargs)
+        return token
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        with self._lock(scopes):
+            info: AccessTokenInfo = self._credential.get_token_info(*scopes, options=options)
+        return info
+
+    def close(self) -> None:
+        self._credential.close()
+
+    def __enter__(self) -> OneFetchPerScope:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+def make_transport(settings: Settings, environ: Mapping[str, str]) -> HttpTransport[Any, Any]:
+    """One HTTP transport (and connection pool) for every client of a configuration.
+
+    Normally the lean urllib3 transport (`shared.transport`: half the CPU per call of `requests`,
+    which is what bounds throughput with many calls in flight). When the environment configures
+    a proxy, azure-core's RequestsTransport, which honours HTTP(S)_PROXY and NO_PROXY as before.
+    """
+    # One pooled connection per concurrent call, so connections are reused rather than discarded.
+    pool_size = max(10, settings.max_concurrency)
+    if not any(environ.get(name) for name in _PROXY_VARIABLES):
+        return Urllib3Transport(maxsize=pool_size, ca_bundle=ca_bundle(environ))
+    session = requests.Session()
+    session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size))
+    fallback: HttpTransport[Any, Any] = RequestsTransport(session=session, session_owner=False)
+    return fallback
 
 
 class Clients:
@@ -38,15 +104,8 @@ class Clients:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.credential = make_credential(settings, environ)
-        session = requests.Session()
-        # One pooled connection per concurrent call, so connections are reused rather than discarded.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, settings.max_concurrency))
-        session.mount("https://", adapter)
-        self._options = {
-            "transport": RequestsTransport(session=session, session_owner=False),
-            "read_timeout": _READ_TIMEOUT_SECONDS,
-        }
-        self._session = session
+        self._transport = make_transport(settings, environ)
+        self._options = {"transport": self._transport, "read_timeout": _READ_TIMEOUT_SECONDS}
         self._lock = threading.Lock()
         self._vaults: dict[str, KeyVault] = {}
         self._services: dict[ApimService, Apim] = {}
@@ -72,7 +131,9 @@ class Clients:
     def close(self) -> None:
         for service in self._services.values():
             service.close()
-        self._session.close()
+        self._transport.close()
+        if isinstance(self._transport, RequestsTransport) and self._transport.session is not None:
+            self._transport.session.close()  # not the transport's to close: clients share it
 
 
 @lru_cache(maxsize=4)

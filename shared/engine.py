@@ -30,8 +30,17 @@ from shared.workers import TaskGroup
 log = logging.getLogger("trustsync")
 
 
+# Task priorities (workers.TaskGroup): with more calls ready than MAX_CONCURRENCY, those with more
+# calls waiting behind them go first. In an event's run a Key Vault read has a secret read, an
+# upload and every gateway's put behind it; a gateway's CA list only that gateway's puts; an
+# upload, its puts. A full-scope run keeps the order calls became ready in: there the Key Vault
+# reads are most of the work, and putting them all first would leave the paged CA lists for last.
+_BEFORE_LISTS = 2
+_BEFORE_PUTS = 1
+
+
 class VaultPort(Protocol):
-    def certificate_names(self) -> list[str]: ...
+    def certificate_names(self, each_page: Callable[[list[str]], None] | None = None) -> list[str]: ...
     def versions(self, name: str) -> list[VersionInfo]: ...
     def secret(self, name: str, version: str) -> SecretValue: ...
 
@@ -165,6 +174,13 @@ class Engine:
         report.errors = list(dict.fromkeys(report.errors))
         for result in report.results:
             log.info("%s %s", result.status, result.action.describe())
+        # Warnings (an expired CA left untrusted, a missing root, certificates ignored) and conflicts
+        # (an entry not ours that blocks the desired trust) must reach the log too: an event run's
+        # report goes nowhere else.
+        for message in report.warnings:
+            log.warning("%s", message)
+        for message in report.conflicts:
+            log.warning("conflict: %s", message)
         for message in report.errors:
             log.error("%s", message)
         return report
@@ -240,6 +256,7 @@ class _DesiredGathering:
         self.chains: dict[tuple[Binding, str], dict[str, tuple[VersionInfo, Chain]]] = {}
         self.order: dict[tuple[Binding, str], tuple[VersionInfo, ...]] = {}
         self.failed: set[Binding] = set()
+        self.priority = 0 if run.scope.is_full else _BEFORE_LISTS
         for binding in run.bindings:
             self._start(binding)
 
@@ -255,11 +272,17 @@ class _DesiredGathering:
         else:
             vault = self.run.engine.clients.vault(binding.keyvault_url)
 
-            def listed(found: list[str]) -> None:
+            def listed_page(found: list[str]) -> None:
+                # Each page's version reads start now, while the listing fetches the next page: with
+                # C certificates the list is ceil(C/25) sequential round trips, not a prefix to wait out.
                 for name in sorted(found):
                     self._versions(binding, name)
 
-            self.tasks.start(vault.certificate_names, then=listed, on_error=lambda error: self._failed(binding, error))
+            self.tasks.start(
+                lambda: vault.certificate_names(each_page=listed_page),
+                then=lambda _names: None,
+                on_error=lambda error: self._failed(binding, error),
+            )
 
     def _versions(self, binding: Binding, name: str) -> None:
         vault = self.run.engine.clients.vault(binding.keyvault_url)
@@ -278,7 +301,12 @@ class _DesiredGathering:
             for version in selected:
                 self._secret(binding, name, version)
 
-        self.tasks.start(lambda: vault.versions(name), then=chosen, on_error=lambda error: self._failed(binding, error))
+        self.tasks.start(
+            lambda: vault.versions(name),
+            then=chosen,
+            on_error=lambda error: self._failed(binding, error),
+            priority=self.priority,  # versions → secrets → uploads → puts: the longest chain
+        )
 
     def _secret(self, binding: Binding, name: str, version: VersionInfo) -> None:
         vault = self.run.engine.clients.vault(binding.keyvault_url)
@@ -292,10 +320,16 @@ class _DesiredGathering:
             with self.run.lock:
                 self.chains[(binding, name)][version.version] = (version, chain)
 
+        def unreadable(error: Exception) -> None:
+            if isinstance(error, NotFoundError):
+                # Key Vault has just listed this version, so a 404 now is a passing inconsistency (or a
+                # deletion since), not bad input: retrying re-lists and settles it either way, whereas not
+                # retrying would consume the event and leave the new chain untrusted.
+                error = AzureCallError(str(error), status=error.status, code=error.code)
+            self._failed(binding, error)
+
         self.tasks.start(
-            lambda: vault.secret(name, version.version),
-            then=parsed,
-            on_error=lambda error: self._failed(binding, error),
+            lambda: vault.secret(name, version.version), then=parsed, on_error=unreadable, priority=self.priority
         )
 
     def _failed(self, binding: Binding, error: Exception) -> None:
@@ -441,7 +475,9 @@ class _Apply:
             self.run.fail(str(error), retryable=True)
             self._skip(dependents, f"not set: uploading {result.action.certificate_id} failed")
 
-        self.tasks.start(lambda: self._call(result.action), then=done, on_error=failed)
+        # An upload goes before the puts already ready: every gateway's put of its certificate waits for it.
+        priority = _BEFORE_PUTS if dependents else 0
+        self.tasks.start(lambda: self._call(result.action), then=done, on_error=failed, priority=priority)
 
     def _call(self, action: Action) -> None:
         apim = self.run.apim

@@ -41,9 +41,19 @@ def check_settings_at_start() -> None:
         log.error("configuration error: %s", error)
 
 
+def invocation_settings() -> Settings:
+    """The settings for one invocation; a configuration error is logged (one line naming the setting)
+    and raised, so that the invocation fails and an event is delivered again once it is fixed."""
+    try:
+        return current_settings()
+    except SettingsError as error:
+        log.error("configuration error: %s", error)
+        raise
+
+
 def handle_event(event_type: object, event_id: object, data: object) -> Report | None:
     """Reconcile the certificate a Key Vault event names. Raises `RetryableError` when a retry can help."""
-    settings = current_settings()
+    settings = invocation_settings()
     try:
         decision = route(event_type, event_id, data, settings.bindings)
     except EventError as error:
@@ -76,7 +86,7 @@ class HttpAnswer:
 def handle_resync(body: bytes) -> HttpAnswer:
     """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""
     try:
-        settings = current_settings()
+        settings = invocation_settings()
     except SettingsError as error:
         return HttpAnswer(500, {"error": f"configuration error: {error}"})
     try:
@@ -125,7 +135,7 @@ def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
 
 def handle_audit() -> Report:
     """The drift audit: a full-scope plan, applied only when AUDIT_REMEDIATE is true."""
-    settings = current_settings()
+    settings = invocation_settings()
     report = engine_for(settings).run(Scope(), apply=settings.audit_remediate)
     level = {"in-sync": logging.INFO, "drift": logging.WARNING}.get(report.status, logging.ERROR)
     log.log(level, "%s status=%s %s", AUDIT_LOG_PREFIX, report.status, json.dumps(report.to_dict(), sort_keys=True))

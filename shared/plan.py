@@ -106,7 +106,7 @@ def make_plan(desired_by_gateway: Mapping[str, Desired], observed: Observed, *, 
 
     resolved: dict[str, str] = {}  # thumbprint → the certificate id gateways should reference
     for thumbprint, authority in sorted(wanted.items()):
-        certificate_id, upload, note = _resolve(authority, certificates)
+        certificate_id, upload, note = _resolve(authority, certificates, wanted)
         resolved[thumbprint] = certificate_id
         if upload is not None:
             actions.append(upload)
@@ -143,11 +143,22 @@ class _CertificateIndex:
         return cert.thumbprint.upper() if cert else None
 
 
-def _resolve(authority: DesiredAuthority, certificates: _CertificateIndex) -> tuple[str, Action | None, str]:
+def _resolve(
+    authority: DesiredAuthority, certificates: _CertificateIndex, wanted: Mapping[str, DesiredAuthority]
+) -> tuple[str, Action | None, str]:
     """Which id the gateways should reference, and the upload that makes it exist if needed."""
     cert = authority.certificate
     own_id = certificate_id_for(cert)
     existing = certificates.by_id.get(_key(own_id))
+    if (
+        existing is not None
+        and existing.thumbprint.upper() != cert.sha1_thumbprint
+        and existing.thumbprint.upper() in wanted
+    ):
+        # Our id holds another certificate that is needed too (someone replaced it by hand): overwriting it
+        # would take that certificate's trust away from every gateway using the id. Use a second id instead.
+        own_id = f"{own_id}-alt"
+        existing = certificates.by_id.get(_key(own_id))
     if existing is not None and existing.thumbprint.upper() == cert.sha1_thumbprint:
         return existing.id, None, ""
     same = certificates.by_thumbprint.get(cert.sha1_thumbprint, [])
@@ -175,10 +186,14 @@ def _gateway_change(
     subject = authority.certificate.subject
     entry = present.get(_key(certificate_id))
     if entry is None:
-        # Another entry for the same certificate (another id, same thumbprint) already does the job.
+        # Another entry for the same certificate (another id, same thumbprint) already does the job, if it is
+        # not ours: one of ours under another id is a duplicate that a full run removes, so the id it resolves
+        # to must be set first, or removing the duplicate would leave the gateway without the certificate.
         for other_id, other_trusted in present.values():
-            if certificates.thumbprint_of(other_id) == authority.certificate.sha1_thumbprint and (
-                other_trusted or not authority.trusted
+            if (
+                not is_owned(other_id)
+                and certificates.thumbprint_of(other_id) == authority.certificate.sha1_thumbprint
+                and (other_trusted or not authority.trusted)
             ):
                 return None, ""
         return Action(

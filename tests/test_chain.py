@@ -223,3 +223,18 @@ def test_content_type_parameters_and_case_are_tolerated() -> None:
     chain = parse_secret(value, "Application/X-PEM-File; charset=utf-8")
 
     assert chain.leaf.der == leaf.der
+
+
+def test_a_certificate_repeating_an_extension_is_refused_as_unparsable() -> None:
+    """cryptography raises DuplicateExtension (not a ValueError) when such a certificate's extensions
+    are read; it must become a ChainError like any unparsable certificate, not escape the parser."""
+    pki = Hierarchy(intermediates=1)
+    leaf = pki.issue("duplicated.example")
+    der = leaf.der
+    authority_key_id, subject_key_id = bytes.fromhex("0603551d23"), bytes.fromhex("0603551d0e")
+    assert der.count(authority_key_id) == 1
+    repeated = x509.load_der_x509_certificate(der.replace(authority_key_id, subject_key_id))
+    value = pem_secret(leaf.key, [repeated, *pki.ca_certificates()])
+
+    with pytest.raises(ChainError, match="appears twice"):
+        parse_secret(value, PEM_CONTENT_TYPE)

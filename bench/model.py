@@ -1,0 +1,236 @@
+"""The round-trip bound: the fewest sequential rounds of Azure calls a scenario's dependencies allow.
+
+A scenario is modelled as a DAG of the calls the request budget allows (no more), each taking one
+round trip L. A call may start only when the calls it depends on have answered:
+
+- a paged list is a chain: page k+1 is asked for with page k's ``nextLink``;
+- a Key Vault version list needs the list page that named the certificate (full scope), and the
+  secret reads need the *whole* version list (the versions to trust are chosen among all of them);
+- a gateway's CA list needs the gateway-list page that named the gateway;
+- an upload needs the secret that holds the CA and the whole APIM certificate list (is it there,
+  under any id?); a gateway CA put needs its upload and the whole CA list of that gateway.
+
+With at most P calls in flight, the bound is the makespan of the DAG on P slots with unit-time
+calls: the fewest rounds of at most P concurrent calls in which every call comes after the calls
+it needs. It is computed by list scheduling (each round starts up to P ready calls) under a few
+priority rules, keeping the best: highest level first (Hu's rule: the longest chain still behind
+a call), ties broken by most calls waiting on it, and the other way round. `lower_rounds` is a
+bound no schedule can beat: the longest chain; ceil(N / P); and, round by round, no more than P
+calls, nor calls whose chain from the start (or to the end) is longer than the rounds so far.
+When the two agree (`optimal` in the JSON) the bound is exact.
+Everything is data-dependency only: the engine's own structure (it plans once, after every read)
+is *not* assumed, so whatever that structure costs shows in the ratio wall / bound.
+
+Bound = rounds x L. The naive baseline makes one call at a time: its bound is N x L.
+Identity token requests and Key Vault's bodiless challenge are protocol overhead, not in the
+model; the benchmark measures a warm worker, where there are none.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+KV_PAGE_MAX = 25  # Key Vault's maxresults ceiling: its lists never page more coarsely
+
+
+def pages(items: int, page_size: int) -> int:
+    """Requests one paged list takes: an empty list is still one request."""
+    return max(1, math.ceil(items / page_size))
+
+
+@dataclass
+class Dag:
+    """Calls (operation names) and what each must wait for. Calls are added in dependency order."""
+
+    operations: list[str] = field(default_factory=list)
+    after: list[tuple[int, ...]] = field(default_factory=list)
+
+    def call(self, operation: str, after: Iterable[int] = ()) -> int:
+        deps = tuple(after)
+        assert all(0 <= dep < len(self.operations) for dep in deps)
+        self.operations.append(operation)
+        self.after.append(deps)
+        return len(self.operations) - 1
+
+    def paged(self, operation: str, items: int, page_size: int, after: Iterable[int] = ()) -> list[int]:
+        """A paged list: one call per page, each after the previous one."""
+        ids = [self.call(operation, after)]
+        for _ in range(pages(items, page_size) - 1):
+            ids.append(self.call(operation, [ids[-1]]))
+        return ids
+
+    @property
+    def size(self) -> int:
+        return len(self.operations)
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.operations)
+
+    def longest_chain(self) -> int:
+        return max(self._levels(), default=0)
+
+    def rounds(self, concurrency: int) -> int:
+        """Makespan on `concurrency` slots with unit-time calls: the best of a few list schedules."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        level, waiting = self._levels(), self._descendants()
+        rules: tuple[Callable[[int], tuple[int, ...]], ...] = (
+            lambda call: (-level[call], -waiting[call], call),
+            lambda call: (-waiting[call], -level[call], call),
+            lambda call: (-level[call], call),
+        )
+        return min(self._schedule(concurrency, rule) for rule in rules)
+
+    def _schedule(self, concurrency: int, priority: Callable[[int], tuple[int, ...]]) -> int:
+        waiting_on = [len(deps) for deps in self.after]
+        dependents = self._dependents()
+        ready = [(priority(call), call) for call in range(self.size) if waiting_on[call] == 0]
+        heapq.heapify(ready)
+        done = rounds = 0
+        while done < self.size:
+            started = [heapq.heappop(ready)[1] for _ in range(min(concurrency, len(ready)))]
+            assert started, "the DAG has a cycle"
+            rounds += 1
+            done += len(started)
+            for call in started:
+                for dependent in dependents[call]:
+                    waiting_on[dependent] -= 1
+                    if waiting_on[dependent] == 0:
+                        heapq.heappush(ready, (priority(dependent), dependent))
+        return rounds
+
+    def lower_rounds(self, concurrency: int) -> int:
+        """No schedule on `concurrency` slots takes fewer rounds than this."""
+        bound = max(self.longest_chain(), math.ceil(self.size / concurrency))
+        for depths in (self._depths(), self._levels()):  # from the start, and (mirrored) to the end
+            available = Counter(depths)
+            done = rounds = ready = 0
+            while done < self.size:
+                rounds += 1
+                ready += available[rounds]  # calls whose chain from the start fits in `rounds` rounds
+                done = min(done + concurrency, ready)
+            bound = max(bound, rounds)
+        return bound
+
+    def _dependents(self) -> list[list[int]]:
+        dependents: list[list[int]] = [[] for _ in self.operations]
+        for call, deps in enumerate(self.after):
+            for dep in deps:
+                dependents[dep].append(call)
+        return dependents
+
+    def _descendants(self) -> list[int]:
+        """How many calls wait, directly or not, on each call."""
+        dependents = self._dependents()
+        below: list[set[int]] = [set() for _ in self.operations]
+        for call in range(self.size - 1, -1, -1):
+            for dependent in dependents[call]:
+                below[call] |= {dependent} | below[dependent]
+        return [len(calls) for calls in below]
+
+    def _depths(self) -> list[int]:
+        """Each call's depth: the calls on the longest chain from the start to it, itself included."""
+        depth = [1] * self.size
+        for call in range(self.size):
+            for dep in self.after[call]:
+                depth[call] = max(depth[call], depth[dep] + 1)
+        return depth
+
+    def _levels(self) -> list[int]:
+        """Each call's level: the calls on the longest chain from it to the end, itself included."""
+        level = [1] * self.size
+        for call in range(self.size - 1, -1, -1):
+            for dep in self.after[call]:
+                level[dep] = max(level[dep], level[call] + 1)
+        return level
+
+
+@dataclass(frozen=True)
+class Estate:
+    """What APIM holds before the run (the KV side is described by each scenario)."""
+
+    gateways: int
+    apim_certificates: int  # certificates in APIM
+    cas_per_gateway: int  # certificate authorities on each gateway
+    page_size: int  # the emulator's page size (Key Vault: also capped at 25)
+
+
+def _observe(dag: Dag, estate: Estate) -> tuple[int, dict[int, int]]:
+    """APIM reads: the certificate list, the gateway list, then each gateway's CA list.
+
+    Returns the last page of the certificate list and, per gateway, the last page of its CA list.
+    """
+    certificates = dag.paged("arm.list_certificates", estate.apim_certificates, estate.page_size)
+    gateway_pages = dag.paged("arm.list_gateways", estate.gateways, estate.page_size)
+    ca_lists = {}
+    for gateway in range(estate.gateways):
+        named_on = gateway_pages[gateway // estate.page_size]
+        ca_lists[gateway] = dag.paged("arm.list_gateway_cas", estate.cas_per_gateway, estate.page_size, [named_on])[-1]
+    return certificates[-1], ca_lists
+
+
+def rotation(estate: Estate, *, versions: int, new_cas: int) -> Dag:
+    """An event: one certificate's version list, the secrets of the latest and previous versions,
+    the APIM reads; then `new_cas` uploads, each trusted on every gateway."""
+    dag = Dag()
+    kv_page = min(estate.page_size, KV_PAGE_MAX)
+    listed = dag.paged("kv.list_certificate_versions", versions, kv_page)[-1]
+    latest, _previous = (dag.call("kv.get_secret", [listed]) for _ in range(2))
+    certificate_list, ca_lists = _observe(dag, estate)
+    for _ in range(new_cas):
+        upload = dag.call("arm.put_certificate", [latest, certificate_list])
+        for gateway in range(estate.gateways):
+            dag.call("arm.put_gateway_ca", [upload, ca_lists[gateway]])
+    return dag
+
+
+def full_audit(estate: Estate, *, certificates: int, versions: int = 1) -> Dag:
+    """The drift audit of an estate in sync: every bound certificate's versions and secrets,
+    every APIM read, no writes (and so no re-read of Key Vault before removals)."""
+    dag = Dag()
+    kv_page = min(estate.page_size, KV_PAGE_MAX)
+    for page, listed in enumerate(dag.paged("kv.list_certificates", certificates, kv_page)):
+        for _ in range(min(kv_page, certificates - page * kv_page)):
+            version_list = dag.paged("kv.list_certificate_versions", versions, kv_page, [listed])[-1]
+            for _ in range(min(versions, 2)):
+                dag.call("kv.get_secret", [version_list])
+    _observe(dag, estate)
+    return dag
+
+
+@dataclass(frozen=True)
+class Bound:
+    calls: int
+    rounds: int
+    lower_rounds: int
+    longest_chain: int
+    concurrency: int
+    latency: float
+
+    @property
+    def seconds(self) -> float:
+        return self.rounds * self.latency
+
+    @property
+    def optimal(self) -> bool:
+        return self.rounds == self.lower_rounds
+
+
+def bound(dag: Dag, concurrency: int, latency: float) -> Bound:
+    return Bound(
+        calls=dag.size,
+        rounds=dag.rounds(concurrency),
+        lower_rounds=dag.lower_rounds(concurrency),
+        longest_chain=dag.longest_chain(),
+        concurrency=concurrency,
+        latency=latency,
+    )
+
+
+def reads_and_writes(counts: Counter[str], writes: Sequence[str] = ("arm.put_", "arm.delete_")) -> tuple[int, int]:
+    written = sum(n for op, n in counts.items() if op.startswith(tuple(writes)))
+    return sum(counts.values()) - written, written

@@ -1,0 +1,440 @@
+"""``make bench`` / ``python -m bench.run``: every scenario against the emulator with latency L, the
+product at its default concurrency and one call at a time, compared with the round-trip bound.
+
+Processes: the emulator runs here, the product in a worker subprocess (`bench.worker`), so that
+each has a core and a GIL of its own (the machine has 2 cores; an in-process emulator would put
+the server's CPU on the product's GIL and measure the contention, not the product), and the
+worker's peak RSS is the product's alone. Each run gets a fresh emulator and a fresh worker; the
+worker first makes one no-op invocation (a warm worker: imports done, tokens cached, Key Vault
+challenges answered, connections open), then the measured one. The emulator's latency applies to
+every Key Vault and ARM request of the measured invocation.
+
+Counts: reads and writes are Key Vault + ARM requests; protocol overhead (``identity.token``,
+``kv.challenge``) is counted apart, for the warm-up (cold worker) and the measured run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import model
+from bench.scenarios import PAGE_SIZE, SCENARIOS, Material, Scenario
+from emulator import Emulator
+from emulator.records import RequestRecord
+from shared.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+OVERHEAD = ("identity.token", "kv.challenge")
+DEFAULT_CONCURRENCY = int(next(s.default for s in SETTINGS if s.name == "MAX_CONCURRENCY") or 0)
+TARGET_RATIO = 1.5
+TARGET_SPEEDUP = 10.0
+SPEEDUP_SCENARIOS = ("b25", "c200")
+TARGET_PEAK_MB = 300.0
+TARGET_IMPORT_RATIO = 1.15
+
+
+class Worker:
+    """A Function App worker process (`bench.worker`) pointed at the emulator."""
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in {s.name for s in SETTINGS}}
+        env.update(environ)
+        env["PYTHONPATH"] = str(ROOT)
+        self._process = subprocess.Popen(  # noqa: S603 - our interpreter (under an optional profiler)
+            # BENCH_WORKER_PREFIX: a profiler to run the worker under, e.g. "py-spy record -o prof.txt -f raw --".
+            [*os.environ.get("BENCH_WORKER_PREFIX", "").split(), sys.executable, "-m", "bench.worker"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.ready = self._read()
+
+    def run(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        while line := self._process.stdout.readline():
+            if line.startswith("{"):  # anything else is a profiler's chatter
+                answer: dict[str, Any] = json.loads(line)
+                return answer
+        raise RuntimeError(f"the worker exited ({self._process.wait()})")
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            assert self._process.stdin is not None
+            self._process.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+            self._process.stdin.close()
+            self._process.wait(timeout=30)
+
+
+@dataclass
+class Run:
+    concurrency: int
+    wall: float  # median of the repetitions
+    walls: list[float]
+    cpu: float  # the worker's CPU time during the invocation
+    emulator_cpu: float  # this process's (the emulator's) meanwhile
+    reads: int
+    writes: int
+    operations: dict[str, int]
+    overhead: dict[str, int]  # measured invocation
+    cold_overhead: dict[str, int]  # warm-up invocation (a cold worker)
+    max_in_flight: int
+    peak_rss_mb: float
+    rss_before_mb: float
+    bound: model.Bound
+    problems: list[str]
+
+    @property
+    def ratio(self) -> float:
+        return self.wall / self.bound.seconds
+
+
+def _counts(records: list[RequestRecord]) -> tuple[Counter[str], Counter[str]]:
+    calls = Counter(r.operation for r in records if r.operation not in OVERHEAD)
+    overhead = Counter({op: 0 for op in OVERHEAD}) + Counter(r.operation for r in records if r.operation in OVERHEAD)
+    return calls, Counter({op: overhead[op] for op in OVERHEAD})
+
+
+def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float) -> dict[int, Run]:
+    """Every (concurrency, material) run of a scenario, in one emulator and one worker, in order.
+
+    Before each measured invocation the worker makes a no-op one, so that it is measured warm, also
+    after switching MAX_CONCURRENCY (settings are read per invocation; a new configuration gets
+    clients of its own). A material is arranged when it differs from the previous run's: an audit
+    runs again in place, a rotation rotates a certificate of its own. Per concurrency, the wall
+    time is the median of its runs; counts, bound and peak memory are those of its last run.
+    """
+    samples: dict[int, list[dict[str, Any]]] = {}
+    with Emulator(page_size=PAGE_SIZE) as emu:
+        worker: Worker | None = None
+        try:
+            for index, (concurrency, material) in enumerate(runs):
+                if index == 0 or material is not runs[index - 1][1]:
+                    scenario.arrange(emu, material)
+                settings = {"MAX_CONCURRENCY": str(concurrency), "AUDIT_REMEDIATE": "false"}
+                if worker is None:
+                    worker = Worker(emu.environ(**settings))
+                else:
+                    worker.run({"cmd": "setenv", "values": settings})
+                emu.clear_requests()
+                warm = worker.run(scenario.warm_up(emu, material))
+                if warm.get("error"):
+                    raise RuntimeError(f"{scenario.title}: warm-up failed: {warm['error']}")
+                cold_overhead = _counts(emu.requests)[1]
+                command = scenario.change(emu, material)
+                dag = scenario.dag(emu, material)
+                emu.clear_requests()
+                emu.latency = latency
+                emulator_cpu = time.process_time()
+                answer = worker.run(command)
+                emulator_cpu = time.process_time() - emulator_cpu
+                emu.latency = 0.0
+                problems = scenario.check(emu, material, answer)
+                calls, overhead = _counts(emu.requests)
+                if extra := calls - dag.counts():
+                    problems.append(f"calls beyond the budget's: {dict(extra)}")
+                sample = {
+                    "answer": answer,
+                    "emulator_cpu": emulator_cpu,
+                    "calls": calls,
+                    "overhead": overhead,
+                    "max_in_flight": emu.max_in_flight,
+                    "dag": dag,
+                    "problems": problems,
+                }
+                if concurrency not in samples:  # a worker's first invocation at this concurrency: a cold one
+                    sample["cold_overhead"] = cold_overhead
+                samples.setdefault(concurrency, []).append(sample)
+        finally:
+            if worker is not None:
+                worker.close()
+    return {concurrency: _run(concurrency, taken, latency) for concurrency, taken in samples.items()}
+
+
+def _run(concurrency: int, samples: list[dict[str, Any]], latency: float) -> Run:
+    last = samples[-1]
+    reads, writes = model.reads_and_writes(last["calls"])
+    return Run(
+        concurrency=concurrency,
+        wall=statistics.median(sample["answer"]["wall"] for sample in samples),
+        walls=[sample["answer"]["wall"] for sample in samples],
+        cpu=last["answer"]["cpu"],
+        emulator_cpu=last["emulator_cpu"],
+        reads=reads,
+        writes=writes,
+        operations=dict(sorted(last["calls"].items())),
+        overhead=dict(last["overhead"]),
+        cold_overhead=dict(samples[0]["cold_overhead"]),
+        max_in_flight=last["max_in_flight"],
+        peak_rss_mb=last["answer"]["peak_rss_mb"],
+        rss_before_mb=last["answer"]["rss_before_mb"],
+        bound=model.bound(last["dag"], concurrency, latency),
+        problems=list(dict.fromkeys(problem for sample in samples for problem in sample["problems"])),
+    )
+
+
+# -- cold start ------------------------------------------------------------------------------------
+
+
+def sdk_imports() -> list[str]:
+    """The app's own import statements of third-party modules (top level or deferred), verbatim."""
+    statements: dict[str, None] = {}
+    for path in [ROOT / "function_app.py", *sorted((ROOT / "shared").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            top = {name.split(".")[0] for name in names}
+            if top.isdisjoint(sys.stdlib_module_names | {"shared", "function_app", "__future__"}):
+                statements[ast.unparse(node)] = None
+    return list(statements)
+
+
+_TIMED = "import time\nstarted = time.perf_counter()\n{body}\nprint(time.perf_counter() - started)\n"
+
+
+def import_times(runs: int, environ: dict[str, str]) -> dict[str, Any]:
+    """Median import time of ``function_app`` and of its SDK imports alone, each in a fresh interpreter.
+
+    Interleaved, so that machine noise hits both alike; interpreter start-up is not included. Measured
+    twice: with bytecode caches for everything (the SDK's were written when it was installed; the
+    app's by a first, unmeasured import), which is the target's comparison; and with the app's own
+    modules compiled from source at every import (no writable or shipped ``__pycache__``), reported.
+    """
+    sdk = sdk_imports()
+    snippets = {
+        "function_app": _TIMED.format(body="import function_app"),
+        "sdk_only": _TIMED.format(body="\n".join(sdk)),
+    }
+    base = {
+        k: v for k, v in os.environ.items() if k not in {s.name for s in SETTINGS} and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    base.update(environ)
+    with tempfile.TemporaryDirectory() as source_only:
+        # The app without any __pycache__, imported with bytecode writing off: compiled every time.
+        shutil.copy(ROOT / "function_app.py", source_only)
+        shutil.copytree(ROOT / "shared", Path(source_only) / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+        variants = {
+            "bytecode": (ROOT, {**base, "PYTHONPATH": str(ROOT)}),
+            "source": (Path(source_only), {**base, "PYTHONPATH": source_only, "PYTHONDONTWRITEBYTECODE": "1"}),
+        }
+        samples: dict[str, dict[str, list[float]]] = {v: {name: [] for name in snippets} for v in variants}
+        for variant, (cwd, env) in variants.items():
+            for run in range(runs + 1):  # the first run of each only primes the caches
+                # Alternate which goes first, so that neither always follows the other's exit.
+                for name, code in sorted(snippets.items(), reverse=run % 2 == 1):
+                    out = subprocess.run(  # noqa: S603 - our own interpreter and snippets
+                        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True
+                    )
+                    samples[variant][name].append(float(out.stdout.strip().splitlines()[-1]))
+    result: dict[str, Any] = {"runs": runs, "sdk_imports": sdk}
+    for variant, measured in samples.items():
+        medians = {name: statistics.median(values[1:]) for name, values in measured.items()}
+        fastest = {name: min(values[1:]) for name, values in measured.items()}
+        result[variant] = {
+            "function_app_s": medians["function_app"],
+            "sdk_only_s": medians["sdk_only"],
+            "ratio": medians["function_app"] / medians["sdk_only"],
+            "ratio_of_fastest": fastest["function_app"] / fastest["sdk_only"],
+            "samples": measured,
+        }
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _row(scenario: Scenario, fast: Run, naive: Run | None) -> list[str]:
+    speedup = f"{naive.wall / fast.wall:.1f}x" if naive else "-"
+    naive_cell = f"{naive.wall:.2f} ({naive.bound.seconds:.2f})" if naive else "-"
+    overhead = "/".join(str(fast.cold_overhead[op]) for op in OVERHEAD)
+    return [
+        scenario.title,
+        f"{fast.reads}/{fast.writes}",
+        overhead,
+        f"{fast.max_in_flight}/{fast.concurrency}",
+        f"{fast.wall:.3f}",
+        f"{fast.bound.seconds:.3f} ({fast.bound.rounds})",
+        f"{fast.ratio:.2f}",
+        naive_cell,
+        speedup,
+        f"{fast.peak_rss_mb:.0f}",
+    ]
+
+
+HEADER = [
+    "scenario",
+    "reads/writes",
+    "tok/chal",
+    "inflight/P",
+    "wall s",
+    "bound s (rounds)",
+    "wall/bound",
+    "naive s (bound)",
+    "speed-up",
+    "peak MB",
+]
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(HEADER), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.030, help="seconds per Key Vault/ARM request (0.030)")
+    parser.add_argument(
+        "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="MAX_CONCURRENCY (default: the app's)"
+    )
+    parser.add_argument("--only", nargs="*", help="scenario keys (a b1 b10 b25 c50 c200 c1000); default all")
+    parser.add_argument("--no-naive", action="store_true", help="skip the one-call-at-a-time runs")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per scenario at P (median); naive: 1")
+    parser.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import measurement")
+    parser.add_argument("--out", default="bench-results.json")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
+    results: list[dict[str, Any]] = []
+    rows: list[list[str]] = []
+    failures: list[str] = []
+    load_before = os.getloadavg()
+    print(
+        f"latency L = {args.latency * 1000:.0f} ms, MAX_CONCURRENCY P = {args.concurrency}, page size {PAGE_SIZE}; "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}"
+    )
+    for scenario in scenarios:
+        # The parallel runs first (their peak memory is the product's at P), then the naive one.
+        if scenario.kind == "audit":  # read-only: run again in place; C=1000 once, to keep the whole under 3 min
+            estate = scenario.material()
+            runs = [(args.concurrency, estate)] * (args.repeat if scenario.certificates <= 200 else 1)
+            runs += [] if args.no_naive else [(1, estate)]
+        else:  # each run rotates a certificate of its own
+            runs = [(args.concurrency, scenario.material(n)) for n in range(1, args.repeat + 1)]
+            runs += [] if args.no_naive else [(1, scenario.material(args.repeat + 1))]
+        measured = measure(scenario, runs, args.latency)
+        fast, naive = measured[args.concurrency], measured.get(1) if args.concurrency != 1 else None
+        rows.append(_row(scenario, fast, naive))
+        print(rows[-1][0], f"wall {fast.wall:.3f}s ratio {fast.ratio:.2f}", flush=True)
+        for run in (fast, naive):
+            if run is not None and run.problems:
+                failures.append(f"{scenario.title} P={run.concurrency}: {'; '.join(run.problems)}")
+        results.append(
+            {
+                "key": scenario.key,
+                "scenario": scenario.title,
+                "parallel": _as_json(fast),
+                "naive": _as_json(naive) if naive else None,
+                "speedup": naive.wall / fast.wall if naive else None,
+            }
+        )
+    imports = import_times(args.import_runs, _config_environ()) if args.import_runs else None
+
+    print()
+    print(table(rows))
+    print(
+        "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
+        " requests / Key Vault challenges of the worker's first (cold) invocation: protocol overhead, not in the"
+        " reads; the measured run is warm and has none. bound: round trips the dependencies allow at P x L."
+    )
+    if imports:
+        cached, source = imports["bytecode"], imports["source"]
+        print(
+            f"\ncold start (median of {imports['runs']} fresh interpreters): import function_app "
+            f"{cached['function_app_s'] * 1000:.0f} ms vs its SDK imports alone {cached['sdk_only_s'] * 1000:.0f} ms: "
+            f"ratio {cached['ratio']:.2f}; with the app compiled from source at each import (no __pycache__): "
+            f"{source['function_app_s'] * 1000:.0f} ms vs {source['sdk_only_s'] * 1000:.0f} ms, ratio {source['ratio']:.2f}"
+        )
+    targets = _targets(results, imports)
+    print("\ntargets:")
+    for name, met in targets.items():
+        print(f"  [{'met' if met else 'MISSED'}] {name}")
+    elapsed = time.perf_counter() - started
+    print(f"\nbenchmark took {elapsed:.0f} s")
+    for failure in failures:
+        print(f"PROBLEM: {failure}", file=sys.stderr)
+    document = {
+        "latency_s": args.latency,
+        "concurrency": args.concurrency,
+        "page_size": PAGE_SIZE,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "scenarios": results,
+        "cold_start": imports,
+        "targets": targets,
+        "problems": failures,
+        "elapsed_s": elapsed,
+        "table": table(rows),
+    }
+    Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
+    print(f"results written to {args.out}")
+    return 1 if failures else 0
+
+
+def _as_json(run: Run) -> dict[str, Any]:
+    data = asdict(run)
+    data["bound"] = {**asdict(run.bound), "seconds": run.bound.seconds, "optimal": run.bound.optimal}
+    data["ratio"] = run.ratio
+    return data
+
+
+def _targets(results: list[dict[str, Any]], imports: dict[str, Any] | None) -> dict[str, bool]:
+    targets = {f"wall/bound <= {TARGET_RATIO} ({r['key']})": r["parallel"]["ratio"] <= TARGET_RATIO for r in results}
+    for r in results:
+        if r["key"] in SPEEDUP_SCENARIOS and r["speedup"] is not None:
+            targets[f"speed-up >= {TARGET_SPEEDUP:.0f}x ({r['key']})"] = r["speedup"] >= TARGET_SPEEDUP
+        if r["key"] == "c1000":
+            targets[f"peak memory < {TARGET_PEAK_MB:.0f} MB (c1000)"] = r["parallel"]["peak_rss_mb"] < TARGET_PEAK_MB
+    if imports:
+        ratio = imports["bytecode"]["ratio"]
+        targets[f"function_app import <= {TARGET_IMPORT_RATIO} x SDK-only"] = ratio <= TARGET_IMPORT_RATIO
+    return targets
+
+
+def _config_environ() -> dict[str, str]:
+    """A valid configuration, so that importing function_app takes its normal path (nothing is called)."""
+    return {
+        "KEYVAULT_URL": "https://contoso-vault.vault.azure.net",
+        "APIM_RESOURCE_ID": (
+            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+            "/providers/Microsoft.ApiManagement/service/contoso-apim"
+        ),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

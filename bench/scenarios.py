@@ -1,0 +1,151 @@
+"""The benchmark's estates: what the emulator holds before a run, the change a run reacts to, and
+the DAG of the calls the request budget allows for it (see `bench.model`).
+
+Every estate starts *in sync* (APIM holds and trusts what the product would have put there), as
+a production estate does between rotations:
+
+- rotations: one certificate ``orders-N`` (root → intermediate → leaf), version 1 created a month
+  ago and trusted on every gateway; the run is the event for version 2 (a new leaf from the same
+  CAs, or a new leaf from a new root and intermediate). A repetition rotates a certificate of its
+  own (``orders-2``, ...) in the same estate, so its CA lists hold a few more entries (one page);
+- full audit: C certificates with one version each, issued from C/10 private hierarchies (root →
+  intermediate), so APIM holds C/5 CAs, each trusted on all 25 gateways; the run is the timer's
+  audit (``AUDIT_REMEDIATE=false``), which finds the estate in sync.
+
+PKI material is generated once per scenario (and repetition), so the parallel run and the naive
+run see the same estate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench import model
+from emulator import Emulator
+from emulator.pki import Hierarchy, pfx_secret
+from shared.chain import Certificate
+from shared.plan import certificate_id_for
+
+PAGE_SIZE = 25  # the emulator's page size: Key Vault's maximum, and APIM pages the same way here
+MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
+
+
+@dataclass
+class Material:
+    """Secrets (base64 PFX, as Key Vault stores them) and the CA certificates (DER) they chain to."""
+
+    secrets: list[tuple[str, str]]  # (certificate name, secret) present before the run
+    cas: list[bytes]  # CA certificates present before the run, trusted on every gateway
+    new_version: str | None = None  # the version the rotation imports (of the first certificate)
+    new_cas: list[bytes] = field(default_factory=list)
+
+
+def _cas(pki: Hierarchy) -> list[bytes]:
+    return [Certificate.from_x509(cert).der for cert in pki.ca_certificates()]
+
+
+def _secret(pki: Hierarchy, hostname: str) -> str:
+    leaf = pki.issue(hostname)
+    return pfx_secret(leaf.key, leaf.certificate, pki.ca_certificates())
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    kind: str  # "leaf" | "chain" | "audit"
+    gateways: int
+    certificates: int = 1
+
+    @property
+    def title(self) -> str:
+        if self.kind == "audit":
+            return f"(c) full audit C={self.certificates} G={self.gateways}"
+        what = "leaf-only rotation" if self.kind == "leaf" else "new-chain rotation"
+        return f"({'a' if self.kind == 'leaf' else 'b'}) {what} G={self.gateways}"
+
+    def material(self, repetition: int = 1) -> Material:
+        if self.kind == "audit":
+            pkis = [
+                Hierarchy(intermediates=1, organization=f"Org{n:03d}") for n in range(max(1, self.certificates // 10))
+            ]
+            secrets = [
+                (f"svc-{n:04d}", _secret(pkis[n % len(pkis)], f"svc-{n:04d}.internal.example"))
+                for n in range(self.certificates)
+            ]
+            return Material(secrets, [der for pki in pkis for der in _cas(pki)])
+        pki = Hierarchy(intermediates=1, organization=f"Contoso{repetition}")
+        material = Material([(f"orders-{repetition}", _secret(pki, "orders.internal.example"))], _cas(pki))
+        if self.kind == "leaf":
+            material.new_version = _secret(pki, "orders.internal.example")
+        else:
+            new_pki = Hierarchy(intermediates=1, organization=f"Fabrikam{repetition}")
+            material.new_version = _secret(new_pki, "orders.internal.example")
+            material.new_cas = _cas(new_pki)
+        return material
+
+    def arrange(self, emu: Emulator, material: Material) -> None:
+        gateways = [f"gw-{n:02d}" for n in range(1, self.gateways + 1)]
+        for gateway in gateways:
+            if gateway not in {g.id for g in emu.apim.gateways}:
+                emu.apim.add_gateway(gateway)
+        created = MONTH_AGO if self.kind != "audit" else None
+        for name, secret in material.secrets:
+            emu.vault.import_certificate(name, secret, created=created)
+        for der in material.cas:
+            certificate_id = certificate_id_for(Certificate.from_der(der))
+            emu.apim.add_certificate(certificate_id, der)
+            for gateway in gateways:
+                emu.apim.set_gateway_ca(gateway, certificate_id, trusted=True)
+
+    def warm_up(self, emu: Emulator, material: Material) -> dict[str, Any]:
+        """A no-op invocation before the measured one: a warm worker (tokens, challenges, connections)."""
+        return {"cmd": "event", "event": emu.vault.certificate_event(material.secrets[0][0])}
+
+    def change(self, emu: Emulator, material: Material) -> dict[str, Any]:
+        """Applies the scenario's change to the estate; returns the command to measure."""
+        if self.kind == "audit":
+            return {"cmd": "audit"}
+        assert material.new_version is not None
+        rotated = material.secrets[0][0]
+        emu.vault.import_certificate(rotated, material.new_version)
+        return {"cmd": "event", "event": emu.vault.certificate_event(rotated)}
+
+    def check(self, emu: Emulator, material: Material, answer: dict[str, Any]) -> list[str]:
+        """What is wrong with the outcome (empty: the run did what the scenario needs)."""
+        problems = []
+        if answer.get("error"):
+            problems.append(str(answer["error"]))
+        if self.kind == "audit" and answer.get("audit_status") != "in-sync":
+            problems.append(f"audit status {answer.get('audit_status')}, expected in-sync")
+        wanted = {certificate_id_for(Certificate.from_der(der)) for der in material.cas + material.new_cas}
+        for gateway in emu.apim.gateways:
+            cas = emu.apim.gateway_cas(gateway.id)
+            if not all(cas.get(certificate_id) for certificate_id in wanted):
+                problems.append(f"{gateway.id} trusts {sorted(cas)}, expected at least {sorted(wanted)}")
+                break
+        return problems
+
+    def dag(self, emu: Emulator, material: Material) -> model.Dag:
+        """The calls the budget allows for the run about to start, given what APIM holds now."""
+        estate = model.Estate(
+            self.gateways,
+            len(emu.apim.certificates),
+            max(len(emu.apim.gateway_cas(gateway.id)) for gateway in emu.apim.gateways),
+            PAGE_SIZE,
+        )
+        if self.kind == "audit":
+            return model.full_audit(estate, certificates=self.certificates)
+        return model.rotation(estate, versions=2, new_cas=len(material.new_cas))
+
+
+SCENARIOS = (
+    Scenario("a", "leaf", gateways=25),
+    Scenario("b1", "chain", gateways=1),
+    Scenario("b10", "chain", gateways=10),
+    Scenario("b25", "chain", gateways=25),
+    Scenario("c50", "audit", gateways=25, certificates=50),
+    Scenario("c200", "audit", gateways=25, certificates=200),
+    Scenario("c1000", "audit", gateways=25, certificates=1000),
+)

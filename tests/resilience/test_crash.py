@@ -1,0 +1,171 @@
+"""Item 2: a run stopped after its k-th write, for every k, is repaired by the next run, and at no point
+(checked before every single write, and after the crash) does a gateway stop trusting a CA that the
+current or the previous version of a bound certificate needs.
+
+The "crash" is the emulator failing every write after the k-th with a status the SDK does not retry
+(409): APIM's state is exactly what a process killed after k writes leaves behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from emulator import Emulator
+from emulator.faults import ANY_WRITE
+from emulator.pki import Hierarchy
+from shared.plan import certificate_id_for
+from tests.conftest import GATEWAYS
+from tests.harness import Backend, import_version, resync
+from tests.resilience.scenarios import (
+    EVERY_LATER_CALL,
+    MONTH_AGO,
+    WEEK_AGO,
+    TrustMonitor,
+    applied_writes,
+    arrange_trusted,
+    assert_trusts_exactly,
+    deliver_outcome,
+    trusted_rotation,
+)
+
+ROTATION_WRITES = 6  # 2 uploads, then 2 gateway CAs on each of 2 gateways
+RESYNC_WRITES = 6  # 1 upload, 2 gateway CAs, then 2 removals and 1 deletion
+
+
+def crash_after(emu: Emulator, writes: int) -> None:
+    emu.faults.add(ANY_WRITE, status=409, on_call=writes + 1, times=EVERY_LATER_CALL)
+
+
+@pytest.mark.parametrize("k", range(ROTATION_WRITES + 1))
+def test_rotation_event_stopped_after_any_write_converges_on_redelivery(emu: Emulator, k: int) -> None:
+    rotation = trusted_rotation(emu, old_intermediates=1)
+    monitor = TrustMonitor(emu, rotation.needed)
+    crash_after(emu, k)
+    monitor.watch()
+
+    crashed = deliver_outcome(rotation.event)
+
+    assert applied_writes(emu) == k
+    assert (crashed is None) == (k == ROTATION_WRITES)  # any lost write asks Event Grid to deliver again
+    if crashed is not None:
+        assert "HTTP 409" in str(crashed)
+    monitor.check()
+    emu.faults.clear()
+    monitor.watch()
+
+    assert deliver_outcome(rotation.event) is None
+
+    assert_trusts_exactly(emu, rotation.ids)
+    monitor.assert_never_lost()
+    emu.clear_requests()
+    assert deliver_outcome(rotation.event) is None
+    assert applied_writes(emu) == 0
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """v1 (A: intermediate + root R) and v2 (B) trusted; v3 (C: a new intermediate under the same root R)
+    imported while the app was not listening. A full resync must add C, keep B (previous) and R
+    (needed by C), and remove A's intermediate only."""
+
+    a: Backend
+    b: Backend
+    c: Backend
+
+
+def missed_rotation(emu: Emulator) -> Retirement:
+    pki = Hierarchy(intermediates=1)
+    a = import_version(emu, "orders", pki, created=MONTH_AGO)
+    b = import_version(emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"), created=WEEK_AGO)
+    arrange_trusted(emu, a)
+    arrange_trusted(emu, b)
+    c = import_version(emu, "orders", pki.sibling())
+    emu.clear_requests()
+    return Retirement(a, b, c)
+
+
+@pytest.mark.parametrize("k", range(RESYNC_WRITES + 1))
+def test_full_resync_stopped_after_any_write_converges_on_the_next_run(emu: Emulator, k: int) -> None:
+    state = missed_rotation(emu)
+    needed = [*state.b.authorities, *state.c.authorities]  # current and previous version
+    assert state.a.authorities[-1] in state.c.authorities  # the shared root
+    monitor = TrustMonitor(emu, needed)
+    crash_after(emu, k)
+    monitor.watch()
+
+    crashed = resync()
+
+    assert applied_writes(emu) == k
+    assert crashed.status == (200 if k == RESYNC_WRITES else 500), crashed.body
+    monitor.check()
+    emu.faults.clear()
+    monitor.watch()
+
+    answer = resync()
+
+    assert answer.status == 200, answer.body
+    assert answer.body["inSync"] is True
+    assert_trusts_exactly(emu, state.b.authority_ids | state.c.authority_ids)
+    monitor.assert_never_lost()
+    assert monitor.trusted == {gw: {cert.sha1_thumbprint for cert in needed} for gw in monitor.gateways}
+
+
+def trusted_under_older_ids(emu: Emulator) -> Backend:
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    for cert in backend.authorities:
+        emu.apim.add_certificate(certificate_id_for(cert), cert.der)
+        legacy = f"trustsync-legacy-{cert.sha256_fingerprint[:12]}"
+        emu.apim.add_certificate(legacy, cert.der)
+        for gateway in GATEWAYS:
+            emu.apim.set_gateway_ca(gateway, legacy, trusted=True)
+    emu.clear_requests()
+    return backend
+
+
+MOVE_WRITES = 10  # per CA (2): set under its own id on 2 gateways; then 2 removals of the old id, 1 deletion
+
+
+@pytest.mark.parametrize("k", range(MOVE_WRITES + 1))
+def test_moving_a_ca_to_its_own_id_stopped_after_any_write_never_drops_it(emu: Emulator, k: int) -> None:
+    """The gateways trust the chain through older ids of ours while the current ids exist too (an older
+    naming). A full resync moves them to the current ids: it must add those before removing the old ones,
+    and remove nothing if an addition failed, or a crash would leave the gateways without the chain."""
+    backend = trusted_under_older_ids(emu)
+    monitor = TrustMonitor(emu, backend.authorities)
+    crash_after(emu, k)
+    monitor.watch()
+
+    crashed = resync()
+
+    assert applied_writes(emu) == k
+    assert crashed.status == (200 if k == MOVE_WRITES else 500), crashed.body
+    monitor.check()
+    emu.faults.clear()
+    monitor.watch()
+
+    assert resync().body["inSync"] is True
+
+    assert_trusts_exactly(emu, backend.authority_ids)
+    monitor.assert_never_lost()
+
+
+@pytest.mark.parametrize("n", range(1, 5))
+def test_one_failed_addition_stops_every_removal(emu: Emulator, n: int) -> None:
+    """Not a crash: one gateway CA put fails (409) and every later write would succeed. Nothing may be
+    removed in that run, since the removals are only safe once every addition is in place."""
+    backend = trusted_under_older_ids(emu)
+    monitor = TrustMonitor(emu, backend.authorities)
+    emu.faults.add("arm.put_gateway_ca", status=409, on_call=n)
+    monitor.watch()
+
+    failed = resync()
+
+    assert failed.status == 500
+    assert not [r for r in emu.requests if r.method == "DELETE"]
+    assert {a["status"] for a in failed.body["actions"] if a["action"].startswith(("remove", "delete"))} == {"skipped"}
+    monitor.check()
+    assert resync().body["inSync"] is True
+    assert_trusts_exactly(emu, backend.authority_ids)
+    monitor.assert_never_lost()
