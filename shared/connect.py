@@ -14,16 +14,14 @@ from typing import Any
 
 import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential, TokenRequestOptions
-from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import AzureCliCredential, ManagedIdentityCredential
 
 from shared.apim import Apim
 from shared.keyvault import KeyVault
 from shared.settings import ApimService, Settings
-from shared.transport import Urllib3Transport, ca_bundle
 
 _READ_TIMEOUT_SECONDS = 60
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def make_credential(settings: Settings, environ: Mapping[str, str]) -> TokenCredential:
@@ -81,21 +79,13 @@ class OneFetchPerScope:
         self.close()
 
 
-def make_transport(settings: Settings, environ: Mapping[str, str]) -> HttpTransport[Any, Any]:
-    """One HTTP transport (and connection pool) for every client of a configuration.
-
-    Normally the lean urllib3 transport (`shared.transport`: half the CPU per call of `requests`,
-    which is what bounds throughput with many calls in flight). When the environment configures
-    a proxy, azure-core's RequestsTransport, which honours HTTP(S)_PROXY and NO_PROXY as before.
-    """
+def make_transport(settings: Settings) -> RequestsTransport:
+    """One HTTP transport (and connection pool) shared by every client of a configuration."""
+    session = requests.Session()
     # One pooled connection per concurrent call, so connections are reused rather than discarded.
     pool_size = max(10, settings.max_concurrency)
-    if not any(environ.get(name) for name in _PROXY_VARIABLES):
-        return Urllib3Transport(maxsize=pool_size, ca_bundle=ca_bundle(environ))
-    session = requests.Session()
     session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size))
-    fallback: HttpTransport[Any, Any] = RequestsTransport(session=session, session_owner=False)
-    return fallback
+    return RequestsTransport(session=session, session_owner=False)
 
 
 class Clients:
@@ -104,7 +94,7 @@ class Clients:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.credential = make_credential(settings, environ)
-        self._transport = make_transport(settings, environ)
+        self._transport = make_transport(settings)
         self._options = {"transport": self._transport, "read_timeout": _READ_TIMEOUT_SECONDS}
         self._lock = threading.Lock()
         self._vaults: dict[str, KeyVault] = {}
@@ -131,9 +121,8 @@ class Clients:
     def close(self) -> None:
         for service in self._services.values():
             service.close()
-        self._transport.close()
-        if isinstance(self._transport, RequestsTransport) and self._transport.session is not None:
-            self._transport.session.close()  # not the transport's to close: clients share it
+        if self._transport.session is not None:
+            self._transport.session.close()  # not the transport's to close: every client shares it
 
 
 @lru_cache(maxsize=4)
