@@ -24,6 +24,8 @@ from azure.keyvault.certificates import CertificateClient, CertificateContentTyp
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
+from emulator.host import event_grid_event, post, timer
+from emulator.host import functions as host_functions
 from emulator.pki import Issued, make_certificate, pem_secret, pfx_secret
 
 VAULT_CERTIFICATE = "orders-api"
@@ -92,27 +94,15 @@ def main() -> int:
         os.environ.update(emu.environ(CERTIFICATE_NAMES=VAULT_CERTIFICATE, AUDIT_REMEDIATE="false"))
         deliveries: queue.Queue[dict[str, Any]] = queue.Queue()
         emu.vault.subscribe(deliveries.put)  # Key Vault → Event Grid system topic → our subscription
-        functions = _functions()
+        functions = host_functions()  # indexed after the environment points at the emulator
 
         def deliver_pending() -> None:
-            import azure.functions as func
-
             while not deliveries.empty():
                 event = deliveries.get()
                 print(
                     f"  Event Grid → on_keyvault_event: {event['eventType']} {event['subject']} {event['data']['Version'][:8]}…"
                 )
-                functions["on_keyvault_event"](
-                    func.EventGridEvent(
-                        id=event["id"],
-                        data=event["data"],
-                        topic=event["topic"],
-                        subject=event["subject"],
-                        event_type=event["eventType"],
-                        event_time=None,
-                        data_version=event["dataVersion"],
-                    )
-                )
+                functions["on_keyvault_event"](event_grid_event(event))
 
         step("1. A private CA chain goes into Key Vault (PFX, imported a month ago)")
         root = make_certificate("Contoso Root CA", is_ca=True)
@@ -193,30 +183,14 @@ def _yes(value: bool) -> str:
     return f"{GREEN}yes{RESET}" if value else f"{YELLOW}NO{RESET}"
 
 
-def _functions() -> dict[str, Callable[..., Any]]:
-    import function_app  # after the environment points at the emulator
-
-    return {str(f.get_function_name()): f.get_user_function() for f in function_app.app.get_functions()}
-
-
 def _resync(functions: dict[str, Callable[..., Any]], body: dict[str, Any] | None) -> dict[str, Any]:
-    import azure.functions as func
-
-    request = func.HttpRequest(
-        method="POST",
-        url="http://localhost:7071/api/resync",
-        body=json.dumps(body).encode() if body else b"",
-        headers={},
-    )
-    response = functions["resync"](request)
+    response = functions["resync"](post("resync", json.dumps(body).encode() if body else b""))
     result: dict[str, Any] = json.loads(response.get_body())
     return result
 
 
 def _audit(functions: dict[str, Callable[..., Any]]) -> str:
     import logging
-
-    from azure.functions.timer import TimerRequest
 
     records: list[str] = []
 
@@ -230,7 +204,7 @@ def _audit(functions: dict[str, Callable[..., Any]]) -> str:
     logger.setLevel(logging.INFO)  # the in-sync record is INFO; the Functions host sets this from host.json
     logger.addHandler(handler)
     try:
-        functions["drift_audit"](TimerRequest(past_due=False))
+        functions["drift_audit"](timer())
     finally:
         logger.removeHandler(handler)
     lines = []

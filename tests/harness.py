@@ -5,54 +5,19 @@ against the emulator over HTTPS with the real Azure SDK clients.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 
 import azure.functions as func
-from azure.functions.timer import TimerRequest  # the worker's concrete class
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
+from emulator.host import cloud_event, event_grid_event, functions, post, timer
 from emulator.pki import Hierarchy, Issued, pem_secret, pfx_secret
 from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for, is_owned
-
-
-@cache
-def functions() -> dict[str, Callable[..., Any]]:
-    """The app's functions by name, as the Functions host indexes them (once per process, like the host)."""
-    import function_app
-
-    return {str(f.get_function_name()): f.get_user_function() for f in function_app.app.get_functions()}
-
-
-def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=event["id"],
-        data=event["data"],
-        topic=event["topic"],
-        subject=event["subject"],
-        event_type=event["eventType"],
-        event_time=None,
-        data_version=event.get("dataVersion", "1"),
-    )
-
-
-def cloud_event(event: Mapping[str, Any]) -> func.CloudEvent:
-    return func.CloudEvent(
-        id=event["id"],
-        source=event["topic"],
-        type=event["eventType"],
-        specversion="1.0",
-        time=None,
-        subject=event["subject"],
-        datacontenttype="application/json",
-        dataschema=None,
-        data=event["data"],
-    )
 
 
 def deliver(event: Mapping[str, Any], *, schema: str = "eventgrid") -> None:
@@ -69,13 +34,12 @@ class Answer:
 
 def resync(body: bytes | dict[str, Any] | None = None) -> Answer:
     raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
-    request = func.HttpRequest(method="POST", url="http://localhost/api/resync", body=raw, headers={})
-    response = cast(func.HttpResponse, functions()["resync"](request))
+    response = cast(func.HttpResponse, functions()["resync"](post("resync", raw)))
     return Answer(response.status_code, json.loads(response.get_body()))
 
 
 def audit() -> None:
-    functions()["drift_audit"](TimerRequest(past_due=False))
+    functions()["drift_audit"](timer())
 
 
 @dataclass
