@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import Emulator
-from shared.settings import SETTINGS
-from tests.harness import assert_no_private_keys
+from tests.harness import assert_no_private_keys, point_app_at
 
 GATEWAYS = ("gw-west", "gw-east")
 
@@ -27,10 +26,5 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def configured(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """The process environment of a Function App pointed at the emulator (and nothing else)."""
-    for setting in SETTINGS:
-        monkeypatch.delenv(setting.name, raising=False)
-    for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in emulator.environ().items():
-        monkeypatch.setenv(name, value)
+    point_app_at(emulator, monkeypatch)
     return emulator

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import azure.functions as func
+import pytest
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
@@ -18,6 +19,17 @@ from emulator.host import cloud_event, event_grid_event, functions, post, timer
 from emulator.pki import Hierarchy, Issued, pem_secret, pfx_secret
 from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for, is_owned
+from shared.settings import SETTINGS
+
+
+def point_app_at(emu: Emulator, patch: pytest.MonkeyPatch) -> None:
+    """The process environment of a Function App configured for the emulator (and nothing else)."""
+    for setting in SETTINGS:
+        patch.delenv(setting.name, raising=False)
+    for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY"):
+        patch.delenv(name, raising=False)
+    for name, value in emu.environ().items():
+        patch.setenv(name, value)
 
 
 def deliver(event: Mapping[str, Any], *, schema: str = "eventgrid") -> None:

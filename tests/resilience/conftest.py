@@ -13,20 +13,14 @@ import pytest
 
 from emulator import Emulator
 from emulator.pki import Hierarchy
-from shared.settings import SETTINGS
 from tests.conftest import GATEWAYS
-from tests.harness import import_version, resync
+from tests.harness import import_version, point_app_at, resync
 
 
 @pytest.fixture(scope="module")
 def shared_emulator() -> Iterator[Emulator]:
     with Emulator(page_size=2) as emulator, pytest.MonkeyPatch.context() as patch:
-        for setting in SETTINGS:
-            patch.delenv(setting.name, raising=False)
-        for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY"):
-            patch.delenv(name, raising=False)
-        for name, value in emulator.environ().items():
-            patch.setenv(name, value)
+        point_app_at(emulator, patch)
         _warm_up(emulator)
         yield emulator
 
