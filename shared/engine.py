@@ -40,7 +40,7 @@ _BEFORE_PUTS = 1
 
 
 class VaultPort(Protocol):
-    def certificate_names(self, each_page: Callable[[list[str]], None] | None = None) -> list[str]: ...
+    def certificate_names(self, each_page: Callable[[list[str]], None]) -> None: ...
     def versions(self, name: str) -> list[VersionInfo]: ...
     def secret(self, name: str, version: str) -> SecretValue: ...
 
@@ -253,7 +253,7 @@ class _DesiredGathering:
         self.run = run
         self.tasks = tasks
         self.now = now
-        self.chains: dict[tuple[Binding, str], dict[str, tuple[VersionInfo, Chain]]] = {}
+        self.chains: dict[tuple[Binding, str], dict[str, Chain]] = {}  # by version
         self.order: dict[tuple[Binding, str], tuple[VersionInfo, ...]] = {}
         self.failed: set[Binding] = set()
         self.priority = 0 if run.scope.is_full else _BEFORE_LISTS
@@ -280,7 +280,7 @@ class _DesiredGathering:
 
             self.tasks.start(
                 lambda: vault.certificate_names(each_page=listed_page),
-                then=lambda _names: None,
+                then=lambda _: None,
                 on_error=lambda error: self._failed(binding, error),
             )
 
@@ -318,25 +318,24 @@ class _DesiredGathering:
                 self._failed(binding, ChainError(f"certificate {name} version {version.version}: {error}"))
                 return
             with self.run.lock:
-                self.chains[(binding, name)][version.version] = (version, chain)
+                self.chains[(binding, name)][version.version] = chain
 
         def unreadable(error: Exception) -> None:
-            if isinstance(error, NotFoundError):
-                # Key Vault has just listed this version, so a 404 now is a passing inconsistency (or a
-                # deletion since), not bad input: retrying re-lists and settles it either way, whereas not
-                # retrying would consume the event and leave the new chain untrusted.
-                error = AzureCallError(str(error), status=error.status, code=error.code)
-            self._failed(binding, error)
+            # Key Vault has just listed this version, so even a 404 now is a passing inconsistency (or a
+            # deletion since), not bad input: retrying re-lists and settles it either way, whereas not
+            # retrying would consume the event and leave the new chain untrusted.
+            self._failed(binding, error, retryable=isinstance(error, AzureCallError))
 
         self.tasks.start(
             lambda: vault.secret(name, version.version), then=parsed, on_error=unreadable, priority=self.priority
         )
 
-    def _failed(self, binding: Binding, error: Exception) -> None:
+    def _failed(self, binding: Binding, error: Exception, *, retryable: bool | None = None) -> None:
         with self.run.lock:
             self.failed.add(binding)
-        # Bad input (an unparsable chain, a certificate that is not there) will not fix itself by retrying.
-        retryable = isinstance(error, AzureCallError) and not isinstance(error, NotFoundError)
+        if retryable is None:
+            # Bad input (an unparsable chain, a certificate that is not there) will not fix itself by retrying.
+            retryable = isinstance(error, AzureCallError) and not isinstance(error, NotFoundError)
         self.run.fail(f"{binding.keyvault_url}: {error}", retryable=retryable)
 
     def result(self) -> dict[Binding, Desired]:
@@ -347,7 +346,7 @@ class _DesiredGathering:
                 if owner == binding:
                     versions = self.order.get((owner, name), ())
                     certificates.append(
-                        CertificateChains(name, tuple(chains[v.version] for v in versions if v.version in chains))
+                        CertificateChains(name, tuple((v, chains[v.version]) for v in versions if v.version in chains))
                     )
             found[binding] = desired_authorities(
                 certificates,

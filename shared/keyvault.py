@@ -5,6 +5,7 @@ Reads only. A secret value is returned to the caller and never logged, kept or r
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,19 +58,15 @@ class KeyVault:
         self._certificates_first = _FirstCallAlone()
         self._secrets_first = _FirstCallAlone()
 
-    def certificate_names(self, each_page: Callable[[list[str]], None] | None = None) -> list[str]:
-        """Every certificate's name. `each_page` is given each page's names as soon as it arrives, so
-        that the reads that depend on them start while the next page is still being fetched."""
-        names: list[str] = []
+    def certificate_names(self, each_page: Callable[[list[str]], None]) -> None:
+        """Hands each page of certificate names to `each_page` as soon as it arrives, so that the reads
+        that depend on them start while the next page is still being fetched."""
         with translated(f"list certificates of {self.vault_url}"):
             pages = self._certificates.list_properties_of_certificates().by_page()
             with self._certificates_first():
-                first = [props.name for props in next(pages, []) if props.name]
-            for found in _chain_pages(first, ([props.name for props in page if props.name] for page in pages)):
-                names.extend(found)
-                if each_page is not None:
-                    each_page(found)
-        return names
+                first = next(pages, iter(()))  # the first page's request: maybe the client's first call
+            for page in itertools.chain([first], pages):
+                each_page([props.name for props in page if props.name])
 
     def versions(self, name: str) -> list[VersionInfo]:
         try:
@@ -99,8 +96,3 @@ class KeyVault:
         if secret.value is None:
             raise AzureCallError(f"the secret of certificate {name} version {version} has no value")
         return SecretValue(secret.value, secret.properties.content_type)
-
-
-def _chain_pages(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
-    yield first
-    yield from rest

@@ -301,29 +301,6 @@ def test_a_chain_without_its_root_uploads_what_exists_and_reports_it(configured:
     assert every_gateway_trusts(emu, {issuing_id})
 
 
-def test_an_expired_intermediate_is_reported_not_trusted(configured: Emulator) -> None:
-    emu = configured
-    now = datetime.now(UTC)
-    root = make_certificate("Root", is_ca=True)
-    expired = make_certificate(
-        "Expired Issuing CA",
-        issuer=root,
-        is_ca=True,
-        not_before=now - timedelta(days=400),
-        not_after=now - timedelta(days=1),
-    )
-    leaf = make_certificate("backend.example", issuer=expired)
-    emu.vault.import_certificate(
-        "orders", pfx_secret(leaf.key, leaf.certificate, [expired.certificate, root.certificate])
-    )
-
-    answer = resync()
-
-    root_id = certificate_id_for(Certificate.from_x509(root.certificate))
-    assert set(emu.apim.certificates) == {root_id}
-    assert any("Expired Issuing CA" in warning and "expired" in warning for warning in answer.body["warnings"])
-
-
 def test_operator_cli_plan_sync_audit_exit_codes(configured: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
     from shared.__main__ import EXIT_DRIFT, EXIT_FAILED, EXIT_IN_SYNC, main
 
