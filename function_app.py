@@ -19,21 +19,21 @@ handlers.check_settings_at_start()
 
 @app.function_name("on_keyvault_event")
 @app.event_grid_trigger(arg_name="event")
-def on_keyvault_event(event: func.EventGridEvent) -> None:
+async def on_keyvault_event(event: func.EventGridEvent) -> None:
     """Key Vault → Event Grid (Event Grid or CloudEvents schema) → reconcile the certificate it names."""
     # The worker hands over an EventGridEvent or, for the CloudEvents schema, a CloudEvent.
     event_type = getattr(event, "event_type", None) or getattr(event, "type", None)
-    handlers.handle_event(event_type, event.id, event.get_json())
+    await handlers.handle_event(event_type, event.id, event.get_json())
 
 
 @app.function_name("resync")
 @app.route(route="resync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
-def resync(req: func.HttpRequest) -> func.HttpResponse:
-    answer = handlers.handle_resync(req.get_body())
+async def resync(req: func.HttpRequest) -> func.HttpResponse:
+    answer = await handlers.handle_resync(req.get_body())
     return func.HttpResponse(json.dumps(answer.body, indent=2), status_code=answer.status, mimetype="application/json")
 
 
 @app.function_name("drift_audit")
 @app.timer_trigger(arg_name="timer", schedule="%AUDIT_SCHEDULE%", run_on_startup=False, use_monitor=True)
-def drift_audit(timer: func.TimerRequest) -> None:
-    handlers.handle_audit()
+async def drift_audit(timer: func.TimerRequest) -> None:
+    await handlers.handle_audit()

@@ -5,6 +5,11 @@ functions the real binding objects (``func.EventGridEvent``, ``func.CloudEvent``
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import functools
+import inspect
+import threading
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -15,14 +20,50 @@ from azure.functions.timer import TimerRequest  # the worker's concrete class
 
 @cache
 def functions() -> dict[str, Callable[..., Any]]:
-    """The app's functions by name, indexed once per process as the host does.
+    """The app's functions by name, indexed once per process as the host does, each called as the
+    Python worker calls it: a coroutine function runs on the worker's one event loop, and the call
+    returns when it has finished (or raises what it raised). Calls from several threads at once are
+    concurrent invocations on that loop, as in a worker.
 
     Import this after the environment points at where the app should work: ``function_app``
     checks its settings at import.
     """
     import function_app
 
-    return {str(f.get_function_name()): f.get_user_function() for f in function_app.app.get_functions()}
+    return {
+        str(f.get_function_name()): _as_worker_calls(f.get_user_function()) for f in function_app.app.get_functions()
+    }
+
+
+def _as_worker_calls(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        result = function(*args)
+        if inspect.isawaitable(result):
+            return asyncio.run_coroutine_threadsafe(_awaited(result), _worker_loop()).result()
+        return result
+
+    return call
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@cache
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    """The worker's event loop, running for the life of the process in a thread of its own."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="functions-worker-loop", daemon=True).start()
+    atexit.register(_shut_down, loop)
+    return loop
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
+    from shared.connect import close_clients
+
+    asyncio.run_coroutine_threadsafe(close_clients(), loop).result(timeout=30)
+    loop.call_soon_threadsafe(loop.stop)
 
 
 def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent:

@@ -7,14 +7,16 @@ Same configuration as the Function App (environment variables). Exit codes: 0 in
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from shared import handlers
+from shared.connect import close_clients
 from shared.engine import Report, Scope
-from shared.settings import SettingsError
+from shared.settings import SettingsError, unbound_certificates
 
 EXIT_IN_SYNC = 0
 EXIT_FAILED = 1
@@ -37,22 +39,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_FAILED
 
-    if args.command == "audit":
-        if args.certificates:
-            parser.error("audit always covers every bound certificate")
-        report = handlers.handle_audit()
-    else:
-        names = frozenset(n.strip() for n in args.certificates.split(",")) if args.certificates else None
-        engine = handlers.engine_for(settings)
-        if names and engine.unbound(names):
-            print(f"not bound by CERTIFICATE_NAMES: {', '.join(engine.unbound(names))}", file=sys.stderr)
-            return EXIT_FAILED
-        report = engine.run(Scope(certificates=names), apply=args.command == "sync")
+    if args.command == "audit" and args.certificates:
+        parser.error("audit always covers every bound certificate")
+    names = frozenset(n.strip() for n in args.certificates.split(",")) if args.certificates else None
+    unbound = unbound_certificates(settings, names or ())
+    if unbound:
+        print(f"not bound by CERTIFICATE_NAMES: {', '.join(unbound)}", file=sys.stderr)
+        return EXIT_FAILED
+    report = asyncio.run(_run(args.command, names))
 
     print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
     if report.errors:
         return EXIT_FAILED
     return EXIT_IN_SYNC if report.in_sync else EXIT_DRIFT
+
+
+async def _run(command: str, names: frozenset[str] | None) -> Report:
+    try:
+        if command == "audit":
+            return await handlers.handle_audit()
+        engine = handlers.engine_for(handlers.current_settings())
+        return await engine.run(Scope(certificates=names), apply=command == "sync")
+    finally:
+        await close_clients()
 
 
 def render(report: Report) -> str:

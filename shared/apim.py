@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 from typing import Any, cast
 
-from azure.core.credentials import TokenCredential
-from azure.mgmt.apimanagement import ApiManagementClient
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.mgmt.apimanagement.aio import ApiManagementClient
 from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters, GatewayCertificateAuthorityContract
 
 from shared.errors import AzureCallError, translated
@@ -27,7 +27,7 @@ class Apim:
     def __init__(
         self,
         service: ApimService,
-        credential: TokenCredential,
+        credential: AsyncTokenCredential,
         *,
         arm_endpoint: str,
         credential_scope: str,
@@ -44,10 +44,10 @@ class Apim:
         )
         self._where = (service.resource_group, service.name)
 
-    def certificates(self) -> dict[str, ApimCertificate]:
+    async def certificates(self) -> dict[str, ApimCertificate]:
         found: dict[str, ApimCertificate] = {}
         with translated(f"list certificates of {self.service.name}"):
-            for cert in self._client.certificate.list_by_service(*self._where):
+            async for cert in self._client.certificate.list_by_service(*self._where):
                 name: str | None = cert.name
                 if name:
                     found[name] = ApimCertificate(
@@ -58,47 +58,47 @@ class Apim:
                     )
         return found
 
-    def gateways(self) -> list[str]:
+    async def gateways(self) -> list[str]:
         found: list[str] = []
         with translated(f"list gateways of {self.service.name}"):
-            for gateway in self._client.gateway.list_by_service(*self._where):
+            async for gateway in self._client.gateway.list_by_service(*self._where):
                 name: str | None = gateway.name
                 if name:
                     found.append(name)
         return found
 
-    def gateway_cas(self, gateway: str) -> dict[str, bool]:
+    async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         found: dict[str, bool] = {}
         with translated(f"list certificate authorities of gateway {gateway}"):
-            for ca in self._client.gateway_certificate_authority.list_by_service(*self._where, gateway):
+            async for ca in self._client.gateway_certificate_authority.list_by_service(*self._where, gateway):
                 name: str | None = ca.name
                 if name:
                     found[name] = bool(ca.is_trusted)
         return found
 
-    def upload_certificate(self, certificate_id: str, pfx: bytes, *, replace: bool) -> None:
+    async def upload_certificate(self, certificate_id: str, pfx: bytes, *, replace: bool) -> None:
         """Upload a PFX that holds a public certificate only (empty password)."""
         parameters = CertificateCreateOrUpdateParameters(data=base64.b64encode(pfx).decode("ascii"), password="")
         with translated(f"upload certificate {certificate_id}"):
-            self._client.certificate.create_or_update(
+            await self._client.certificate.create_or_update(
                 *self._where, certificate_id, parameters, if_match=_ANY_ETAG if replace else None
             )
 
-    def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
+    async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
         """Create, or update under the entity's current ETag, a gateway certificate authority."""
         contract = GatewayCertificateAuthorityContract(is_trusted=trusted)
         what = f"set {certificate_id} isTrusted={str(trusted).lower()} on gateway {gateway}"
         if not replace:
             with translated(what):
-                self._client.gateway_certificate_authority.create_or_update(
+                await self._client.gateway_certificate_authority.create_or_update(
                     *self._where, gateway, certificate_id, contract
                 )
             return
         with translated(what):
-            etag = self._gateway_ca_etag(gateway, certificate_id)
+            etag = await self._gateway_ca_etag(gateway, certificate_id)
         try:
             with translated(what):
-                self._client.gateway_certificate_authority.create_or_update(
+                await self._client.gateway_certificate_authority.create_or_update(
                     *self._where, gateway, certificate_id, contract, if_match=etag
                 )
         except AzureCallError as error:
@@ -108,20 +108,24 @@ class Apim:
                 ) from None
             raise
 
-    def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None:
+    async def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None:
         with translated(f"remove {certificate_id} from gateway {gateway}"):
-            self._client.gateway_certificate_authority.delete(*self._where, gateway, certificate_id, if_match=_ANY_ETAG)
+            await self._client.gateway_certificate_authority.delete(
+                *self._where, gateway, certificate_id, if_match=_ANY_ETAG
+            )
 
-    def delete_certificate(self, certificate_id: str) -> None:
+    async def delete_certificate(self, certificate_id: str) -> None:
         with translated(f"delete certificate {certificate_id}"):
-            self._client.certificate.delete(*self._where, certificate_id, if_match=_ANY_ETAG)
+            await self._client.certificate.delete(*self._where, certificate_id, if_match=_ANY_ETAG)
 
-    def _gateway_ca_etag(self, gateway: str, certificate_id: str) -> str:
+    async def _gateway_ca_etag(self, gateway: str, certificate_id: str) -> str:
         def keep_etag(_response: Any, _body: Any, headers: dict[str, str]) -> str:
             return headers.get("ETag", _ANY_ETAG)
 
-        etag = self._client.gateway_certificate_authority.get(*self._where, gateway, certificate_id, cls=keep_etag)
+        etag = await self._client.gateway_certificate_authority.get(
+            *self._where, gateway, certificate_id, cls=keep_etag
+        )
         return cast(str, etag)  # `cls` replaces the deserialized contract with what it returns
 
-    def close(self) -> None:
-        self._client.close()
+    async def close(self) -> None:
+        await self._client.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,19 +39,19 @@ _BEFORE_PUTS = 1
 
 
 class VaultPort(Protocol):
-    def certificate_names(self, each_page: Callable[[list[str]], None]) -> None: ...
-    def versions(self, name: str) -> list[VersionInfo]: ...
-    def secret(self, name: str, version: str) -> SecretValue: ...
+    async def certificate_names(self, each_page: Callable[[list[str]], None]) -> None: ...
+    async def versions(self, name: str) -> list[VersionInfo]: ...
+    async def secret(self, name: str, version: str) -> SecretValue: ...
 
 
 class ApimPort(Protocol):
-    def certificates(self) -> dict[str, ApimCertificate]: ...
-    def gateways(self) -> list[str]: ...
-    def gateway_cas(self, gateway: str) -> dict[str, bool]: ...
-    def upload_certificate(self, certificate_id: str, pfx: bytes, *, replace: bool) -> None: ...
-    def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None: ...
-    def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None: ...
-    def delete_certificate(self, certificate_id: str) -> None: ...
+    async def certificates(self) -> dict[str, ApimCertificate]: ...
+    async def gateways(self) -> list[str]: ...
+    async def gateway_cas(self, gateway: str) -> dict[str, bool]: ...
+    async def upload_certificate(self, certificate_id: str, pfx: bytes, *, replace: bool) -> None: ...
+    async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None: ...
+    async def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None: ...
+    async def delete_certificate(self, certificate_id: str) -> None: ...
 
 
 class ClientsPort(Protocol):
@@ -157,18 +156,14 @@ class Engine:
         self.clients = clients
         self.clock = clock
 
-    def unbound(self, names: Iterable[str]) -> list[str]:
-        """The names no binding selects (a resync request naming them is a mistake)."""
-        return sorted(name for name in names if not any(name in b.certificates for b in self.settings.bindings))
-
-    def run(self, scope: Scope, *, apply: bool) -> Report:
+    async def run(self, scope: Scope, *, apply: bool) -> Report:
         report = Report(scope=scope, dry_run=not apply)
         by_service: dict[ApimService, list[Binding]] = {}
         for binding in self.settings.bindings:
             if scope.vault_host is None or binding.vault_host == scope.vault_host:
                 by_service.setdefault(binding.apim, []).append(binding)
         for service, bindings in by_service.items():
-            _ServiceRun(self, service, bindings, scope, report).run(apply=apply)
+            await _ServiceRun(self, service, bindings, scope, report).run(apply=apply)
         # A full run that re-reads Key Vault before removing would otherwise say some things twice.
         report.warnings = list(dict.fromkeys(report.warnings))
         report.errors = list(dict.fromkeys(report.errors))
@@ -197,14 +192,13 @@ class _ServiceRun:
         self.bindings = bindings
         self.scope = scope
         self.report = report
-        self.lock = threading.Lock()
 
-    def run(self, *, apply: bool) -> None:
+    async def run(self, *, apply: bool) -> None:
         now = self.engine.clock()
-        with TaskGroup(self.settings.max_concurrency) as tasks:
+        async with TaskGroup(self.settings.max_concurrency) as tasks:
             desired_state = _DesiredGathering(self, tasks, now)
             observed_state = _ObservedGathering(self, tasks)
-            tasks.wait()
+            await tasks.wait()
             observed = observed_state.result()
             if observed is None:
                 return
@@ -215,7 +209,7 @@ class _ServiceRun:
                 # Removals are confirmed against Key Vault read *after* APIM: a rotation that uploaded a
                 # CA while this run was gathering is then seen as desired, never deleted as an orphan.
                 desired_state = _DesiredGathering(self, tasks, now)
-                tasks.wait()
+                await tasks.wait()
                 desired = desired_state.result()
                 plan = self._plan(desired, observed, gateways, observed_state.complete)
             for part in desired.values():
@@ -225,7 +219,7 @@ class _ServiceRun:
             results = [ActionResult(action, self.service.name) for action in plan.actions]
             self.report.results.extend(results)
             if apply and results:
-                _Apply(self, tasks, results).execute()
+                await _Apply(self, tasks, results).execute()
 
     def _plan(
         self, desired: dict[Binding, Desired], observed: Observed, gateways: Sequence[str], complete: bool
@@ -237,13 +231,11 @@ class _ServiceRun:
         return make_plan(by_gateway, observed, allow_removals=self.scope.is_full and complete)
 
     def fail(self, message: str, *, retryable: bool) -> None:
-        with self.lock:
-            self.report.errors.append(message)
-            self.report.retryable = self.report.retryable or retryable
+        self.report.errors.append(message)
+        self.report.retryable = self.report.retryable or retryable
 
     def warn(self, message: str) -> None:
-        with self.lock:
-            self.report.warnings.append(message)
+        self.report.warnings.append(message)
 
 
 class _DesiredGathering:
@@ -287,8 +279,7 @@ class _DesiredGathering:
     def _versions(self, binding: Binding, name: str) -> None:
         vault = self.run.engine.clients.vault(binding.keyvault_url)
         key = (binding, name)
-        with self.run.lock:
-            self.chains[key] = {}
+        self.chains[key] = {}
 
         def chosen(versions: list[VersionInfo]) -> None:
             selected = versions_to_trust(versions, self.now)
@@ -296,8 +287,7 @@ class _DesiredGathering:
                 # Retired on purpose: it needs nothing, so what only it needed may go in a full run.
                 self.run.warn(f"certificate {name} has no enabled version: nothing of it is trusted")
                 return
-            with self.run.lock:
-                self.order[key] = selected
+            self.order[key] = selected
             for version in selected:
                 self._secret(binding, name, version)
 
@@ -317,8 +307,7 @@ class _DesiredGathering:
             except ChainError as error:
                 self._failed(binding, ChainError(f"certificate {name} version {version.version}: {error}"))
                 return
-            with self.run.lock:
-                self.chains[(binding, name)][version.version] = chain
+            self.chains[(binding, name)][version.version] = chain
 
         def unreadable(error: Exception) -> None:
             # Key Vault has just listed this version, so even a 404 now is a passing inconsistency (or a
@@ -331,8 +320,7 @@ class _DesiredGathering:
         )
 
     def _failed(self, binding: Binding, error: Exception, *, retryable: bool | None = None) -> None:
-        with self.run.lock:
-            self.failed.add(binding)
+        self.failed.add(binding)
         if retryable is None:
             # Bad input (an unparsable chain, a certificate that is not there) will not fix itself by retrying.
             retryable = isinstance(error, AzureCallError) and not isinstance(error, NotFoundError)
@@ -398,15 +386,13 @@ class _ObservedGathering:
 
     def _read_cas(self, gateway: str) -> None:
         def got(cas: dict[str, bool]) -> None:
-            with self.run.lock:
-                self.gateway_cas[gateway] = cas
+            self.gateway_cas[gateway] = cas
 
         def failed(error: Exception) -> None:
             # Unknown references: plan nothing for this gateway and remove nothing anywhere.
-            with self.run.lock:
-                self.complete = False
-                if gateway in self.selected:
-                    self.selected.remove(gateway)
+            self.complete = False
+            if gateway in self.selected:
+                self.selected.remove(gateway)
             self.run.fail(str(error), retryable=True)
 
         self.tasks.start(lambda: self.run.apim.gateway_cas(gateway), then=got, on_error=failed)
@@ -428,7 +414,7 @@ class _Apply:
         self.tasks = tasks
         self.results = results
 
-    def execute(self) -> None:
+    async def execute(self) -> None:
         by_kind: dict[ActionKind, list[ActionResult]] = {}
         for result in self.results:
             by_kind.setdefault(result.action.kind, []).append(result)
@@ -444,7 +430,7 @@ class _Apply:
                 self._write(result)
         for result in uploads:
             self._write(result, dependents=waiting.get(result.action.certificate_id.lower(), []))
-        self.tasks.wait()
+        await self.tasks.wait()
 
         removals = by_kind.get(ActionKind.REMOVE_GATEWAY_CA, [])
         deletions = by_kind.get(ActionKind.DELETE_CERTIFICATE, [])
@@ -453,14 +439,14 @@ class _Apply:
             return
         for result in removals:
             self._write(result)
-        self.tasks.wait()
+        await self.tasks.wait()
         failed_removals = {r.action.certificate_id.lower() for r in removals if r.status != Status.APPLIED}
         for result in deletions:
             if result.action.certificate_id.lower() in failed_removals:
                 self._skip([result], "not deleted: removing it from a gateway failed")
             else:
                 self._write(result)
-        self.tasks.wait()
+        await self.tasks.wait()
 
     def _write(self, result: ActionResult, dependents: Sequence[ActionResult] = ()) -> None:
         def done(_: None) -> None:
@@ -478,20 +464,22 @@ class _Apply:
         priority = _BEFORE_PUTS if dependents else 0
         self.tasks.start(lambda: self._call(result.action), then=done, on_error=failed, priority=priority)
 
-    def _call(self, action: Action) -> None:
+    async def _call(self, action: Action) -> None:
         apim = self.run.apim
         if action.kind is ActionKind.UPLOAD_CERTIFICATE:
             assert action.certificate is not None
-            apim.upload_certificate(action.certificate_id, action.certificate.public_pfx(), replace=action.replace)
+            await apim.upload_certificate(
+                action.certificate_id, action.certificate.public_pfx(), replace=action.replace
+            )
         elif action.kind is ActionKind.SET_GATEWAY_CA:
             assert action.gateway is not None
             assert action.trusted is not None
-            apim.set_gateway_ca(action.gateway, action.certificate_id, action.trusted, replace=action.replace)
+            await apim.set_gateway_ca(action.gateway, action.certificate_id, action.trusted, replace=action.replace)
         elif action.kind is ActionKind.REMOVE_GATEWAY_CA:
             assert action.gateway is not None
-            apim.remove_gateway_ca(action.gateway, action.certificate_id)
+            await apim.remove_gateway_ca(action.gateway, action.certificate_id)
         else:
-            apim.delete_certificate(action.certificate_id)
+            await apim.delete_certificate(action.certificate_id)
 
     @staticmethod
     def _skip(results: Iterable[ActionResult], why: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from shared.connect import clients_for
 from shared.engine import Engine, Report, Scope
 from shared.events import EventError, Ignore, route
-from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings
+from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings, unbound_certificates
 
 log = logging.getLogger("trustsync")
 
@@ -51,7 +51,7 @@ def invocation_settings() -> Settings:
         raise
 
 
-def handle_event(event_type: object, event_id: object, data: object) -> Report | None:
+async def handle_event(event_type: object, event_id: object, data: object) -> Report | None:
     """Reconcile the certificate a Key Vault event names. Raises `RetryableError` when a retry can help."""
     settings = invocation_settings()
     try:
@@ -71,7 +71,7 @@ def handle_event(event_type: object, event_id: object, data: object) -> Report |
         decision.event.version,
     )
     scope = Scope(certificates=frozenset({decision.certificate_name}), vault_host=decision.binding.vault_host)
-    report = engine_for(settings).run(scope, apply=True)
+    report = await engine_for(settings).run(scope, apply=True)
     if report.retryable:
         raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
     return report
@@ -83,7 +83,7 @@ class HttpAnswer:
     body: dict[str, Any]
 
 
-def handle_resync(body: bytes) -> HttpAnswer:
+async def handle_resync(body: bytes) -> HttpAnswer:
     """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""
     try:
         settings = invocation_settings()
@@ -93,12 +93,10 @@ def handle_resync(body: bytes) -> HttpAnswer:
         certificates, dry_run = parse_resync_body(body)
     except ValueError as error:
         return HttpAnswer(400, {"error": str(error)})
-    engine = engine_for(settings)
-    if certificates is not None:
-        unbound = engine.unbound(certificates)
-        if unbound:
-            return HttpAnswer(400, {"error": f"not bound by CERTIFICATE_NAMES: {', '.join(unbound)}"})
-    report = engine.run(Scope(certificates=certificates), apply=not dry_run)
+    unbound = unbound_certificates(settings, certificates or ())
+    if unbound:
+        return HttpAnswer(400, {"error": f"not bound by CERTIFICATE_NAMES: {', '.join(unbound)}"})
+    report = await engine_for(settings).run(Scope(certificates=certificates), apply=not dry_run)
     return HttpAnswer(500 if report.errors else 200, report.to_dict())
 
 
@@ -133,10 +131,10 @@ def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
     return frozenset(names), dry_run
 
 
-def handle_audit() -> Report:
+async def handle_audit() -> Report:
     """The drift audit: a full-scope plan, applied only when AUDIT_REMEDIATE is true."""
     settings = invocation_settings()
-    report = engine_for(settings).run(Scope(), apply=settings.audit_remediate)
+    report = await engine_for(settings).run(Scope(), apply=settings.audit_remediate)
     level = {"in-sync": logging.INFO, "drift": logging.WARNING}.get(report.status, logging.ERROR)
     log.log(level, "%s status=%s %s", AUDIT_LOG_PREFIX, report.status, json.dumps(report.to_dict(), sort_keys=True))
     return report

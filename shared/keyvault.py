@@ -5,16 +5,15 @@ Reads only. A secret value is returned to the caller and never logged, kept or r
 
 from __future__ import annotations
 
-import itertools
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.credentials import TokenCredential
-from azure.keyvault.certificates import CertificateClient
-from azure.keyvault.secrets import SecretClient
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.keyvault.certificates.aio import CertificateClient
+from azure.keyvault.secrets.aio import SecretClient
 
 from shared.desired import VersionInfo
 from shared.errors import AzureCallError, NotFoundError, translated
@@ -33,45 +32,49 @@ class _FirstCallAlone:
     answered 401 and caches it. Calls that start together on a fresh client would each send that
     request (one per call in flight, up to MAX_CONCURRENCY); letting the first finish before the
     others start keeps it to one per client. Only the first calls of a client's life ever wait,
-    and they wait for a call in progress, never for a queued task: no deadlock, even with one thread.
+    and they wait for a call in progress, never for a queued task: no deadlock.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
         self._done = False
 
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
         if self._done:
             yield
             return
-        with self._lock:
+        async with self._lock:
             yield
             self._done = True  # only once a call has gone through: after a failure the next call goes alone too
 
 
 class KeyVault:
-    def __init__(self, vault_url: str, credential: TokenCredential, **client_options: Any) -> None:
+    def __init__(self, vault_url: str, credential: AsyncTokenCredential, **client_options: Any) -> None:
         self.vault_url = vault_url
         self._certificates = CertificateClient(vault_url, credential, **client_options)
         self._secrets = SecretClient(vault_url, credential, **client_options)
         self._certificates_first = _FirstCallAlone()
         self._secrets_first = _FirstCallAlone()
 
-    def certificate_names(self, each_page: Callable[[list[str]], None]) -> None:
+    async def certificate_names(self, each_page: Callable[[list[str]], None]) -> None:
         """Hands each page of certificate names to `each_page` as soon as it arrives, so that the reads
         that depend on them start while the next page is still being fetched."""
         with translated(f"list certificates of {self.vault_url}"):
             pages = self._certificates.list_properties_of_certificates().by_page()
-            with self._certificates_first():
-                first = next(pages, iter(()))  # the first page's request: maybe the client's first call
-            for page in itertools.chain([first], pages):
-                each_page([props.name for props in page if props.name])
+            async with self._certificates_first():
+                first = await anext(pages, None)  # the first page's request: maybe the client's first call
+            if first is None:
+                return
+            each_page([props.name async for props in first if props.name])
+            async for page in pages:
+                each_page([props.name async for props in page if props.name])
 
-    def versions(self, name: str) -> list[VersionInfo]:
+    async def versions(self, name: str) -> list[VersionInfo]:
         try:
-            with translated(f"list versions of certificate {name}"), self._certificates_first():
-                listed = list(self._certificates.list_properties_of_certificate_versions(name))
+            async with self._certificates_first():
+                with translated(f"list versions of certificate {name}"):
+                    listed = [props async for props in self._certificates.list_properties_of_certificate_versions(name)]
         except NotFoundError:
             listed = []
         found = [
@@ -90,9 +93,14 @@ class KeyVault:
             raise NotFoundError(f"certificate {name} does not exist in {self.vault_url}", status=404)
         return found
 
-    def secret(self, name: str, version: str) -> SecretValue:
-        with translated(f"read the secret of certificate {name} version {version}"), self._secrets_first():
-            secret = self._secrets.get_secret(name, version)
+    async def secret(self, name: str, version: str) -> SecretValue:
+        async with self._secrets_first():
+            with translated(f"read the secret of certificate {name} version {version}"):
+                secret = await self._secrets.get_secret(name, version)
         if secret.value is None:
             raise AzureCallError(f"the secret of certificate {name} version {version} has no value")
         return SecretValue(secret.value, secret.properties.content_type)
+
+    async def close(self) -> None:
+        await self._certificates.close()
+        await self._secrets.close()

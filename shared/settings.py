@@ -302,5 +302,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
 
 
+def unbound_certificates(settings: Settings, names: Iterable[str]) -> list[str]:
+    """The names no binding selects (a request naming them is a mistake)."""
+    return sorted(name for name in names if not any(name in b.certificates for b in settings.bindings))
+
+
 def setting_names() -> Iterable[str]:
     return (s.name for s in SETTINGS)

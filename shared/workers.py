@@ -1,112 +1,112 @@
 """Bounded concurrency for independent Azure calls, with continuations instead of nested waits.
 
-Each task is one call (or one paged list). A task's continuation may start further tasks, so a
-dependency chain (list versions → read secrets; upload → trust on every gateway) proceeds as soon
-as its input is ready, while the pool's size caps the calls in flight. Nothing ever blocks a pool
-thread waiting for another task, so a small pool cannot deadlock.
+Each task is one call (or one paged list), a coroutine on the invocation's event loop. A task's
+continuation may start further tasks, so a dependency chain (list versions → read secrets;
+upload → trust on every gateway) proceeds as soon as its input is ready, while the limit caps the
+calls in flight. Nothing ever waits inside a task for another task, so a small limit cannot
+deadlock.
 
-When more tasks are ready than there are threads, the one with the highest priority starts first
+When more tasks are ready than the limit allows, the one with the highest priority starts first
 (in the order started among equals): the engine gives a higher priority to the calls with the
 longer chain of calls behind them (a secret read, which an upload and then every gateway's put
 wait for, goes before a gateway's CA list), the rule that makes the fewest rounds of round trips.
+
+Coroutines rather than threads: a call spends its time waiting for the network, and on an event
+loop that wait costs nothing, whereas a pool thread per call in flight made every call pay for
+thread switches and contention on the interpreter lock (measured in `bench/README.md`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
 class TaskGroup:
-    def __init__(self, max_workers: int) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be >= 1")
-        self._max_workers = max_workers
-        self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)  # a task was queued, or the group closed
-        self._idle = threading.Condition(self._lock)  # every task has finished
-        self._queue: list[tuple[int, int, Callable[[], None]]] = []  # (-priority, order, run): a heap
+    """Use as ``async with TaskGroup(limit) as tasks``: start tasks, ``await tasks.wait()``."""
+
+    def __init__(self, max_concurrency: int) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self._limit = max_concurrency
+        self._queue: list[tuple[int, int, Callable[[], Coroutine[Any, Any, None]]]] = []  # (-priority, order, run)
         self._order = itertools.count()
-        self._threads: list[threading.Thread] = []
+        self._running: set[asyncio.Task[None]] = set()
         self._pending = 0  # tasks queued or running
+        self._idle = asyncio.Event()  # every task has finished
+        self._idle.set()
         self._closed = False
         self._unexpected: list[BaseException] = []
 
     def start(
         self,
-        call: Callable[[], T],
+        call: Callable[[], Awaitable[T]],
         then: Callable[[T], None],
         on_error: Callable[[Exception], None],
         *,
         priority: int = 0,
     ) -> None:
-        """Run `call` on the pool, then `then(result)` — or `on_error(exception)` if it raised."""
+        """Run `call`, then `then(result)` — or `on_error(exception)` if it raised."""
 
-        def run() -> None:
+        async def run() -> None:
             try:
                 try:
-                    result = call()
+                    result = await call()
                 except Exception as error:
                     on_error(error)
                 else:
                     then(result)
-            except BaseException as unexpected:  # a bug in a continuation: surface it from wait()
-                with self._lock:
-                    self._unexpected.append(unexpected)
-            finally:
-                with self._lock:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._idle.notify_all()
+            except Exception as unexpected:  # a bug in a continuation: surface it from wait()
+                self._unexpected.append(unexpected)
 
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the task group is closed")
-            self._pending += 1
-            heapq.heappush(self._queue, (-priority, next(self._order), run))
-            # A thread per task queued or running, up to the limit: none sits idle while work waits.
-            if len(self._threads) < min(self._max_workers, self._pending):
-                thread = threading.Thread(target=self._serve, name=f"trustsync_{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
-            else:
-                self._work.notify()
+        if self._closed:
+            raise RuntimeError("the task group is closed")
+        self._pending += 1
+        self._idle.clear()
+        heapq.heappush(self._queue, (-priority, next(self._order), run))
+        self._fill()
 
-    def _serve(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._closed:
-                    self._work.wait()
-                if not self._queue:
-                    return  # closed, and nothing left to run
-                _, _, run = heapq.heappop(self._queue)
-            run()
+    def _fill(self) -> None:
+        while self._queue and len(self._running) < self._limit:
+            _, _, run = heapq.heappop(self._queue)
+            task = asyncio.get_running_loop().create_task(run())
+            self._running.add(task)
+            task.add_done_callback(self._finished)
 
-    def wait(self) -> None:
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._pending -= 1
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._unexpected.append(error)  # BaseException from a task: not swallowed
+        if not self._closed:
+            self._fill()
+        if self._pending == 0 or (self._closed and not self._running):
+            self._idle.set()
+
+    async def wait(self) -> None:
         """Return when every task, and every task they started, has finished."""
-        with self._lock:
-            self._idle.wait_for(lambda: self._pending == 0)
-            if self._unexpected:
-                raise self._unexpected[0]
+        await self._idle.wait()
+        if self._unexpected:
+            raise self._unexpected[0]
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._work.notify_all()
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join()
-
-    def __enter__(self) -> TaskGroup:
+    async def __aenter__(self) -> TaskGroup:
         return self
 
-    def __exit__(
+    async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.close()
+        # Leaving early (an error, or the invocation cancelled): queued calls never start, running ones are cancelled.
+        self._closed = True
+        self._pending -= len(self._queue)
+        self._queue.clear()
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
