@@ -13,20 +13,31 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shared.chain import Chain, ChainError, parse_secret
 from shared.desired import CertificateChains, Desired, VersionInfo, desired_authorities, merge, versions_to_trust
 from shared.errors import AzureCallError, NotFoundError
 from shared.keyvault import SecretValue
-from shared.plan import Action, ActionKind, ApimCertificate, Observed, Plan, make_plan
+from shared.plan import (
+    Action,
+    ActionKind,
+    ApimCertificate,
+    CertificatePlan,
+    Observed,
+    Plan,
+    make_plan,
+    plan_certificates,
+    plan_gateway,
+)
 from shared.settings import MANAGED_GATEWAY, ApimService, Binding, Settings
 from shared.workers import TaskGroup
 
 log = logging.getLogger("trustsync")
+T = TypeVar("T")
 
 
 # Task priorities (workers.TaskGroup): with more calls ready than MAX_CONCURRENCY, those with more
@@ -196,8 +207,12 @@ class _ServiceRun:
     async def run(self, *, apply: bool) -> None:
         now = self.engine.clock()
         async with TaskGroup(self.settings.max_concurrency) as tasks:
-            desired_state = _DesiredGathering(self, tasks, now)
-            observed_state = _ObservedGathering(self, tasks)
+            writes = _Writes(self, tasks)
+            early = _EarlyWrites(self, writes) if apply and not self.scope.is_full else None
+            desired_state = _DesiredGathering(self, tasks, now, on_complete=early.desired_ready if early else None)
+            observed_state = _ObservedGathering(self, tasks, early)
+            if early is not None:
+                early.follow(desired_state, observed_state)
             await tasks.wait()
             observed = observed_state.result()
             if observed is None:
@@ -216,18 +231,26 @@ class _ServiceRun:
                 self.report.warnings.extend(part.notes)
             self.report.warnings.extend(plan.notes)
             self.report.conflicts.extend(plan.conflicts)
-            results = [ActionResult(action, self.service.name) for action in plan.actions]
+            # The report lists the plan of the state as finally read; the writes already made for it
+            # (an event's, started as their inputs arrived) keep their outcome and are not made again.
+            results = early.results_for(plan) if early is not None else [self.result_of(a) for a in plan.actions]
             self.report.results.extend(results)
             if apply and results:
-                await _Apply(self, tasks, results).execute()
+                await _Apply(tasks, writes, results).execute()
+
+    def result_of(self, action: Action) -> ActionResult:
+        return ActionResult(action, self.service.name)
+
+    def desired_by_gateway(self, desired: dict[Binding, Desired], gateways: Sequence[str]) -> dict[str, Desired]:
+        return {
+            gateway: merge([part for binding, part in desired.items() if gateway in binding.gateways])
+            for gateway in gateways
+        }
 
     def _plan(
         self, desired: dict[Binding, Desired], observed: Observed, gateways: Sequence[str], complete: bool
     ) -> Plan:
-        by_gateway = {
-            gateway: merge([part for binding, part in desired.items() if gateway in binding.gateways])
-            for gateway in gateways
-        }
+        by_gateway = self.desired_by_gateway(desired, gateways)
         return make_plan(by_gateway, observed, allow_removals=self.scope.is_full and complete)
 
     def fail(self, message: str, *, retryable: bool) -> None:
@@ -241,16 +264,44 @@ class _ServiceRun:
 class _DesiredGathering:
     """Key Vault → the chains of each bound certificate's versions to trust."""
 
-    def __init__(self, run: _ServiceRun, tasks: TaskGroup, now: datetime) -> None:
+    def __init__(
+        self, run: _ServiceRun, tasks: TaskGroup, now: datetime, *, on_complete: Callable[[], None] | None = None
+    ) -> None:
         self.run = run
         self.tasks = tasks
         self.now = now
+        self.on_complete = on_complete
+        self.outstanding = 0  # reads started and not yet handled
         self.chains: dict[tuple[Binding, str], dict[str, Chain]] = {}  # by version
         self.order: dict[tuple[Binding, str], tuple[VersionInfo, ...]] = {}
         self.failed: set[Binding] = set()
         self.priority = 0 if run.scope.is_full else _BEFORE_LISTS
+        self.outstanding += 1  # until every first read is started: completion is not reported midway
         for binding in run.bindings:
             self._start(binding)
+        self._handled()
+
+    def _read(
+        self, call: Callable[[], Awaitable[T]], then: Callable[[T], None], on_error: Callable[[Exception], None]
+    ) -> None:
+        """Start one Key Vault read; once it and every read its continuation started are handled, the
+        desired state is complete."""
+
+        def handled_then(result: T) -> None:
+            then(result)
+            self._handled()
+
+        def handled_error(error: Exception) -> None:
+            on_error(error)
+            self._handled()
+
+        self.outstanding += 1
+        self.tasks.start(call, then=handled_then, on_error=handled_error, priority=self.priority)
+
+    def _handled(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding == 0 and self.on_complete is not None:
+            self.on_complete()
 
     def _start(self, binding: Binding) -> None:
         names = self.run.scope.certificates
@@ -270,7 +321,7 @@ class _DesiredGathering:
                 for name in sorted(found):
                     self._versions(binding, name)
 
-            self.tasks.start(
+            self._read(
                 lambda: vault.certificate_names(each_page=listed_page),
                 then=lambda _: None,
                 on_error=lambda error: self._failed(binding, error),
@@ -291,12 +342,8 @@ class _DesiredGathering:
             for version in selected:
                 self._secret(binding, name, version)
 
-        self.tasks.start(
-            lambda: vault.versions(name),
-            then=chosen,
-            on_error=lambda error: self._failed(binding, error),
-            priority=self.priority,  # versions → secrets → uploads → puts: the longest chain
-        )
+        # versions → secrets → uploads → puts: the longest chain (an event's reads go first)
+        self._read(lambda: vault.versions(name), then=chosen, on_error=lambda error: self._failed(binding, error))
 
     def _secret(self, binding: Binding, name: str, version: VersionInfo) -> None:
         vault = self.run.engine.clients.vault(binding.keyvault_url)
@@ -315,9 +362,7 @@ class _DesiredGathering:
             # retrying would consume the event and leave the new chain untrusted.
             self._failed(binding, error, retryable=isinstance(error, AzureCallError))
 
-        self.tasks.start(
-            lambda: vault.secret(name, version.version), then=parsed, on_error=unreadable, priority=self.priority
-        )
+        self._read(lambda: vault.secret(name, version.version), then=parsed, on_error=unreadable)
 
     def _failed(self, binding: Binding, error: Exception, *, retryable: bool | None = None) -> None:
         self.failed.add(binding)
@@ -348,9 +393,10 @@ class _DesiredGathering:
 class _ObservedGathering:
     """APIM → its certificates, the selected gateways and their certificate authorities."""
 
-    def __init__(self, run: _ServiceRun, tasks: TaskGroup) -> None:
+    def __init__(self, run: _ServiceRun, tasks: TaskGroup, early: _EarlyWrites | None) -> None:
         self.run = run
         self.tasks = tasks
+        self.early = early
         self.certificates: dict[str, ApimCertificate] | None = None
         self.gateway_cas: dict[str, dict[str, bool]] = {}
         self.selected: list[str] = []
@@ -362,6 +408,8 @@ class _ObservedGathering:
 
     def _got_certificates(self, certificates: dict[str, ApimCertificate]) -> None:
         self.certificates = certificates
+        if self.early is not None:
+            self.early.observed_ready()
 
     def _got_gateways(self, listed: list[str]) -> None:
         self_hosted = [gateway for gateway in listed if gateway.lower() != MANAGED_GATEWAY]
@@ -383,10 +431,14 @@ class _ObservedGathering:
         to_read = self_hosted if self.run.scope.is_full else selected
         for gateway in to_read:
             self._read_cas(gateway)
+        if self.early is not None:
+            self.early.observed_ready()
 
     def _read_cas(self, gateway: str) -> None:
         def got(cas: dict[str, bool]) -> None:
             self.gateway_cas[gateway] = cas
+            if self.early is not None:
+                self.early.gateway_ready(gateway)
 
         def failed(error: Exception) -> None:
             # Unknown references: plan nothing for this gateway and remove nothing anywhere.
@@ -406,62 +458,124 @@ class _ObservedGathering:
         return Observed(certificates=self.certificates, gateway_cas=dict(self.gateway_cas))
 
 
-class _Apply:
-    """Writes in dependency order: uploads → gateway CAs → (only if all of that worked) removals → deletions."""
+class _EarlyWrites:
+    """An event's writes, each started as soon as its inputs are in, instead of after every read.
 
-    def __init__(self, run: _ServiceRun, tasks: TaskGroup, results: list[ActionResult]) -> None:
+    The uploads need the desired chains (every Key Vault read) and APIM's certificate list; a
+    gateway's puts need those uploads' ids and that gateway's CA list, not the other gateways'.
+    So a rotation's uploads overlap the CA lists still being read, and each gateway's puts start
+    when its own list arrives. Only for runs that never remove (events, named resyncs): removals
+    wait for the whole state and a second look at Key Vault. The plan of the whole state, made at
+    the end, is what the report lists; it holds the same actions (the same pure functions of the
+    same inputs), and those already written are not written again.
+    """
+
+    def __init__(self, run: _ServiceRun, writes: _Writes) -> None:
+        self.run = run
+        self.writes = writes
+        self.desired: _DesiredGathering | None = None
+        self.observed: _ObservedGathering | None = None
+        self.desired_complete = False
+        self.certificates: CertificatePlan | None = None
+        self.desired_by_binding: dict[Binding, Desired] = {}
+        self.started: dict[Action, ActionResult] = {}
+
+    def follow(self, desired: _DesiredGathering, observed: _ObservedGathering) -> None:
+        self.desired, self.observed = desired, observed
+
+    def desired_ready(self) -> None:
+        self.desired_complete = True
+        self.observed_ready()
+
+    def observed_ready(self) -> None:
+        desired, observed = self.desired, self.observed
+        if (
+            self.certificates is not None
+            or not self.desired_complete
+            or desired is None
+            or observed is None
+            or observed.certificates is None
+            or not observed.listed
+        ):
+            return
+        self.desired_by_binding = desired.result()
+        by_gateway = self.run.desired_by_gateway(self.desired_by_binding, observed.selected)
+        self.certificates = plan_certificates(by_gateway.values(), observed.certificates)
+        self._start(self.certificates.uploads)
+        for gateway in list(observed.gateway_cas):
+            self.gateway_ready(gateway)
+
+    def gateway_ready(self, gateway: str) -> None:
+        if self.certificates is None or self.observed is None:
+            return  # the uploads' plan, when made, plans the gateways whose lists are in
+        if gateway not in self.observed.selected:
+            return
+        desired = self.run.desired_by_gateway(self.desired_by_binding, [gateway])[gateway]
+        changes = plan_gateway(gateway, desired, self.observed.gateway_cas[gateway], self.certificates)
+        self._start(changes.actions)
+
+    def _start(self, actions: Iterable[Action]) -> None:
+        results = [self.run.result_of(action) for action in actions if action not in self.started]
+        self.started.update((result.action, result) for result in results)
+        self.writes.start(results)
+
+    def results_for(self, plan: Plan) -> list[ActionResult]:
+        results = [self.started.get(action) or self.run.result_of(action) for action in plan.actions]
+        # A write made early that the final plan no longer holds (a gateway's CA list failed meanwhile) still happened.
+        planned = set(plan.actions)
+        return results + [result for action, result in self.started.items() if action not in planned]
+
+
+class _Writes:
+    """Starts uploads and gateway CA puts as they come; a put of a certificate being uploaded waits for the upload."""
+
+    def __init__(self, run: _ServiceRun, tasks: TaskGroup) -> None:
         self.run = run
         self.tasks = tasks
-        self.results = results
+        self.uploads: dict[str, ActionResult] = {}  # by certificate id, lower case
+        self.waiting: dict[str, list[ActionResult]] = {}
 
-    async def execute(self) -> None:
-        by_kind: dict[ActionKind, list[ActionResult]] = {}
-        for result in self.results:
-            by_kind.setdefault(result.action.kind, []).append(result)
-        uploads = by_kind.get(ActionKind.UPLOAD_CERTIFICATE, [])
-        sets = by_kind.get(ActionKind.SET_GATEWAY_CA, [])
-        waiting: dict[str, list[ActionResult]] = {}
-        uploading = {result.action.certificate_id.lower() for result in uploads}
-        for result in sets:
-            key = result.action.certificate_id.lower()
-            if key in uploading:
-                waiting.setdefault(key, []).append(result)
-            else:
-                self._write(result)
+    def start(self, results: Sequence[ActionResult]) -> None:
+        uploads = [r for r in results if r.action.kind is ActionKind.UPLOAD_CERTIFICATE]
         for result in uploads:
-            self._write(result, dependents=waiting.get(result.action.certificate_id.lower(), []))
-        await self.tasks.wait()
+            self.uploads[result.action.certificate_id.lower()] = result
+        for result in uploads:
+            self._write(result, then=self._released(result.action.certificate_id.lower()), priority=_BEFORE_PUTS)
+        for result in results:
+            if result.action.kind is ActionKind.SET_GATEWAY_CA:
+                self._after_upload(result)
+            elif result.action.kind is not ActionKind.UPLOAD_CERTIFICATE:
+                self._write(result)  # removals and deletions: _Apply starts them once the additions are done
 
-        removals = by_kind.get(ActionKind.REMOVE_GATEWAY_CA, [])
-        deletions = by_kind.get(ActionKind.DELETE_CERTIFICATE, [])
-        if any(result.status != Status.APPLIED for result in uploads + sets):
-            self._skip(removals + deletions, "not removed: an addition failed, so trust is left as wide as it was")
-            return
-        for result in removals:
+    def _after_upload(self, result: ActionResult) -> None:
+        key = result.action.certificate_id.lower()
+        upload = self.uploads.get(key)
+        if upload is None or upload.status is Status.APPLIED:
             self._write(result)
-        await self.tasks.wait()
-        failed_removals = {r.action.certificate_id.lower() for r in removals if r.status != Status.APPLIED}
-        for result in deletions:
-            if result.action.certificate_id.lower() in failed_removals:
-                self._skip([result], "not deleted: removing it from a gateway failed")
-            else:
-                self._write(result)
-        await self.tasks.wait()
+        elif upload.status is Status.PLANNED:  # in flight
+            self.waiting.setdefault(key, []).append(result)
+        else:
+            _skip([result], f"not set: uploading {upload.action.certificate_id} failed")
 
-    def _write(self, result: ActionResult, dependents: Sequence[ActionResult] = ()) -> None:
+    def _released(self, key: str) -> Callable[[], None]:
+        def release() -> None:
+            for dependent in self.waiting.pop(key, []):
+                self._after_upload(dependent)
+
+        return release
+
+    def _write(self, result: ActionResult, then: Callable[[], None] = lambda: None, priority: int = 0) -> None:
         def done(_: None) -> None:
             result.status = Status.APPLIED
-            for dependent in dependents:
-                self._write(dependent)
+            then()
 
         def failed(error: Exception) -> None:
             result.status = Status.FAILED
             result.error = str(error)
             self.run.fail(str(error), retryable=True)
-            self._skip(dependents, f"not set: uploading {result.action.certificate_id} failed")
+            then()
 
         # An upload goes before the puts already ready: every gateway's put of its certificate waits for it.
-        priority = _BEFORE_PUTS if dependents else 0
         self.tasks.start(lambda: self._call(result.action), then=done, on_error=failed, priority=priority)
 
     async def _call(self, action: Action) -> None:
@@ -481,8 +595,40 @@ class _Apply:
         else:
             await apim.delete_certificate(action.certificate_id)
 
-    @staticmethod
-    def _skip(results: Iterable[ActionResult], why: str) -> None:
-        for result in results:
-            result.status = Status.SKIPPED
-            result.error = why
+
+class _Apply:
+    """Writes in dependency order: uploads → gateway CAs → (only if all of that worked) removals → deletions."""
+
+    def __init__(self, tasks: TaskGroup, writes: _Writes, results: list[ActionResult]) -> None:
+        self.tasks = tasks
+        self.writes = writes
+        self.results = results
+
+    async def execute(self) -> None:
+        by_kind: dict[ActionKind, list[ActionResult]] = {}
+        for result in self.results:
+            by_kind.setdefault(result.action.kind, []).append(result)
+        additions = by_kind.get(ActionKind.UPLOAD_CERTIFICATE, []) + by_kind.get(ActionKind.SET_GATEWAY_CA, [])
+        self.writes.start([result for result in additions if result.status is Status.PLANNED])  # not written early
+        await self.tasks.wait()
+
+        removals = by_kind.get(ActionKind.REMOVE_GATEWAY_CA, [])
+        deletions = by_kind.get(ActionKind.DELETE_CERTIFICATE, [])
+        if any(result.status != Status.APPLIED for result in additions):
+            _skip(removals + deletions, "not removed: an addition failed, so trust is left as wide as it was")
+            return
+        self.writes.start(removals)
+        await self.tasks.wait()
+        failed_removals = {r.action.certificate_id.lower() for r in removals if r.status != Status.APPLIED}
+        for result in deletions:
+            if result.action.certificate_id.lower() in failed_removals:
+                _skip([result], "not deleted: removing it from a gateway failed")
+            else:
+                self.writes.start([result])
+        await self.tasks.wait()
+
+
+def _skip(results: Iterable[ActionResult], why: str) -> None:
+    for result in results:
+        result.status = Status.SKIPPED
+        result.error = why

@@ -98,37 +98,72 @@ class Plan:
 
 def make_plan(desired_by_gateway: Mapping[str, Desired], observed: Observed, *, allow_removals: bool) -> Plan:
     """Compare the desired authorities of each selected gateway with what APIM holds."""
-    certificates = _CertificateIndex(observed.certificates.values())
-    wanted = merge(list(desired_by_gateway.values())).authorities
-    actions: list[Action] = []
-    notes: list[str] = []
+    certificates = plan_certificates(desired_by_gateway.values(), observed.certificates)
+    actions = list(certificates.uploads)
+    notes = list(certificates.notes)
     conflicts: list[str] = []
-
-    resolved: dict[str, str] = {}  # thumbprint → the certificate id gateways should reference
-    for thumbprint, authority in sorted(wanted.items()):
-        certificate_id, upload, note = _resolve(authority, certificates, wanted)
-        resolved[thumbprint] = certificate_id
-        if upload is not None:
-            actions.append(upload)
-        if note:
-            notes.append(note)
-
     for gateway, desired in sorted(desired_by_gateway.items()):
-        present = {_key(cid): (cid, trusted) for cid, trusted in observed.gateway_cas.get(gateway, {}).items()}
-        for thumbprint, authority in sorted(desired.authorities.items()):
-            certificate_id = resolved[thumbprint]
-            action, conflict = _gateway_change(gateway, certificate_id, authority, present, certificates)
-            if action is not None:
-                actions.append(action)
-            if conflict:
-                conflicts.append(conflict)
+        changes = plan_gateway(gateway, desired, observed.gateway_cas.get(gateway, {}), certificates)
+        actions.extend(changes.actions)
+        conflicts.extend(changes.conflicts)
 
     removable = allow_removals and all(desired.complete for desired in desired_by_gateway.values())
     if allow_removals and not removable:
         notes.append("nothing removed: not every bound certificate could be read")
     if removable:
-        actions.extend(_removals(desired_by_gateway, observed, resolved, notes))
+        actions.extend(_removals(desired_by_gateway, observed, certificates.resolved, notes))
     return Plan(actions=tuple(actions), notes=tuple(notes), conflicts=tuple(conflicts))
+
+
+@dataclass(frozen=True)
+class CertificatePlan:
+    """The APIM certificate each desired authority is referenced by, and the uploads that make them exist.
+
+    Needs every gateway's desired state and APIM's certificates, but no gateway's CA list: a run can
+    start these uploads before the CA lists are in.
+    """
+
+    resolved: Mapping[str, str]  # thumbprint → the certificate id gateways should reference
+    uploads: tuple[Action, ...]
+    notes: tuple[str, ...]
+    index: _CertificateIndex = field(repr=False)
+
+
+def plan_certificates(desired: Iterable[Desired], certificates: Mapping[str, ApimCertificate]) -> CertificatePlan:
+    index = _CertificateIndex(certificates.values())
+    wanted = merge(list(desired)).authorities
+    resolved: dict[str, str] = {}
+    uploads: list[Action] = []
+    notes: list[str] = []
+    for thumbprint, authority in sorted(wanted.items()):
+        certificate_id, upload, note = _resolve(authority, index, wanted)
+        resolved[thumbprint] = certificate_id
+        if upload is not None:
+            uploads.append(upload)
+        if note:
+            notes.append(note)
+    return CertificatePlan(resolved=resolved, uploads=tuple(uploads), notes=tuple(notes), index=index)
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    actions: tuple[Action, ...]
+    conflicts: tuple[str, ...]
+
+
+def plan_gateway(gateway: str, desired: Desired, cas: Mapping[str, bool], certificates: CertificatePlan) -> GatewayPlan:
+    """What one gateway's certificate authorities need: needs only that gateway's CA list."""
+    present = {_key(cid): (cid, trusted) for cid, trusted in cas.items()}
+    actions: list[Action] = []
+    conflicts: list[str] = []
+    for thumbprint, authority in sorted(desired.authorities.items()):
+        certificate_id = certificates.resolved[thumbprint]
+        action, conflict = _gateway_change(gateway, certificate_id, authority, present, certificates.index)
+        if action is not None:
+            actions.append(action)
+        if conflict:
+            conflicts.append(conflict)
+    return GatewayPlan(actions=tuple(actions), conflicts=tuple(conflicts))
 
 
 class _CertificateIndex:
