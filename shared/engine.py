@@ -40,13 +40,15 @@ log = logging.getLogger("trustsync")
 T = TypeVar("T")
 
 
-# Task priorities (workers.TaskGroup): with more calls ready than MAX_CONCURRENCY, those with more
-# calls waiting behind them go first. In an event's run a Key Vault read has a secret read, an
-# upload and every gateway's put behind it; a gateway's CA list only that gateway's puts; an
-# upload, its puts. A full-scope run keeps the order calls became ready in: there the Key Vault
+# Task priorities (workers.TaskGroup): with more calls ready than MAX_CONCURRENCY, those with the
+# longer chain of calls behind them go first, then those with more calls waiting on them. In an
+# event's run a Key Vault read has a secret read, an upload and every gateway's put behind it; an
+# upload and a gateway's CA list have puts behind them (every gateway's, or that gateway's two);
+# a put has nothing. A full-scope run keeps the order reads became ready in: there the Key Vault
 # reads are most of the work, and putting them all first would leave the paged CA lists for last.
-_BEFORE_LISTS = 2
-_BEFORE_PUTS = 1
+_KEY_VAULT_READ = 3
+_UPLOAD = 2
+_CA_LIST = 1
 
 
 class VaultPort(Protocol):
@@ -275,7 +277,7 @@ class _DesiredGathering:
         self.chains: dict[tuple[Binding, str], dict[str, Chain]] = {}  # by version
         self.order: dict[tuple[Binding, str], tuple[VersionInfo, ...]] = {}
         self.failed: set[Binding] = set()
-        self.priority = 0 if run.scope.is_full else _BEFORE_LISTS
+        self.priority = 0 if run.scope.is_full else _KEY_VAULT_READ
         self.outstanding += 1  # until every first read is started: completion is not reported midway
         for binding in run.bindings:
             self._start(binding)
@@ -447,7 +449,8 @@ class _ObservedGathering:
                 self.selected.remove(gateway)
             self.run.fail(str(error), retryable=True)
 
-        self.tasks.start(lambda: self.run.apim.gateway_cas(gateway), then=got, on_error=failed)
+        priority = 0 if self.run.scope.is_full else _CA_LIST
+        self.tasks.start(lambda: self.run.apim.gateway_cas(gateway), then=got, on_error=failed, priority=priority)
 
     def _failed(self, error: Exception) -> None:
         self.run.fail(str(error), retryable=True)
@@ -540,7 +543,7 @@ class _Writes:
         for result in uploads:
             self.uploads[result.action.certificate_id.lower()] = result
         for result in uploads:
-            self._write(result, then=self._released(result.action.certificate_id.lower()), priority=_BEFORE_PUTS)
+            self._write(result, then=self._released(result.action.certificate_id.lower()), priority=_UPLOAD)
         for result in results:
             if result.action.kind is ActionKind.SET_GATEWAY_CA:
                 self._after_upload(result)
@@ -575,7 +578,6 @@ class _Writes:
             self.run.fail(str(error), retryable=True)
             then()
 
-        # An upload goes before the puts already ready: every gateway's put of its certificate waits for it.
         self.tasks.start(lambda: self._call(result.action), then=done, on_error=failed, priority=priority)
 
     async def _call(self, action: Action) -> None:
