@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from . import operations as op
@@ -27,6 +27,8 @@ from .certs import CertificateFormatError
 from .identity import IssuedToken, TokenIssuer
 from .server import Call
 from .wire import HttpError, Request, Response, format_retry_after, parse_json_object, request_id
+
+T = TypeVar("T")
 
 API_VERSION: Final = "2024-05-01"
 _PROVIDER_PREFIX: Final = (
@@ -140,14 +142,14 @@ class ArmApi:
             case ["gateways"] if method == "GET":
                 route = (
                     op.ARM_LIST_GATEWAYS,
-                    lambda s: self._page(request, [_gateway_contract(s, g) for g in s.gateways]),
+                    lambda s: self._page(request, list(s.gateways), lambda g: _gateway_contract(s, g)),
                 )
             case ["gateways", gw] if method == "GET":
                 route = op.ARM_GET_GATEWAY, lambda s: _read_gateway(request, s, gw)
             case ["gateways", gw, "certificateauthorities"] if method == "GET":
                 route = (
                     op.ARM_LIST_GATEWAY_CAS,
-                    lambda s: self._page(request, [_ca_contract(s, gw, ca) for ca in s.gateway_ca_entities(gw)]),
+                    lambda s: self._page(request, s.gateway_ca_entities(gw), lambda ca: _ca_contract(s, gw, ca)),
                 )
             case ["gateways", gw, "certificateauthorities", cid] if method in ("GET", "HEAD"):
                 operation = op.ARM_GET_GATEWAY_CA if method == "GET" else op.ARM_HEAD_GATEWAY_CA
@@ -218,7 +220,7 @@ class ArmApi:
     # -- handlers --------------------------------------------------------------------------------
 
     def _list_certificates(self, request: Request, service: ApimService) -> Response:
-        return self._page(request, [_certificate_contract(service, c) for c in service.certificates.values()])
+        return self._page(request, list(service.certificates.values()), lambda c: _certificate_contract(service, c))
 
     def _get_service(self, service: ApimService) -> Response:
         return Response.json(200, _service_contract(service), _headers(service.etag))
@@ -289,7 +291,8 @@ class ArmApi:
 
     # -- paging ----------------------------------------------------------------------------------
 
-    def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+    def _page(self, request: Request, items: Sequence[T], render: Callable[[T], dict[str, Any]]) -> Response:
+        """One page of `items`; only the page's items are rendered."""
         query = request.query
         if "$filter" in query:
             raise ApimError(
@@ -301,7 +304,7 @@ class ArmApi:
         top = _int_param(query, "$top", minimum=1)
         skip = _int_param(query, "$skip", minimum=0) or 0
         size = min(top, self._page_size()) if top else self._page_size()
-        body: dict[str, Any] = {"value": items[skip : skip + size], "count": len(items)}
+        body: dict[str, Any] = {"value": [render(item) for item in items[skip : skip + size]], "count": len(items)}
         if skip + size < len(items):
             base = f"{self._base_url()}{urlsplit(request.target).path}?api-version={API_VERSION}"
             body["nextLink"] = base + (f"&$top={top}" if top else "") + f"&$skip={skip + size}"

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import operations as op
@@ -20,6 +20,8 @@ from .identity import IssuedToken, TokenIssuer
 from .keyvault import CertificateVersion, SecretVersion, Vault
 from .server import Call
 from .wire import HttpError, Request, Response, format_retry_after, parse_json_object, request_id
+
+T = TypeVar("T")
 
 RECOVERY = {"recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90}
 _NOT_FOUND_HELP = (
@@ -140,8 +142,8 @@ class KeyVaultApi:
     # -- certificates ----------------------------------------------------------------------------
 
     def _list_certificates(self, request: Request) -> Response:
-        items = [
-            _without_none(
+        def item(v: CertificateVersion) -> dict[str, Any]:
+            return _without_none(
                 {
                     "id": f"{self.vault.url}/certificates/{v.name}",
                     "x5t": v.x5t,
@@ -149,18 +151,17 @@ class KeyVaultApi:
                     "tags": dict(v.tags) or None,
                 }
             )
-            for v in self.vault.latest_certificates()
-        ]
-        return self._page(request, items)
+
+        return self._page(request, self.vault.latest_certificates(), item)
 
     def _list_certificate_versions(self, request: Request, name: str) -> Response:
         try:
             versions = self.vault.certificate_versions(name)
         except KeyError:
             raise HttpError(_certificate_not_found(name)) from None
-        # Key Vault lists versions in no particular order; sorting by id makes that visible.
-        items = [
-            _without_none(
+
+        def item(v: CertificateVersion) -> dict[str, Any]:
+            return _without_none(
                 {
                     "id": f"{self.vault.url}/certificates/{v.name}/{v.version}",
                     "x5t": v.x5t,
@@ -168,9 +169,9 @@ class KeyVaultApi:
                     "tags": dict(v.tags) or None,
                 }
             )
-            for v in sorted(versions, key=lambda v: v.version)
-        ]
-        return self._page(request, items)
+
+        # Key Vault lists versions in no particular order; sorting by id makes that visible.
+        return self._page(request, sorted(versions, key=lambda v: v.version), item)
 
     def _get_certificate(self, name: str, version: str) -> Response:
         try:
@@ -254,8 +255,8 @@ class KeyVaultApi:
             versions: Sequence[CertificateVersion | SecretVersion] = self.vault.secret_versions(name)
         except KeyError:
             raise HttpError(_secret_not_found(name)) from None
-        items = [self._secret_bundle(v, with_value=False) for v in sorted(versions, key=lambda v: v.version)]
-        return self._page(request, items)
+        ordered = sorted(versions, key=lambda v: v.version)
+        return self._page(request, ordered, lambda v: self._secret_bundle(v, with_value=False))
 
     def _secret_bundle(self, stored: CertificateVersion | SecretVersion, *, with_value: bool) -> dict[str, Any]:
         base, name, version = self.vault.url, stored.name, stored.version
@@ -285,7 +286,8 @@ class KeyVaultApi:
 
     # -- paging ----------------------------------------------------------------------------------
 
-    def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+    def _page(self, request: Request, items: Sequence[T], render: Callable[[T], dict[str, Any]]) -> Response:
+        """One page of `items`; only the page's items are rendered (a vault can list thousands)."""
         query = request.query
         offset = _skiptoken_offset(query.get("$skiptoken"))
         size = self._page_size()
@@ -297,7 +299,7 @@ class KeyVaultApi:
             if not 1 <= maxresults <= 25:
                 raise HttpError(_error(400, "BadParameter", "maxresults must be between 1 and 25."))
             size = min(size, maxresults)
-        page = items[offset : offset + size]
+        page = [render(item) for item in items[offset : offset + size]]
         next_link = None
         if offset + size < len(items):
             next_link = (
