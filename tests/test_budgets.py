@@ -13,6 +13,7 @@ is what makes "one list" precise: every page of a list has the same path.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from shared.settings import SETTINGS
 from tests.harness import Backend, audit, deliver, import_version, resync, trusted
 
 ONE_PAGE = 100  # items per page: every list of these estates fits in one
+HOLD_TIMEOUT = 20  # seconds a held request waits for the writes before the test fails
 OVERHEAD = frozenset({"identity.token", "kv.challenge"})
 EVENT_READS = frozenset(
     {
@@ -272,3 +274,40 @@ def test_a_throttled_put_waits_its_retry_after_while_other_gateways_writes_go_on
     assert len(others) == 2 * 4 - 1
     assert all(other.finished <= retried[0].started for other in others)  # nobody waited on the throttled put
     assert throttled.finished <= retried[0].started
+
+
+def test_an_events_uploads_and_puts_do_not_wait_for_every_gateways_ca_list(make_estate: MakeEstate) -> None:
+    """Writes start as their own inputs arrive: while one gateway's CA list is held unanswered, the
+    rotation's uploads and the other gateways' puts go ahead; the held gateway is served after."""
+    estate = make_estate(3)
+    estate.trusted_certificate()
+    new = import_version(estate.emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"))
+    uploaded, others_trusted = threading.Event(), threading.Event()
+    lock = threading.Lock()  # the hooks run on the emulator's request threads
+    held_until: list[bool] = []
+    puts = 0
+
+    def hold_the_first_ca_list() -> None:
+        with lock:
+            first = not held_until
+            held_until.append(False)
+        if first:  # the first CA list request only; the others go straight on
+            held_until[0] = uploaded.wait(HOLD_TIMEOUT) and others_trusted.wait(HOLD_TIMEOUT)
+
+    def count_puts() -> None:
+        nonlocal puts
+        with lock:
+            puts += 1
+            if puts == 2 * 2:  # both new CAs on the two gateways not held
+                others_trusted.set()
+
+    estate.emu.faults.add("arm.list_gateway_cas", status=None, times=3, hook=hold_the_first_ca_list)
+    estate.emu.faults.add("arm.put_certificate", status=None, times=2, after_write=True, hook=uploaded.set)
+    estate.emu.faults.add("arm.put_gateway_ca", status=None, times=2 * 3, after_write=True, hook=count_puts)
+    estate.emu.clear_requests()
+
+    deliver(estate.emu.vault.certificate_event("orders"))
+
+    assert held_until == [True, False, False], "the writes waited for the held CA list"
+    assert estate.trusts(new.authority_ids)
+    assert writes(estate.emu) == {"arm.put_certificate": 2, "arm.put_gateway_ca": 2 * 3}
