@@ -92,8 +92,9 @@ class Run:
     concurrency: int
     wall: float  # median of the repetitions
     walls: list[float]
-    cpu: float  # the worker's CPU time during the invocation
+    cpu: float  # the worker's CPU time during the invocation (median run)
     emulator_cpu: float  # this process's (the emulator's) meanwhile
+    timeline: list[tuple[float, float, str]]  # last run: each request's start and end (s from the first) and operation
     reads: int
     writes: int
     operations: dict[str, int]
@@ -154,7 +155,12 @@ def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float
                 calls, overhead = _counts(emu.requests)
                 if extra := calls - dag.counts():
                     problems.append(f"calls beyond the budget's: {dict(extra)}")
+                started = min((r.started for r in emu.requests), default=0.0)
                 sample = {
+                    "timeline": [
+                        (round(r.started - started, 4), round(r.finished - started, 4), r.operation)
+                        for r in sorted(emu.requests, key=lambda r: r.started)
+                    ],
                     "answer": answer,
                     "emulator_cpu": emulator_cpu,
                     "calls": calls,
@@ -174,13 +180,15 @@ def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float
 
 def _run(concurrency: int, samples: list[dict[str, Any]], latency: float) -> Run:
     last = samples[-1]
+    median = sorted(samples, key=lambda sample: sample["answer"]["wall"])[len(samples) // 2]
     reads, writes = model.reads_and_writes(last["calls"])
     return Run(
         concurrency=concurrency,
         wall=statistics.median(sample["answer"]["wall"] for sample in samples),
         walls=[sample["answer"]["wall"] for sample in samples],
-        cpu=last["answer"]["cpu"],
-        emulator_cpu=last["emulator_cpu"],
+        cpu=median["answer"]["cpu"],
+        emulator_cpu=median["emulator_cpu"],
+        timeline=last["timeline"],
         reads=reads,
         writes=writes,
         operations=dict(sorted(last["calls"].items())),
@@ -280,6 +288,7 @@ def _row(scenario: Scenario, fast: Run, naive: Run | None) -> list[str]:
         overhead,
         f"{fast.max_in_flight}/{fast.concurrency}",
         f"{fast.wall:.3f}",
+        f"{fast.cpu:.3f}",
         f"{fast.bound.seconds:.3f} ({fast.bound.rounds})",
         f"{fast.ratio:.2f}",
         naive_cell,
@@ -294,6 +303,7 @@ HEADER = [
     "tok/chal",
     "inflight/P",
     "wall s",
+    "cpu s",
     "bound s (rounds)",
     "wall/bound",
     "naive s (bound)",
@@ -371,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
         " requests / Key Vault challenges of the worker's first (cold) invocation: protocol overhead, not in the"
-        " reads; the measured run is warm and has none. bound: round trips the dependencies allow at P x L."
+        " reads; the measured run is warm and has none. cpu: the worker's CPU time during the (median) run: near"
+        " the wall time, the run is CPU-bound. bound: round trips the dependencies allow at P x L."
     )
     if imports:
         cached = imports["bytecode"]
