@@ -329,8 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="*", help="scenario keys (a b1 b10 b25 c50 c200 c1000); default all")
     parser.add_argument("--no-naive", action="store_true", help="skip the one-call-at-a-time runs")
-    parser.add_argument("--repeat", type=int, default=3, help="measured runs per scenario at P (median); naive: 1")
-    parser.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import measurement")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="measured runs at P (median) of a rotation or C=50 audit; C=200: 3, else 1",
+    )
+    parser.add_argument("--import-runs", type=int, default=3, help="fresh interpreters per import measurement")
     parser.add_argument(
         "--import-source", action="store_true", help="also time the import with the app compiled from source"
     )
@@ -351,7 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         # The parallel runs first (their peak memory is the product's at P), then the naive one.
         if scenario.kind == "audit":  # read-only: run again in place; C=1000 once, to keep the whole under 3 min
             estate = scenario.material()
-            runs = [(args.concurrency, estate)] * (args.repeat if scenario.certificates <= 200 else 1)
+            # Short runs are the noisiest: more of them. C=1000 once, to keep the whole under 3 min.
+            repeat = (
+                args.repeat
+                if scenario.certificates <= 50
+                else min(args.repeat, 3)
+                if scenario.certificates <= 200
+                else 1
+            )
+            runs = [(args.concurrency, estate)] * repeat
             runs += [] if args.no_naive else [(1, estate)]
         else:  # each run rotates a certificate of its own
             runs = [(args.concurrency, scenario.material(n)) for n in range(1, args.repeat + 1)]
