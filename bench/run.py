@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="measured runs at P (median) of a rotation or C=50 audit; C=200: 3, else 1",
     )
-    parser.add_argument("--import-runs", type=int, default=3, help="fresh interpreters per import measurement")
+    parser.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import measurement")
     parser.add_argument(
         "--import-source", action="store_true", help="also time the import with the app compiled from source"
     )
