@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="measured runs at P (median) of a rotation or C=50 audit; C=200: 3, else 1",
     )
-    parser.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import measurement")
+    parser.add_argument("--import-runs", type=int, default=4, help="fresh interpreters per import measurement")
     parser.add_argument(
         "--import-source", action="store_true", help="also time the import with the app compiled from source"
     )
@@ -369,10 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         else:  # each run rotates a certificate of its own
             runs = [(args.concurrency, scenario.material(n)) for n in range(1, args.repeat + 1)]
             runs += [] if args.no_naive else [(1, scenario.material(args.repeat + 1))]
+        scenario_started = time.perf_counter()
         measured = measure(scenario, runs, args.latency)
         fast, naive = measured[args.concurrency], measured.get(1) if args.concurrency != 1 else None
         rows.append(_row(scenario, fast, naive))
-        print(rows[-1][0], f"wall {fast.wall:.3f}s ratio {fast.ratio:.2f}", flush=True)
+        took = time.perf_counter() - scenario_started
+        print(rows[-1][0], f"wall {fast.wall:.3f}s ratio {fast.ratio:.2f} (scenario took {took:.0f}s)", flush=True)
         for run in (fast, naive):
             if run is not None and run.problems:
                 failures.append(f"{scenario.title} P={run.concurrency}: {'; '.join(run.problems)}")
