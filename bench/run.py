@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=5,
+        default=4,
         help="measured runs at P (median) of a rotation or C=50 audit; C=200: 3, else 1",
     )
     parser.add_argument("--import-runs", type=int, default=4, help="fresh interpreters per import measurement")
