@@ -411,7 +411,7 @@ class _ObservedGathering:
     def _got_certificates(self, certificates: dict[str, ApimCertificate]) -> None:
         self.certificates = certificates
         if self.early is not None:
-            self.early.observed_ready()
+            self.early.apim_listed()
 
     def _got_gateways(self, listed: list[str]) -> None:
         self_hosted = [gateway for gateway in listed if gateway.lower() != MANAGED_GATEWAY]
@@ -434,7 +434,7 @@ class _ObservedGathering:
         for gateway in to_read:
             self._read_cas(gateway)
         if self.early is not None:
-            self.early.observed_ready()
+            self.early.apim_listed()
 
     def _read_cas(self, gateway: str) -> None:
         def got(cas: dict[str, bool]) -> None:
@@ -487,10 +487,15 @@ class _EarlyWrites:
         self.desired, self.observed = desired, observed
 
     def desired_ready(self) -> None:
+        """Every Key Vault read of the run is handled."""
         self.desired_complete = True
-        self.observed_ready()
+        self._plan_uploads()
 
-    def observed_ready(self) -> None:
+    def apim_listed(self) -> None:
+        """APIM's certificate list or its gateway list has arrived."""
+        self._plan_uploads()
+
+    def _plan_uploads(self) -> None:
         desired, observed = self.desired, self.observed
         if (
             self.certificates is not None
@@ -510,7 +515,7 @@ class _EarlyWrites:
 
     def gateway_ready(self, gateway: str) -> None:
         if self.certificates is None or self.observed is None:
-            return  # the uploads' plan, when made, plans the gateways whose lists are in
+            return  # _plan_uploads, once it can, plans the gateways whose lists are in by then
         if gateway not in self.observed.selected:
             return
         desired = self.run.desired_by_gateway(self.desired_by_binding, [gateway])[gateway]
