@@ -142,36 +142,28 @@ class KeyVaultApi:
     # -- certificates ----------------------------------------------------------------------------
 
     def _list_certificates(self, request: Request) -> Response:
-        def item(v: CertificateVersion) -> dict[str, Any]:
-            return _without_none(
-                {
-                    "id": f"{self.vault.url}/certificates/{v.name}",
-                    "x5t": v.x5t,
-                    "attributes": _certificate_attributes(v),
-                    "tags": dict(v.tags) or None,
-                }
-            )
-
-        return self._page(request, self.vault.latest_certificates(), item)
+        return self._page(request, self.vault.latest_certificates(), self._certificate_item)
 
     def _list_certificate_versions(self, request: Request, name: str) -> Response:
         try:
             versions = self.vault.certificate_versions(name)
         except KeyError:
             raise HttpError(_certificate_not_found(name)) from None
-
-        def item(v: CertificateVersion) -> dict[str, Any]:
-            return _without_none(
-                {
-                    "id": f"{self.vault.url}/certificates/{v.name}/{v.version}",
-                    "x5t": v.x5t,
-                    "attributes": _certificate_attributes(v),
-                    "tags": dict(v.tags) or None,
-                }
-            )
-
         # Key Vault lists versions in no particular order; sorting by id makes that visible.
-        return self._page(request, sorted(versions, key=lambda v: v.version), item)
+        ordered = sorted(versions, key=lambda v: v.version)
+        return self._page(request, ordered, lambda v: self._certificate_item(v, with_version=True))
+
+    def _certificate_item(self, v: CertificateVersion, *, with_version: bool = False) -> dict[str, Any]:
+        """A certificate list's item: the certificate (its latest version) or one version of it."""
+        path = f"{v.name}/{v.version}" if with_version else v.name
+        return _without_none(
+            {
+                "id": f"{self.vault.url}/certificates/{path}",
+                "x5t": v.x5t,
+                "attributes": _certificate_attributes(v),
+                "tags": dict(v.tags) or None,
+            }
+        )
 
     def _get_certificate(self, name: str, version: str) -> Response:
         try:
