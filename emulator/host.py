@@ -17,8 +17,9 @@ from typing import Any
 import azure.functions as func
 from azure.functions.timer import TimerRequest  # the worker's concrete class
 
+_indexing = threading.Lock()
 
-@cache
+
 def functions() -> dict[str, Callable[..., Any]]:
     """The app's functions by name, indexed once per process as the host does, each called as the
     Python worker calls it: a coroutine function runs on the worker's one event loop, and the call
@@ -28,6 +29,13 @@ def functions() -> dict[str, Callable[..., Any]]:
     Import this after the environment points at where the app should work: ``function_app``
     checks its settings at import.
     """
+    with _indexing:  # the host starts once, before any invocation; threads asking first must not race it
+        _worker_loop()
+        return _indexed()
+
+
+@cache
+def _indexed() -> dict[str, Callable[..., Any]]:
     import function_app
 
     return {

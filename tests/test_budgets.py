@@ -235,6 +235,34 @@ def test_protocol_overhead_is_once_per_audience_and_client_on_a_cold_worker(
     assert estate.trusts({cid for cid in estate.emu.apim.certificates})
 
 
+def test_concurrent_invocations_on_a_cold_worker_share_its_tokens_and_challenges(make_estate: MakeEstate) -> None:
+    """Invocations at once run on the worker's one event loop and share its clients: three events
+    arriving together on a cold worker still fetch one token per audience and meet one challenge per
+    Key Vault client."""
+    estate = make_estate(2, MAX_CONCURRENCY="4")
+    names = [f"svc-{n}" for n in range(3)]
+    for name in names:
+        import_version(estate.emu, name, Hierarchy(intermediates=1, organization=name), hostname=f"{name}.example")
+    events = [estate.emu.vault.certificate_event(name) for name in names]
+    arrived = threading.Barrier(len(events), timeout=HOLD_TIMEOUT)
+
+    def deliver_together(event: dict[str, object]) -> None:
+        arrived.wait()
+        deliver(event)
+
+    estate.emu.clear_requests()
+    threads = [threading.Thread(target=deliver_together, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(HOLD_TIMEOUT)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert overhead(estate.emu) == {"identity.token": 2, "kv.challenge": 2}
+    assert estate.trusts({cid for cid in estate.emu.apim.certificates})
+    assert writes(estate.emu)["arm.put_certificate"] == 2 * len(names)
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_no_more_than_max_concurrency_calls_are_in_flight(make_estate: MakeEstate, concurrency: int) -> None:
     estate = make_estate(8, MAX_CONCURRENCY=str(concurrency))
