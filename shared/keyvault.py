@@ -32,7 +32,8 @@ class _FirstCallAlone:
     answered 401 and caches it. Calls that start together on a fresh client would each send that
     request (one per call in flight, up to MAX_CONCURRENCY); letting the first finish before the
     others start keeps it to one per client. Only the first calls of a client's life ever wait,
-    and they wait for a call in progress, never for a queued task: no deadlock.
+    and they wait for a call in progress, never for a queued task: no deadlock. Once the first has
+    gone through, those that waited for it go on together, not one by one.
     """
 
     def __init__(self) -> None:
@@ -41,12 +42,17 @@ class _FirstCallAlone:
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[None]:
-        if self._done:
-            yield
-            return
-        async with self._lock:
-            yield
-            self._done = True  # only once a call has gone through: after a failure the next call goes alone too
+        if not self._done:
+            await self._lock.acquire()
+            if not self._done:  # still the first: go alone
+                try:
+                    yield
+                    self._done = True  # only once a call has gone through: after a failure the next goes alone
+                finally:
+                    self._lock.release()
+                return
+            self._lock.release()
+        yield
 
 
 class KeyVault:

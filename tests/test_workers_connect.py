@@ -1,4 +1,5 @@
-"""The concurrency core (shared.workers) and the pure parts of the wiring (shared.connect): no network."""
+"""The concurrency core (shared.workers, the Key Vault first-call gate) and the pure parts of the wiring
+(shared.connect): no network."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from shared.connect import https_proxy
+from shared.keyvault import _FirstCallAlone
 from shared.workers import TaskGroup
 
 
@@ -160,3 +162,59 @@ VAULT = "https://contoso.vault.azure.net"
 )
 def test_https_proxy_follows_https_proxy_and_no_proxy(environ: dict[str, str], expected: str | None) -> None:
     assert https_proxy(VAULT, environ) == expected
+
+
+def test_a_key_vault_clients_first_call_goes_alone_and_those_that_waited_then_go_together() -> None:
+    first_call_alone = _FirstCallAlone()
+    events: list[str] = []
+    release_first = asyncio.Event()
+    both_inside = asyncio.Event()
+    inside = 0
+
+    async def call(name: str) -> None:
+        nonlocal inside
+        async with first_call_alone():
+            events.append(f"{name} in")
+            inside += 1
+            if name == "first":
+                await release_first.wait()
+            elif inside == 2:
+                both_inside.set()
+            else:
+                await asyncio.wait_for(both_inside.wait(), timeout=5)  # the other waiter is inside too
+            inside -= 1
+            events.append(f"{name} out")
+
+    async def main() -> None:
+        first = asyncio.create_task(call("first"))
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(call(name)) for name in ("second", "third")]
+        await asyncio.sleep(0)
+        assert events == ["first in"]  # the others wait while the first is in flight
+        release_first.set()
+        await asyncio.gather(first, *waiters)
+
+    run(main())
+    assert events[:2] == ["first in", "first out"]
+    assert events[2:4] == ["second in", "third in"]  # together, not one after the other
+
+
+def test_after_a_failed_first_call_the_next_call_goes_alone_again() -> None:
+    first_call_alone = _FirstCallAlone()
+    events: list[str] = []
+
+    async def call(name: str, *, fail: bool = False) -> None:
+        async with first_call_alone():
+            events.append(f"{name} in")
+            await asyncio.sleep(0)
+            events.append(f"{name} out")
+            if fail:
+                raise RuntimeError("the challenge request failed")
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError):
+            await call("first", fail=True)
+        await asyncio.gather(call("second"), call("third"))
+
+    run(main())
+    assert events == ["first in", "first out", "second in", "second out", "third in", "third out"]
