@@ -213,8 +213,6 @@ class _ServiceRun:
             early = _EarlyWrites(self, writes) if apply and not self.scope.is_full else None
             desired_state = _DesiredGathering(self, tasks, now, on_complete=early.desired_ready if early else None)
             observed_state = _ObservedGathering(self, tasks, early)
-            if early is not None:
-                early.follow(desired_state, observed_state)
             await tasks.wait()
             observed = observed_state.result()
             if observed is None:
@@ -267,7 +265,12 @@ class _DesiredGathering:
     """Key Vault → the chains of each bound certificate's versions to trust."""
 
     def __init__(
-        self, run: _ServiceRun, tasks: TaskGroup, now: datetime, *, on_complete: Callable[[], None] | None = None
+        self,
+        run: _ServiceRun,
+        tasks: TaskGroup,
+        now: datetime,
+        *,
+        on_complete: Callable[[dict[Binding, Desired]], None] | None = None,
     ) -> None:
         self.run = run
         self.tasks = tasks
@@ -303,7 +306,7 @@ class _DesiredGathering:
     def _handled(self) -> None:
         self.outstanding -= 1
         if self.outstanding == 0 and self.on_complete is not None:
-            self.on_complete()
+            self.on_complete(self.result())
 
     def _start(self, binding: Binding) -> None:
         names = self.run.scope.certificates
@@ -411,7 +414,7 @@ class _ObservedGathering:
     def _got_certificates(self, certificates: dict[str, ApimCertificate]) -> None:
         self.certificates = certificates
         if self.early is not None:
-            self.early.apim_listed()
+            self.early.apim_listed(self)
 
     def _got_gateways(self, listed: list[str]) -> None:
         self_hosted = [gateway for gateway in listed if gateway.lower() != MANAGED_GATEWAY]
@@ -434,13 +437,13 @@ class _ObservedGathering:
         for gateway in to_read:
             self._read_cas(gateway)
         if self.early is not None:
-            self.early.apim_listed()
+            self.early.apim_listed(self)
 
     def _read_cas(self, gateway: str) -> None:
         def got(cas: dict[str, bool]) -> None:
             self.gateway_cas[gateway] = cas
             if self.early is not None:
-                self.early.gateway_ready(gateway)
+                self.early.gateway_ready(self, gateway)
 
         def failed(error: Exception) -> None:
             # Unknown references: plan nothing for this gateway and remove nothing anywhere.
@@ -476,50 +479,40 @@ class _EarlyWrites:
     def __init__(self, run: _ServiceRun, writes: _Writes) -> None:
         self.run = run
         self.writes = writes
-        self.desired: _DesiredGathering | None = None
-        self.observed: _ObservedGathering | None = None
-        self.desired_complete = False
-        self.certificates: CertificatePlan | None = None
-        self.desired_by_binding: dict[Binding, Desired] = {}
+        self.desired: dict[Binding, Desired] | None = None  # once every Key Vault read is handled
+        self.observed: _ObservedGathering | None = None  # once APIM has answered a list
+        self.certificates: CertificatePlan | None = None  # once the uploads are planned
         self.started: dict[Action, ActionResult] = {}
 
-    def follow(self, desired: _DesiredGathering, observed: _ObservedGathering) -> None:
-        self.desired, self.observed = desired, observed
-
-    def desired_ready(self) -> None:
+    def desired_ready(self, desired: dict[Binding, Desired]) -> None:
         """Every Key Vault read of the run is handled."""
-        self.desired_complete = True
+        self.desired = desired
         self._plan_uploads()
 
-    def apim_listed(self) -> None:
+    def apim_listed(self, observed: _ObservedGathering) -> None:
         """APIM's certificate list or its gateway list has arrived."""
+        self.observed = observed
         self._plan_uploads()
 
     def _plan_uploads(self) -> None:
         desired, observed = self.desired, self.observed
-        if (
-            self.certificates is not None
-            or not self.desired_complete
-            or desired is None
-            or observed is None
-            or observed.certificates is None
-            or not observed.listed
-        ):
+        if self.certificates is not None or desired is None or observed is None:
             return
-        self.desired_by_binding = desired.result()
-        by_gateway = self.run.desired_by_gateway(self.desired_by_binding, observed.selected)
+        if observed.certificates is None or not observed.listed:
+            return
+        by_gateway = self.run.desired_by_gateway(desired, observed.selected)
         self.certificates = plan_certificates(by_gateway.values(), observed.certificates)
         self._start(self.certificates.uploads)
         for gateway in list(observed.gateway_cas):
-            self.gateway_ready(gateway)
+            self.gateway_ready(observed, gateway)
 
-    def gateway_ready(self, gateway: str) -> None:
-        if self.certificates is None or self.observed is None:
+    def gateway_ready(self, observed: _ObservedGathering, gateway: str) -> None:
+        if self.certificates is None or self.desired is None:
             return  # _plan_uploads, once it can, plans the gateways whose lists are in by then
-        if gateway not in self.observed.selected:
+        if gateway not in observed.selected:
             return
-        desired = self.run.desired_by_gateway(self.desired_by_binding, [gateway])[gateway]
-        changes = plan_gateway(gateway, desired, self.observed.gateway_cas[gateway], self.certificates)
+        desired = self.run.desired_by_gateway(self.desired, [gateway])[gateway]
+        changes = plan_gateway(gateway, desired, observed.gateway_cas[gateway], self.certificates)
         self._start(changes.actions)
 
     def _start(self, actions: Iterable[Action]) -> None:

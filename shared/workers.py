@@ -86,7 +86,7 @@ class TaskGroup:
             self._unexpected.append(error)  # BaseException from a task: not swallowed
         if not self._closed:
             self._fill()
-        if self._pending == 0 or (self._closed and not self._running):
+        if self._pending == 0:
             self._idle.set()
 
     async def wait(self) -> None:
