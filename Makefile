@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 demo: venv
-	$(BIN)/python -m emulator.demo
+	$(BIN)/python -m local.demo
 
 lint: venv
 	$(BIN)/ruff check .

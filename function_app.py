@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
 import azure.functions as func
 
-from shared import handlers
+from shared.handlers import TrustSync
+from shared.settings import SettingsError
 
 # The SDKs log every HTTP request at INFO: too much for Application Insights, and nothing we need.
 for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
 app = func.FunctionApp()
-handlers.check_settings_at_start()
+trust_sync = TrustSync()
+with contextlib.suppress(SettingsError):
+    trust_sync.settings()  # an invalid setting is logged once at start, naming every one at fault
 
 
 @app.function_name("on_keyvault_event")
@@ -23,17 +27,17 @@ async def on_keyvault_event(event: func.EventGridEvent) -> None:
     """Key Vault → Event Grid (Event Grid or CloudEvents schema) → reconcile the certificate it names."""
     # The worker hands over an EventGridEvent or, for the CloudEvents schema, a CloudEvent.
     event_type = getattr(event, "event_type", None) or getattr(event, "type", None)
-    await handlers.handle_event(event_type, event.id, event.get_json())
+    await trust_sync.handle_event(event_type, event.id, event.get_json())
 
 
 @app.function_name("resync")
 @app.route(route="resync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
 async def resync(req: func.HttpRequest) -> func.HttpResponse:
-    answer = await handlers.handle_resync(req.get_body())
+    answer = await trust_sync.handle_resync(req.get_body())
     return func.HttpResponse(json.dumps(answer.body, indent=2), status_code=answer.status, mimetype="application/json")
 
 
 @app.function_name("drift_audit")
 @app.timer_trigger(arg_name="timer", schedule="%AUDIT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def drift_audit(timer: func.TimerRequest) -> None:
-    await handlers.handle_audit()
+    await trust_sync.handle_audit()

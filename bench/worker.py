@@ -59,8 +59,8 @@ def main(commands: TextIO, answers: TextIO) -> None:
     import function_app  # noqa: F401 - the import is what is timed
 
     imported = time.perf_counter() - started
-    from emulator.host import event_grid_event, timer
-    from emulator.host import functions as host_functions
+    from local.host import event_grid_event, timer
+    from local.host import functions as host_functions
 
     functions: dict[str, Callable[..., Any]] = host_functions()
     audit_status = _AuditStatus()

@@ -1,7 +1,8 @@
-"""Operator CLI: ``python -m shared plan | sync | audit [--json] [--certificates a,b]``.
+"""Operator CLI: ``python -m shared plan | sync | audit [--json] [--certificates a,b] [-v]``.
 
-Same configuration as the Function App (environment variables). Exit codes: 0 in sync,
-2 drift found (plan, or audit without remediation), 1 errors or bad configuration.
+Same configuration as the Function App (environment variables). Exit codes: 0 in sync, 1 failed
+(errors, or a configuration error), 2 drift (something needed is missing or unneeded remains),
+64 usage error.
 """
 
 from __future__ import annotations
@@ -12,69 +13,97 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from shared import handlers
-from shared.connect import close_clients
-from shared.engine import Report, Scope
-from shared.settings import SettingsError, unbound_certificates
+from shared.handlers import TrustSync
+from shared.report import Mode, Report, RunStatus, Scope
+from shared.settings import SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
 
 EXIT_IN_SYNC = 0
 EXIT_FAILED = 1
 EXIT_DRIFT = 2
+EXIT_USAGE = 64  # sysexits.h EX_USAGE: never confused with drift
+_EXIT_BY_STATUS = {RunStatus.IN_SYNC: EXIT_IN_SYNC, RunStatus.DRIFT: EXIT_DRIFT, RunStatus.FAILED: EXIT_FAILED}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _certificate_names(raw: str) -> frozenset[str]:
+    try:
+        return parse_names("--certificates", raw, is_keyvault_object_name)
+    except SettingsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m shared", description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "command", choices=("plan", "sync", "audit"), help="plan: dry run; sync: apply; audit: as the timer"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--certificates", help="comma-separated Key Vault certificate names (default: every bound one)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each call and action")
+    parser.add_argument(
+        "--certificates",
+        type=_certificate_names,
+        help="comma-separated Key Vault certificate names (default: all bound)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the app's Azure calls and each action")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "audit" and args.certificates:
+        parser.error("audit always covers every bound certificate")
+    _configure_logging(args.verbose)
+
+    app = TrustSync()
     try:
-        settings = handlers.current_settings()
+        settings = app.settings()
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_FAILED
-
-    if args.command == "audit" and args.certificates:
-        parser.error("audit always covers every bound certificate")
-    names = frozenset(n.strip() for n in args.certificates.split(",")) if args.certificates else None
-    unbound = unbound_certificates(settings, names or ())
+    unbound = unbound_certificates(settings, args.certificates or ())
     if unbound:
-        print(f"not bound by CERTIFICATE_NAMES: {', '.join(unbound)}", file=sys.stderr)
-        return EXIT_FAILED
-    report = asyncio.run(_run(args.command, names))
-
+        print(f"--certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}", file=sys.stderr)
+        return EXIT_USAGE
+    report = asyncio.run(_run(app, args.command, args.certificates))
     print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
-    if report.errors:
-        return EXIT_FAILED
-    return EXIT_IN_SYNC if report.in_sync else EXIT_DRIFT
+    return _EXIT_BY_STATUS[report.status]
 
 
-async def _run(command: str, names: frozenset[str] | None) -> Report:
+async def _run(app: TrustSync, command: str, names: frozenset[str] | None) -> Report:
     try:
         if command == "audit":
-            return await handlers.handle_audit()
-        engine = handlers.engine_for(handlers.current_settings())
-        return await engine.run(Scope(certificates=names), apply=command == "sync")
+            return await app.handle_audit()
+        mode = Mode.FULL if command == "sync" else Mode.DRY_RUN
+        return await app.engine(app.settings()).run(Scope(certificates=names), mode)
     finally:
-        await close_clients()
+        await app.close()
+
+
+def _configure_logging(verbose: bool) -> None:
+    """The report says everything once; -v adds the app's own calls and actions as they happen."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(lambda record: record.levelno < logging.WARNING)  # warnings and errors are in the report
+    app_log = logging.getLogger("trustsync")
+    app_log.addHandler(handler)
+    app_log.propagate = False
+    app_log.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 def render(report: Report) -> str:
-    """A readable table of the report."""
+    """A readable table of the report, ending in a one-line summary."""
     rows = [("ACTION", "CERTIFICATE ID", "GATEWAY", "TRUSTED", "STATUS", "REASON")]
-    for result in report.results:
-        action = result.action
+    for outcome in report.outcomes:
+        action = outcome.action
         trusted = "" if action.trusted is None else str(action.trusted).lower()
-        reason = result.error or action.reason
+        reason = outcome.error or action.reason
         rows.append(
-            (action.kind.value, action.certificate_id, action.gateway or "", trusted, result.status.value, reason)
+            (action.kind.value, action.certificate_id, action.gateway or "", trusted, outcome.status.value, reason)
         )
-    lines = [f"scope: {report.scope}   dry run: {str(report.dry_run).lower()}   status: {report.status}"]
+    lines = [f"scope: {report.scope}   mode: {report.mode.value}   status: {report.status.value}"]
     if len(rows) > 1:
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines += ["  ".join([*(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)), row[5]]) for row in rows]
@@ -83,6 +112,8 @@ def render(report: Report) -> str:
     lines += [f"conflict: {message}" for message in report.conflicts]
     lines += [f"warning: {message}" for message in report.warnings]
     lines += [f"error: {message}" for message in report.errors]
+    counts = ", ".join(f"{count} {what}" for what, count in report.summary().items()) or "no actions"
+    lines.append(f"summary: {counts}; {len(report.conflicts)} conflict(s), {len(report.errors)} error(s)")
     return "\n".join(lines)
 
 

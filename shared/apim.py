@@ -1,4 +1,4 @@
-"""API Management adapter (ARM, api-version 2024-05-01): translates SDK calls into domain values.
+"""API Management adapter (`shared.ports.ApimPort`; ARM, api-version 2024-05-01): SDK calls as domain values.
 
 Reads are lists (one paged call answers for every item). Creates are plain PUTs; a write that
 changes an existing entity carries its ETag in ``If-Match``, so a concurrent change is detected
@@ -14,8 +14,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.mgmt.apimanagement.aio import ApiManagementClient
 from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters, GatewayCertificateAuthorityContract
 
-from shared.errors import AzureCallError, translated
-from shared.plan import ApimCertificate
+from shared.azure_errors import translated
+from shared.ports import ApimCertificate, AzureCallError
 from shared.settings import ApimService
 
 _ANY_ETAG = "*"
@@ -76,13 +76,11 @@ class Apim:
                     found[name] = bool(ca.is_trusted)
         return found
 
-    async def upload_certificate(self, certificate_id: str, pfx: bytes, *, replace: bool) -> None:
+    async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None:
         """Upload a PFX that holds a public certificate only (empty password)."""
         parameters = CertificateCreateOrUpdateParameters(data=base64.b64encode(pfx).decode("ascii"), password="")
         with translated(f"upload certificate {certificate_id}"):
-            await self._client.certificate.create_or_update(
-                *self._where, certificate_id, parameters, if_match=_ANY_ETAG if replace else None
-            )
+            await self._client.certificate.create_or_update(*self._where, certificate_id, parameters)
 
     async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
         """Create, or update under the entity's current ETag, a gateway certificate authority."""

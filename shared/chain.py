@@ -341,3 +341,35 @@ def _common_name(cert: x509.Certificate) -> str:
             value = names[0].value
             return value if isinstance(value, str) else value.decode("utf-8", errors="replace")
     return cert.subject.rfc4514_string()
+
+
+# Interim: the validated-path API the engine consumes, over the chain builder above until path
+# validation moves to cryptography's verifier.
+@dataclass(frozen=True)
+class TrustPath:
+    leaf: Certificate
+    authorities: tuple[Authority, ...]
+    notes: tuple[str, ...]
+
+
+def read_secret(value: str, content_type: str | None) -> tuple[Certificate, ...]:
+    certificates, _ = read_certificates(value, content_type)
+    return tuple(certificates)
+
+
+def trust_path(certificates: Sequence[Certificate], *, leaf_thumbprint: str | None, at: datetime) -> TrustPath:
+    if leaf_thumbprint is not None:
+        wanted = leaf_thumbprint.upper()
+        leaf = next((cert for cert in certificates if cert.sha1_thumbprint == wanted), None)
+        if leaf is None:
+            raise ChainError(f"the certificate's leaf {wanted} is not in its secret")
+    else:
+        leaf = find_leaf(certificates)
+    chain = build_chain(leaf, certificates)
+    authorities = tuple(a for a in chain.authorities if not a.certificate.is_expired(at))
+    expired = tuple(
+        f"{a.role.value} {a.certificate.subject} expired on {a.certificate.not_after:%Y-%m-%d}; it is not trusted"
+        for a in chain.authorities
+        if a.certificate.is_expired(at)
+    )
+    return TrustPath(leaf, authorities, chain.notes + expired)

@@ -12,24 +12,23 @@ are kept per loop (the Functions worker runs every invocation on one loop for it
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # stdlib, not in typeshed
 
 import aiohttp
 import certifi
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
-from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import AzureCliCredential, ManagedIdentityCredential
 
 from shared.apim import Apim
 from shared.keyvault import KeyVault
-from shared.settings import ApimService, Settings
+from shared.settings import Settings
 
 _READ_TIMEOUT_SECONDS = 60
 _CONFIGURATIONS_PER_LOOP = 4  # a worker sees a new configuration only when its app settings change
@@ -92,23 +91,19 @@ def trusted_cas(environ: Mapping[str, str]) -> ssl.SSLContext:
 
 
 def https_proxy(url: str, environ: Mapping[str, str]) -> str | None:
-    """The proxy for `url`: ``HTTPS_PROXY`` unless ``NO_PROXY`` exempts its host.
+    """The proxy for `url`: ``HTTPS_PROXY`` unless ``NO_PROXY`` exempts its host (the standard
+    library's rules: ``*``, host names and domain suffixes, optionally with ``:port``).
 
-    ``NO_PROXY`` is a comma-separated list of ``*``, host names and domain suffixes (``.example.com``
-    or ``example.com`` both cover ``vault.example.com``), each optionally with ``:port``. Resolved
-    once per client, not per request: aiohttp's ``trust_env`` re-reads the whole process environment
-    on every request, which cost more CPU than the rest of a call's HTTP handling.
+    Resolved once per client, not per request: aiohttp's ``trust_env`` re-reads the whole process
+    environment on every request, which cost more CPU than the rest of a call's HTTP handling.
     """
     proxy = environ.get("https_proxy") or environ.get("HTTPS_PROXY")
     if not proxy:
         return None
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY")
     parts = urlsplit(url)
-    host, port = (parts.hostname or "").lower(), str(parts.port or 443)
-    for entry in (environ.get("no_proxy") or environ.get("NO_PROXY") or "").lower().split(","):
-        name, _, entry_port = entry.strip().partition(":")
-        name = name.lstrip(".")
-        if name == "*" or (name and (host == name or host.endswith("." + name)) and entry_port in ("", port)):
-            return None
+    if no_proxy and proxy_bypass_environment(f"{parts.hostname}:{parts.port or 443}", {"no": no_proxy}):
+        return None
     return proxy
 
 
@@ -128,73 +123,64 @@ class Clients:
     """
 
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
-        self.settings = settings
-        self._environ = dict(environ)
         self._transport = make_transport(settings, environ)
-        self.credential: AsyncTokenCredential = make_credential(settings, environ, self._transport)
-        self._options = {"transport": self._transport, "read_timeout": _READ_TIMEOUT_SECONDS}
-        self._vaults: dict[str, KeyVault] = {}
-        self._services: dict[ApimService, Apim] = {}
+        self.credential = make_credential(settings, environ, self._transport)
+        options: dict[str, Any] = {"transport": self._transport, "read_timeout": _READ_TIMEOUT_SECONDS}
 
-    def vault(self, vault_url: str) -> KeyVault:
-        # One client (and one auth challenge) per vault. Asked for on the event loop only: no lock needed.
-        if vault_url not in self._vaults:
-            self._vaults[vault_url] = KeyVault(vault_url, self.credential, **self._options_for(vault_url))
-        return self._vaults[vault_url]
+        def proxied(url: str) -> dict[str, Any]:
+            proxy = https_proxy(url, environ)
+            return {**options, **({"proxies": {"https": proxy}} if proxy else {})}
 
-    def apim(self, service: ApimService) -> Apim:
-        if service not in self._services:
-            self._services[service] = Apim(
-                service,
-                self.credential,
-                arm_endpoint=self.settings.arm_endpoint,
-                credential_scope=self.settings.cloud.arm_scope,
-                **self._options_for(self.settings.arm_endpoint),
-            )
-        return self._services[service]
-
-    def _options_for(self, url: str) -> dict[str, Any]:
-        proxy = https_proxy(url, self._environ)
-        return {**self._options, **({"proxies": {"https": proxy}} if proxy else {})}
+        self.vault = KeyVault(settings.keyvault_url, self.credential, **proxied(settings.keyvault_url))
+        self.apim = Apim(
+            settings.apim,
+            self.credential,
+            arm_endpoint=settings.arm_endpoint,
+            credential_scope=settings.cloud.arm_scope,
+            **proxied(settings.arm_endpoint),
+        )
 
     async def close(self) -> None:
-        for service in self._services.values():
-            await service.close()
-        for vault in self._vaults.values():
-            await vault.close()
+        await self.apim.close()
+        await self.vault.close()
         await self.credential.close()
         if self._transport.session is not None:
             await self._transport.session.close()  # not the transport's to close: every client shares it
 
 
-_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[Settings, Clients]] = (
-    weakref.WeakKeyDictionary()
-)
-_CLOSING: set[asyncio.Task[None]] = set()
+class ClientPool:
+    """The clients of a worker, kept across invocations so that tokens and connections survive.
 
-
-def clients_for(settings: Settings) -> Clients:
-    """Clients reused across invocations of a warm worker: tokens and connections survive.
-
-    Call it on the event loop that will use the clients.
+    An aiohttp session belongs to the event loop it was made on, so clients are kept per loop (the
+    Functions worker runs every invocation on one loop for its lifetime) and per configuration (a
+    worker sees a new one only when its app settings change).
     """
-    loop = asyncio.get_running_loop()
-    cached = _BY_LOOP.setdefault(loop, OrderedDict())
-    if settings in cached:
-        cached.move_to_end(settings)
-        return cached[settings]
-    clients = cached[settings] = Clients(settings, os.environ)
-    while len(cached) > _CONFIGURATIONS_PER_LOOP:
-        _, retired = cached.popitem(last=False)
-        closing = loop.create_task(retired.close())  # kept referenced until done, as asyncio requires
-        _CLOSING.add(closing)
-        closing.add_done_callback(_CLOSING.discard)
-    return clients
 
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[Settings, Clients]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closing: set[asyncio.Task[None]] = set()
 
-async def close_clients() -> None:
-    """Close the clients made on the running loop (a process that owns its loop, like the CLI, before exiting)."""
-    cached = _BY_LOOP.pop(asyncio.get_running_loop(), OrderedDict())
-    for clients in cached.values():
-        await clients.close()
-    await asyncio.gather(*_CLOSING)
+    def clients_for(self, settings: Settings) -> Clients:
+        """The clients for `settings` on the running loop (call it on the loop that will use them)."""
+        loop = asyncio.get_running_loop()
+        cached = self._by_loop.setdefault(loop, OrderedDict())
+        if settings in cached:
+            cached.move_to_end(settings)
+            return cached[settings]
+        clients = cached[settings] = Clients(settings, self._environ)
+        while len(cached) > _CONFIGURATIONS_PER_LOOP:
+            _, retired = cached.popitem(last=False)
+            closing = loop.create_task(retired.close())  # kept referenced until done, as asyncio requires
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        return clients
+
+    async def close(self) -> None:
+        """Close the clients made on the running loop (a process that owns its loop, like the CLI, before exiting)."""
+        cached = self._by_loop.pop(asyncio.get_running_loop(), OrderedDict())
+        for clients in cached.values():
+            await clients.close()
+        await asyncio.gather(*self._closing)

@@ -1,36 +1,30 @@
-"""Desired state: which CA certificates the gateways must know, and how far to trust each.
+"""Desired state: which versions backends may still present, which CA certificates the gateways
+must hold for them, and how far to trust each.
 
-Pure: Key Vault versions and parsed chains in, authorities out. Nothing from ``azure.*``.
+Pure: Key Vault versions and validated chains in, authorities out. Nothing from ``azure.*``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
-from shared.chain import Certificate, Chain, Role
+from shared.chain import Certificate, Role, TrustPath
+from shared.ports import VersionInfo
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class VersionInfo:
-    """What Key Vault's version list says of one certificate version."""
+def versions_to_trust(versions: Iterable[VersionInfo], now: datetime, grace: timedelta) -> tuple[VersionInfo, ...]:
+    """The versions a backend may still present, newest first.
 
-    version: str
-    enabled: bool
-    created: datetime | None
-    expires: datetime | None
-    leaf_thumbprint: str | None  # SHA-1 hex of the leaf (Key Vault's x5t)
-    not_before: datetime | None = None
-
-
-def versions_to_trust(versions: Iterable[VersionInfo], now: datetime) -> tuple[VersionInfo, ...]:
-    """The latest enabled version, and the previous enabled, unexpired one.
-
-    The previous version stays trusted so that a backend which has not yet reloaded its new
-    certificate keeps working through the rotation.
+    - the latest enabled version;
+    - the previous enabled, unexpired one (a backend that has not reloaded yet keeps working);
+    - every enabled, unexpired version that was the latest less than `grace` ago (backends that
+      reload on a schedule, such as App Service's Key Vault references within 24 h, may still
+      serve it after a quick second rotation).
     """
     enabled = sorted(
         (version for version in versions if version.enabled),
@@ -40,77 +34,79 @@ def versions_to_trust(versions: Iterable[VersionInfo], now: datetime) -> tuple[V
     )
     if not enabled:
         return ()
+
+    def unexpired(version: VersionInfo) -> bool:
+        return version.expires is None or version.expires > now
+
     latest, *older = enabled
-    previous = next((version for version in older if version.expires is None or version.expires > now), None)
-    return (latest,) if previous is None else (latest, previous)
+    previous = next((version for version in older if unexpired(version)), None)
+    superseded_lately = {
+        older_version.version
+        for newer, older_version in pairwise(enabled)
+        if unexpired(older_version) and newer.created is not None and newer.created > now - grace
+    }
+    return (latest, *(v for v in older if v is previous or v.version in superseded_lately))
 
 
 @dataclass(frozen=True)
-class CertificateChains:
-    """The chains of the versions of one Key Vault certificate that are to be trusted."""
+class VersionPath:
+    """A version to trust and the path its secret's chain validated to."""
 
-    name: str
-    chains: tuple[tuple[VersionInfo, Chain], ...]
+    version: VersionInfo
+    path: TrustPath
+
+
+@dataclass(frozen=True)
+class NeededLeaf:
+    """A leaf a backend may present: every selected gateway must accept it."""
+
+    certificate_name: str
+    version: str
+    leaf: Certificate
 
 
 @dataclass(frozen=True)
 class DesiredAuthority:
     certificate: Certificate
     trusted: bool  # the gateway CA's isTrusted
-    needed_by: frozenset[str]  # Key Vault certificate names whose chains hold it
+    needed_by: frozenset[str]  # Key Vault certificate names whose paths hold it
 
 
 @dataclass(frozen=True)
 class Desired:
-    """Authorities by SHA-1 thumbprint, and whether every bound certificate could be read."""
+    """Authorities by SHA-1 thumbprint, the leaves they serve, and whether every bound certificate was read."""
 
     authorities: Mapping[str, DesiredAuthority]
+    leaves: tuple[NeededLeaf, ...] = ()
     notes: tuple[str, ...] = ()
     complete: bool = True
 
 
-def desired_authorities(
-    certificates: Iterable[CertificateChains], *, trust_intermediates: bool, now: datetime, complete: bool = True
+def desired_state(
+    paths: Mapping[str, Iterable[VersionPath]], *, trust_intermediates: bool, complete: bool = True
 ) -> Desired:
-    """Merge the authorities of every chain: a CA is trusted if any chain needs it trusted."""
+    """Merge the authorities of every certificate's paths: a CA is trusted if any path needs it trusted.
+
+    An anchor is always trusted (a gateway accepts nothing without one); an intermediate as
+    TRUST_INTERMEDIATES says.
+    """
     found: dict[str, DesiredAuthority] = {}
+    leaves: list[NeededLeaf] = []
     notes: list[str] = []
-    for item in certificates:
-        for version, chain in item.chains:
-            notes.extend(f"{item.name} ({version.version}): {note}" for note in chain.notes)
-            for authority in chain.authorities:
+    for name, versions in sorted(paths.items()):
+        for item in versions:
+            path, version = item.path, item.version.version
+            leaves.append(NeededLeaf(name, version, path.leaf))
+            notes.extend(f"{name} ({version}): {note}" for note in path.notes)
+            for position, authority in enumerate(path.authorities):
                 cert = authority.certificate
-                if cert.is_expired(now):
-                    notes.append(
-                        f"{item.name} ({version.version}): {authority.role.value} {cert.subject} expired on "
-                        f"{cert.not_after:%Y-%m-%d}; it is not trusted"
-                    )
-                    continue
-                trusted = authority.role is Role.ROOT or trust_intermediates
+                is_anchor = position == len(path.authorities) - 1
+                trusted = is_anchor or authority.role is Role.ROOT or trust_intermediates
                 known = found.get(cert.sha1_thumbprint)
                 if known is not None:
                     trusted = trusted or known.trusted
-                    needed_by = known.needed_by | {item.name}
+                    needed_by = known.needed_by | {name}
                 else:
-                    needed_by = frozenset({item.name})
+                    needed_by = frozenset({name})
                 found[cert.sha1_thumbprint] = DesiredAuthority(cert, trusted, needed_by)
-    return Desired(authorities=found, notes=tuple(dict.fromkeys(notes)), complete=complete)
-
-
-def merge(parts: Sequence[Desired]) -> Desired:
-    """One APIM service's desired state out of the bindings that target it."""
-    found: dict[str, DesiredAuthority] = {}
-    for part in parts:
-        for thumbprint, authority in part.authorities.items():
-            known = found.get(thumbprint)
-            if known is None:
-                found[thumbprint] = authority
-            else:
-                found[thumbprint] = DesiredAuthority(
-                    authority.certificate, known.trusted or authority.trusted, known.needed_by | authority.needed_by
-                )
-    return Desired(
-        authorities=found,
-        notes=tuple(note for part in parts for note in part.notes),
-        complete=all(part.complete for part in parts),
-    )
+    return Desired(authorities=found, leaves=tuple(leaves), notes=tuple(dict.fromkeys(notes)), complete=complete)

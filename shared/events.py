@@ -1,4 +1,4 @@
-"""Key Vault events from Event Grid: parsed defensively, then routed to a binding or ignored.
+"""Key Vault events from Event Grid: parsed defensively, then routed to a reconcile or ignored.
 
 Pure: works on the envelope's plain fields (Event Grid or CloudEvents schema alike) and imports
 nothing from ``azure.*``. Key Vault's ``data`` uses PascalCase keys; documentation samples carry
@@ -9,17 +9,23 @@ regard to case or surrounding space.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.settings import Binding
+from shared.settings import Settings, is_keyvault_object_name, url_host
 
 CERTIFICATE_NEW_VERSION_CREATED = "Microsoft.KeyVault.CertificateNewVersionCreated"
+CERTIFICATE_NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
+CERTIFICATE_EXPIRED = "Microsoft.KeyVault.CertificateExpired"
+# A new version may need trust; an expiring or expired one may leave the desired set. Each leads
+# to the same reconcile of the certificate's current state.
+RECONCILED_EVENT_TYPES = frozenset({CERTIFICATE_NEW_VERSION_CREATED, CERTIFICATE_NEAR_EXPIRY, CERTIFICATE_EXPIRED})
 _KEYVAULT_EVENT_PREFIX = "Microsoft.KeyVault."
-_OBJECT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _VERSION = re.compile(r"^[0-9a-zA-Z]{1,64}$")
+_MAX_ID_LENGTH = 2048
 
 
 class EventError(ValueError):
@@ -30,17 +36,21 @@ class EventError(ValueError):
 class KeyVaultEvent:
     event_id: str
     event_type: str
-    vault_host: str  # host[:port], lower case
+    vault_host: str  # host[:port], lower case, no default port
     object_type: str
     object_name: str
     version: str | None
+    expires: datetime | None  # the version's EXP, when the event carries one
+
+    @property
+    def is_expiry(self) -> bool:
+        return self.event_type in (CERTIFICATE_NEAR_EXPIRY, CERTIFICATE_EXPIRED)
 
 
 @dataclass(frozen=True)
 class Reconcile:
-    """Reconcile this certificate of this binding to Key Vault's current state."""
+    """Reconcile this bound certificate to Key Vault's current state."""
 
-    binding: Binding
     certificate_name: str
     event: KeyVaultEvent
 
@@ -60,10 +70,17 @@ def parse_event(event_id: object, event_type: object, data: object) -> KeyVaultE
     object_id = _text(fields, "id")
     if object_id is None:
         raise EventError(f"{event_type} event data has no Id")
-    parts = urlsplit(object_id)
+    not_a_url = EventError(f"{event_type} event Id {object_id[:200]!r} is not a Key Vault object URL")
+    if len(object_id) > _MAX_ID_LENGTH:
+        raise not_a_url
+    try:
+        parts = urlsplit(object_id)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise not_a_url from None
     segments = [segment for segment in parts.path.split("/") if segment]
-    if parts.scheme != "https" or not parts.netloc or len(segments) not in (2, 3):
-        raise EventError(f"{event_type} event Id {object_id!r} is not a Key Vault object URL")
+    if parts.scheme.lower() != "https" or not parts.hostname or len(segments) not in (2, 3):
+        raise not_a_url
     collection, name = segments[0].lower(), segments[1]
     version = segments[2] if len(segments) == 3 else None
     implied_type = collection.removesuffix("s")
@@ -76,7 +93,7 @@ def parse_event(event_id: object, event_type: object, data: object) -> KeyVaultE
     stated_version = _text(fields, "version")
     if stated_version is not None and version is not None and stated_version.lower() != version.lower():
         raise EventError(f"{event_type} event names version {stated_version!r} but its Id points at {version!r}")
-    if not _OBJECT_NAME.match(name):
+    if not is_keyvault_object_name(name):
         raise EventError(f"{event_type} event names an invalid Key Vault object {name!r}")
     version = version or stated_version
     if version is not None and not _VERSION.match(version):
@@ -84,10 +101,11 @@ def parse_event(event_id: object, event_type: object, data: object) -> KeyVaultE
     return KeyVaultEvent(
         event_id=str(event_id or ""),
         event_type=event_type.strip(),
-        vault_host=parts.netloc.lower(),
+        vault_host=url_host(parts.netloc),
         object_type=object_type,
         object_name=name,
         version=version,
+        expires=_timestamp(fields, "exp"),
     )
 
 
@@ -100,19 +118,30 @@ def _text(fields: Mapping[str, Any], key: str) -> str | None:
     return value.strip() or None
 
 
-def route(event_type: object, event_id: object, data: object, bindings: Sequence[Binding]) -> Reconcile | Ignore:
+def _timestamp(fields: Mapping[str, Any], key: str) -> datetime | None:
+    """Epoch seconds, as a number or (in documentation samples) a string; absent or unreadable: None."""
+    value = fields.get(key)
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        seconds = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def route(event_type: object, event_id: object, data: object, settings: Settings) -> Reconcile | Ignore:
     """What to do with one delivered event. Raises `EventError` for a malformed Key Vault event."""
-    if not isinstance(event_type, str) or event_type.strip() != CERTIFICATE_NEW_VERSION_CREATED:
-        if isinstance(event_type, str) and event_type.strip().startswith(_KEYVAULT_EVENT_PREFIX):
-            return Ignore(f"event type {event_type.strip()} needs no action")
-        return Ignore(f"event type {event_type!r} is not a Key Vault certificate event")
+    kind = event_type.strip() if isinstance(event_type, str) else None
+    if kind not in RECONCILED_EVENT_TYPES:
+        if kind is not None and kind.startswith(_KEYVAULT_EVENT_PREFIX):
+            return Ignore(f"event type {kind} needs no action")
+        return Ignore(f"event type {str(event_type)[:200]!r} is not a Key Vault certificate event")
     event = parse_event(event_id, event_type, data)
     if event.object_type.lower() != "certificate":
         raise EventError(f"{event.event_type} event is about a {event.object_type}, not a certificate")
-    for binding in bindings:
-        if binding.vault_host != event.vault_host:
-            continue
-        if event.object_name not in binding.certificates:
-            return Ignore(f"certificate {event.object_name} in {event.vault_host} is not in CERTIFICATE_NAMES")
-        return Reconcile(binding, event.object_name, event)
-    return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL)")
+    if event.vault_host != settings.vault_host:
+        return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL is {settings.keyvault_url})")
+    if event.object_name not in settings.certificates:
+        return Ignore(f"certificate {event.object_name} in {event.vault_host} is not in CERTIFICATE_NAMES")
+    return Reconcile(event.object_name, event)

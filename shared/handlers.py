@@ -1,4 +1,8 @@
-"""What each trigger does, free of the Functions binding types so the CLI and tests share it."""
+"""What each trigger does, free of the Functions binding types so that the CLI and tests share it.
+
+`TrustSync` is the app as a worker runs it: settings read per invocation (an invalid one fails
+that invocation with a message naming it), clients kept for the worker's life.
+"""
 
 from __future__ import annotations
 
@@ -7,74 +11,33 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from shared.connect import clients_for
-from shared.engine import Engine, Report, Scope
+from shared.connect import ClientPool
+from shared.engine import Engine
 from shared.events import EventError, Ignore, route
-from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings, unbound_certificates
+from shared.report import Mode, Report, Scope
+from shared.settings import (
+    Remediation,
+    Settings,
+    SettingsError,
+    is_keyvault_object_name,
+    load_settings,
+    unbound_certificates,
+)
 
 log = logging.getLogger("trustsync")
 
 AUDIT_LOG_PREFIX = "TRUSTSYNC_AUDIT"  # the audit's one log record per run; the Azure Monitor alert queries it
+EXPIRY_LOG_PREFIX = "TRUSTSYNC_EXPIRY"  # one record per near-expiry or expired event
 MAX_RESYNC_BODY_BYTES = 64 * 1024
 MAX_RESYNC_CERTIFICATES = 1000
+_AUDIT_MODES = {Remediation.REPORT: Mode.DRY_RUN, Remediation.ADDITIONS: Mode.ADDITIONS, Remediation.ALL: Mode.FULL}
 
 
 class RetryableError(RuntimeError):
     """Raised from a trigger so that Event Grid delivers the event again later."""
-
-
-def current_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    return load_settings(os.environ if environ is None else environ)
-
-
-def engine_for(settings: Settings) -> Engine:
-    return Engine(settings, clients_for(settings))
-
-
-def check_settings_at_start() -> None:
-    """Log a configuration error once at start; each invocation then fails with the same message."""
-    try:
-        current_settings()
-    except SettingsError as error:
-        log.error("configuration error: %s", error)
-
-
-def invocation_settings() -> Settings:
-    """The settings for one invocation; a configuration error is logged (one line naming the setting)
-    and raised, so that the invocation fails and an event is delivered again once it is fixed."""
-    try:
-        return current_settings()
-    except SettingsError as error:
-        log.error("configuration error: %s", error)
-        raise
-
-
-async def handle_event(event_type: object, event_id: object, data: object) -> Report | None:
-    """Reconcile the certificate a Key Vault event names. Raises `RetryableError` when a retry can help."""
-    settings = invocation_settings()
-    try:
-        decision = route(event_type, event_id, data, settings.bindings)
-    except EventError as error:
-        # A malformed event will be just as malformed when Event Grid delivers it again: no retry.
-        log.error("rejected event %s: %s", event_id, error)
-        return None
-    if isinstance(decision, Ignore):
-        log.info("ignored event %s: %s", event_id, decision.reason)
-        return None
-    log.info(
-        "event %s: %s for certificate %s (version %s)",
-        event_id,
-        decision.event.event_type,
-        decision.certificate_name,
-        decision.event.version,
-    )
-    scope = Scope(certificates=frozenset({decision.certificate_name}), vault_host=decision.binding.vault_host)
-    report = await engine_for(settings).run(scope, apply=True)
-    if report.retryable:
-        raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
-    return report
 
 
 @dataclass(frozen=True)
@@ -83,21 +46,96 @@ class HttpAnswer:
     body: dict[str, Any]
 
 
-async def handle_resync(body: bytes) -> HttpAnswer:
-    """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""
-    try:
-        settings = invocation_settings()
-    except SettingsError as error:
-        return HttpAnswer(500, {"error": f"configuration error: {error}"})
-    try:
-        certificates, dry_run = parse_resync_body(body)
-    except ValueError as error:
-        return HttpAnswer(400, {"error": str(error)})
-    unbound = unbound_certificates(settings, certificates or ())
-    if unbound:
-        return HttpAnswer(400, {"error": f"not bound by CERTIFICATE_NAMES: {', '.join(unbound)}"})
-    report = await engine_for(settings).run(Scope(certificates=certificates), apply=not dry_run)
-    return HttpAnswer(500 if report.errors else 200, report.to_dict())
+class TrustSync:
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self.environ = environ
+        self.clients = ClientPool(environ)
+
+    def settings(self) -> Settings:
+        """The settings for one invocation; a configuration error is logged (one line naming every
+        invalid setting) and raised, so that the invocation fails and an event is delivered again
+        once it is fixed."""
+        try:
+            return load_settings(self.environ)
+        except SettingsError as error:
+            log.error("configuration error: %s", error)
+            raise
+
+    def engine(self, settings: Settings) -> Engine:
+        clients = self.clients.clients_for(settings)
+        return Engine(settings, clients.vault, clients.apim)
+
+    async def close(self) -> None:
+        await self.clients.close()
+
+    async def handle_event(self, event_type: object, event_id: object, data: object) -> Report | None:
+        """Reconcile the certificate a Key Vault event names. Raises `RetryableError` when a retry can help."""
+        settings = self.settings()
+        try:
+            decision = route(event_type, event_id, data, settings)
+        except EventError as error:
+            # A malformed event will be just as malformed when Event Grid delivers it again: no retry.
+            log.error("rejected event %s: %s", str(event_id)[:100], error)
+            return None
+        if isinstance(decision, Ignore):
+            log.info("ignored event %s: %s", event_id, decision.reason)
+            return None
+        event = decision.event
+        if event.is_expiry:
+            days = "unknown" if event.expires is None else (event.expires - datetime.now(UTC)).days
+            log.warning(
+                "%s certificate=%s version=%s event=%s days_left=%s",
+                EXPIRY_LOG_PREFIX,
+                decision.certificate_name,
+                event.version,
+                event.event_type,
+                days,
+            )
+        log.info(
+            "event %s: %s for certificate %s (version %s)",
+            event_id,
+            event.event_type,
+            decision.certificate_name,
+            event.version,
+        )
+        scope = Scope(certificates=frozenset({decision.certificate_name}))
+        report = await self.engine(settings).run(scope, Mode.ADDITIONS)
+        if report.retryable:
+            raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
+        return report
+
+    async def handle_resync(self, body: bytes) -> HttpAnswer:
+        """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""
+        try:
+            settings = self.settings()
+        except SettingsError as error:
+            return HttpAnswer(500, {"error": f"configuration error: {error}"})
+        try:
+            certificates, dry_run = parse_resync_body(body)
+        except ValueError as error:
+            return HttpAnswer(400, {"error": str(error)})
+        unbound = unbound_certificates(settings, certificates or ())
+        if unbound:
+            return HttpAnswer(400, {"error": f"certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}"})
+        mode = Mode.DRY_RUN if dry_run else Mode.FULL
+        report = await self.engine(settings).run(Scope(certificates=certificates), mode)
+        if report.missing:
+            return HttpAnswer(404, {"error": f"certificates: not in Key Vault: {', '.join(report.missing)}"})
+        return HttpAnswer(500 if report.errors else 200, report.to_dict())
+
+    async def handle_audit(self) -> Report:
+        """The drift audit: a full-scope run that writes what AUDIT_REMEDIATE allows, and one log record."""
+        settings = self.settings()
+        report = await self.engine(settings).run(Scope(), _AUDIT_MODES[settings.audit_remediate])
+        level = {"in-sync": logging.INFO, "drift": logging.WARNING}.get(report.status.value, logging.ERROR)
+        log.log(
+            level,
+            "%s status=%s %s",
+            AUDIT_LOG_PREFIX,
+            report.status.value,
+            json.dumps(report.to_dict(), sort_keys=True),
+        )
+        return report
 
 
 def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
@@ -110,6 +148,8 @@ def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"request body is not JSON: {error}") from None
+    except RecursionError:
+        raise ValueError("request body is not JSON this endpoint accepts: nested too deeply") from None
     if not isinstance(request, dict):
         raise ValueError('request body must be a JSON object like {"certificates": ["name"], "dryRun": true}')
     unknown = sorted(set(request) - {"certificates", "dryRun"})
@@ -118,23 +158,16 @@ def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
     dry_run = request.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise ValueError("dryRun must be true or false")
-    names = request.get("certificates")
-    if names is None:
+    if "certificates" not in request:
         return None, dry_run
+    names = request["certificates"]
     if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
-        raise ValueError("certificates must be a non-empty list of Key Vault certificate names")
+        raise ValueError(
+            "certificates must be a non-empty list of Key Vault certificate names (leave it out for every certificate)"
+        )
     if len(names) > MAX_RESYNC_CERTIFICATES:
         raise ValueError(f"certificates lists {len(names)} names; at most {MAX_RESYNC_CERTIFICATES} per request")
     invalid = [name for name in names if not is_keyvault_object_name(name)]
     if invalid:
-        raise ValueError(f"certificates: {', '.join(map(repr, invalid))} is not a Key Vault certificate name")
+        raise ValueError(f"certificates: {', '.join(map(repr, invalid[:10]))} is not a Key Vault certificate name")
     return frozenset(names), dry_run
-
-
-async def handle_audit() -> Report:
-    """The drift audit: a full-scope plan, applied only when AUDIT_REMEDIATE is true."""
-    settings = invocation_settings()
-    report = await engine_for(settings).run(Scope(), apply=settings.audit_remediate)
-    level = {"in-sync": logging.INFO, "drift": logging.WARNING}.get(report.status, logging.ERROR)
-    log.log(level, "%s status=%s %s", AUDIT_LOG_PREFIX, report.status, json.dumps(report.to_dict(), sort_keys=True))
-    return report

@@ -1,4 +1,4 @@
-"""Key Vault adapter: translates the SDK's certificate and secret reads into domain values.
+"""Key Vault adapter (`shared.ports.VaultPort`): the SDK's certificate and secret reads, as domain values.
 
 Reads only. A secret value is returned to the caller and never logged, kept or repeated in errors.
 """
@@ -6,23 +6,16 @@ Reads only. A secret value is returned to the caller and never logged, kept or r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.keyvault.certificates.aio import CertificateClient
 from azure.keyvault.secrets.aio import SecretClient
 
-from shared.desired import VersionInfo
-from shared.errors import AzureCallError, NotFoundError, translated
-
-
-@dataclass(frozen=True)
-class SecretValue:
-    value: str = field(repr=False)  # the PFX or PEM, private key included: never log it
-    content_type: str | None
+from shared.azure_errors import translated
+from shared.ports import AzureCallError, NotFoundError, Secret, VersionInfo
 
 
 class _FirstCallAlone:
@@ -63,18 +56,26 @@ class KeyVault:
         self._certificates_first = _FirstCallAlone()
         self._secrets_first = _FirstCallAlone()
 
-    async def certificate_names(self, each_page: Callable[[list[str]], None]) -> None:
-        """Hands each page of certificate names to `each_page` as soon as it arrives, so that the reads
-        that depend on them start while the next page is still being fetched."""
-        with translated(f"list certificates of {self.vault_url}"):
-            pages = self._certificates.list_properties_of_certificates().by_page()
+    async def certificate_names(self) -> AsyncIterator[list[str]]:
+        """Each page of certificate names as it arrives, so that the reads that depend on them start
+        while the next page is still being fetched."""
+        what = f"list certificates of {self.vault_url}"
+        pages = self._certificates.list_properties_of_certificates().by_page()
+        with translated(what):
             async with self._certificates_first():
                 first = await anext(pages, None)  # the first page's request: maybe the client's first call
-            if first is None:
+        if first is None:
+            return
+        with translated(what):
+            names = [props.name async for props in first if props.name]
+        yield names
+        while True:
+            with translated(what):
+                page = await anext(pages, None)
+                names = [props.name async for props in page if props.name] if page is not None else []
+            if page is None:
                 return
-            each_page([props.name async for props in first if props.name])
-            async for page in pages:
-                each_page([props.name async for props in page if props.name])
+            yield names
 
     async def versions(self, name: str) -> list[VersionInfo]:
         try:
@@ -96,16 +97,16 @@ class KeyVault:
             if props.version is not None
         ]
         if not found:
-            raise NotFoundError(f"certificate {name} does not exist in {self.vault_url}", status=404)
+            raise NotFoundError(f"certificate {name} does not exist in {self.vault_url}")
         return found
 
-    async def secret(self, name: str, version: str) -> SecretValue:
+    async def secret(self, name: str, version: str) -> Secret:
         async with self._secrets_first():
             with translated(f"read the secret of certificate {name} version {version}"):
                 secret = await self._secrets.get_secret(name, version)
         if secret.value is None:
             raise AzureCallError(f"the secret of certificate {name} version {version} has no value")
-        return SecretValue(secret.value, secret.properties.content_type)
+        return Secret(secret.value, secret.properties.content_type)
 
     async def close(self) -> None:
         await self._certificates.close()

@@ -1,37 +1,54 @@
-"""The plan: the fewest writes that make APIM match the desired state. Pure set arithmetic.
+"""The plan: the fewest writes that make APIM hold and trust what the desired state needs. Pure sets.
 
 Rules that keep trust safe:
-- a certificate that APIM already holds (by thumbprint, under any id) is reused, never uploaded twice;
-- only entries whose id carries `OWNED_PREFIX` are ever updated, removed or deleted;
-- removals happen only when the caller allows them (full-scope runs) and the desired state is
-  complete: an unreadable bound certificate could still need what looks unused.
+- **Provable ownership.** An APIM certificate is ours only if its id has our exact pattern and
+  APIM holds, under it, the certificate whose SHA-1 thumbprint the id encodes; a gateway entry is
+  ours only if it points at such a certificate. Everything else is foreign: never changed,
+  untrusted, removed or deleted.
+- **No trust by reference.** Gateway entries we write point only at certificates we uploaded. A
+  foreign certificate holding a needed CA is left alone and we upload our own copy, so that its
+  owner can retire or replace it without touching our trust.
+- **Additions never narrow.** `plan_additions` creates entries and raises `isTrusted`; lowering
+  it, removing and deleting are `plan_narrowing`'s, for full-scope runs on a complete desired state.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from shared.chain import Certificate
-from shared.desired import Desired, DesiredAuthority, merge
+from shared.desired import Desired, DesiredAuthority
+from shared.ports import ApimCertificate, GatewayCas
 
 OWNED_PREFIX = "trustsync-"
-MAX_ID_LENGTH = 80
-_SLUG_LENGTH = 40
-_FINGERPRINT_LENGTH = 16
+MAX_ID_LENGTH = 80  # APIM's limit for a certificate id
+_THUMBPRINT_LENGTH = 40
+_SLUG_LENGTH = MAX_ID_LENGTH - len(OWNED_PREFIX) - 1 - _THUMBPRINT_LENGTH
+_OWNED_ID = re.compile(rf"^{OWNED_PREFIX}[a-z0-9]+(?:-[a-z0-9]+)*-(?P<thumbprint>[0-9a-f]{{{_THUMBPRINT_LENGTH}}})$")
 
 
 def certificate_id_for(certificate: Certificate) -> str:
-    """A deterministic, readable APIM certificate id: prefix, CN slug, SHA-256 prefix."""
-    slug = "-".join(re.findall(r"[a-z0-9]+", certificate.common_name.lower()))[:_SLUG_LENGTH].strip("-") or "ca"
-    return f"{OWNED_PREFIX}{slug}-{certificate.sha256_fingerprint[:_FINGERPRINT_LENGTH]}"
+    """Our id for a CA certificate: prefix, a slug of its name, its whole SHA-1 thumbprint.
+
+    The thumbprint is what APIM reports of the certificate it holds, so APIM's own list proves
+    whether an id is ours.
+    """
+    words = re.findall(r"[a-z0-9]+", certificate.common_name.lower())
+    slug = "-".join(words)[:_SLUG_LENGTH].strip("-") or "ca"
+    return f"{OWNED_PREFIX}{slug}-{certificate.sha1_thumbprint.lower()}"
 
 
-def is_owned(certificate_id: str) -> bool:
-    return certificate_id.lower().startswith(OWNED_PREFIX)
+def encoded_thumbprint(certificate_id: str) -> str | None:
+    """The SHA-1 thumbprint (upper-case hex) an id of our exact pattern encodes; None for any other id."""
+    match = _OWNED_ID.match(certificate_id.lower())
+    return match["thumbprint"].upper() if match else None
+
+
+def is_ours(certificate: ApimCertificate) -> bool:
+    return encoded_thumbprint(certificate.id) == certificate.thumbprint.upper()
 
 
 class ActionKind(enum.StrEnum):
@@ -47,13 +64,15 @@ class Action:
     certificate_id: str
     gateway: str | None = None
     trusted: bool | None = None  # SET_GATEWAY_CA: the isTrusted to write
-    replace: bool = False  # the entity exists: the write must carry its ETag
+    replace: bool = False  # SET_GATEWAY_CA: the entry exists, the write carries its ETag
     reason: str = ""
     certificate: Certificate | None = field(default=None, compare=False, repr=False)  # UPLOAD_CERTIFICATE
 
     @property
-    def is_removal(self) -> bool:
-        return self.kind in (ActionKind.REMOVE_GATEWAY_CA, ActionKind.DELETE_CERTIFICATE)
+    def narrows(self) -> bool:
+        """Takes trust away: a removal, a deletion, or an existing entry's isTrusted lowered."""
+        removes = self.kind in (ActionKind.REMOVE_GATEWAY_CA, ActionKind.DELETE_CERTIFICATE)
+        return removes or (self.replace and self.trusted is False)
 
     def describe(self) -> str:
         target = f"{self.certificate_id} on {self.gateway}" if self.gateway else self.certificate_id
@@ -62,87 +81,75 @@ class Action:
 
 
 @dataclass(frozen=True)
-class ApimCertificate:
-    id: str
-    thumbprint: str  # upper-case hex SHA-1
-    subject: str = ""
-    expires: datetime | None = None
-
-
-@dataclass(frozen=True)
 class Observed:
-    """APIM as read: certificates by id, and each gateway's certificate authorities (id → isTrusted).
+    """APIM as read: certificates by id, and the certificate authorities of the gateways read.
 
-    `gateway_cas` may hold gateways outside the selection: they are never changed, but what
-    they reference is never deleted.
+    `gateway_cas` may hold gateways outside the selection: they are never changed, but what they
+    reference is never deleted. `complete` is False when a self-hosted gateway could not be read.
     """
 
     certificates: Mapping[str, ApimCertificate]
-    gateway_cas: Mapping[str, Mapping[str, bool]]
+    gateway_cas: Mapping[str, GatewayCas]
+    complete: bool = True
+
+    def after(self, applied: Sequence[Action]) -> Observed:
+        """APIM once `applied` (our own writes) have been made."""
+        certificates = dict(self.certificates)
+        cas = {gateway: dict(entries) for gateway, entries in self.gateway_cas.items()}
+        for action in applied:
+            if action.kind is ActionKind.UPLOAD_CERTIFICATE and action.certificate is not None:
+                cert = action.certificate
+                certificates[action.certificate_id] = ApimCertificate(
+                    action.certificate_id, cert.sha1_thumbprint, cert.subject, cert.not_after
+                )
+            elif action.kind is ActionKind.SET_GATEWAY_CA and action.gateway is not None:
+                cas.setdefault(action.gateway, {})[action.certificate_id] = bool(action.trusted)
+            elif action.kind is ActionKind.REMOVE_GATEWAY_CA and action.gateway is not None:
+                cas.get(action.gateway, {}).pop(action.certificate_id, None)
+            elif action.kind is ActionKind.DELETE_CERTIFICATE:
+                certificates.pop(action.certificate_id, None)
+        return Observed(certificates, cas, self.complete)
 
 
 @dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...]
-    notes: tuple[str, ...] = ()
-    conflicts: tuple[str, ...] = ()  # drift the app will not fix because it does not own the entry
+class Uploads:
+    """The id each desired authority is held under in APIM, and the uploads that make them exist.
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.actions
-
-    @property
-    def has_removals(self) -> bool:
-        return any(action.is_removal for action in self.actions)
-
-
-def make_plan(desired_by_gateway: Mapping[str, Desired], observed: Observed, *, allow_removals: bool) -> Plan:
-    """Compare the desired authorities of each selected gateway with what APIM holds."""
-    certificates = plan_certificates(desired_by_gateway.values(), observed.certificates)
-    actions = list(certificates.uploads)
-    notes = list(certificates.notes)
-    conflicts: list[str] = []
-    for gateway, desired in sorted(desired_by_gateway.items()):
-        changes = plan_gateway(gateway, desired, observed.gateway_cas.get(gateway, {}), certificates)
-        actions.extend(changes.actions)
-        conflicts.extend(changes.conflicts)
-
-    removable = allow_removals and all(desired.complete for desired in desired_by_gateway.values())
-    if allow_removals and not removable:
-        notes.append("nothing removed: not every bound certificate could be read")
-    if removable:
-        actions.extend(_removals(desired_by_gateway, observed, certificates.resolved, notes))
-    return Plan(actions=tuple(actions), notes=tuple(notes), conflicts=tuple(conflicts))
-
-
-@dataclass(frozen=True)
-class CertificatePlan:
-    """The APIM certificate each desired authority is referenced by, and the uploads that make them exist.
-
-    Needs every gateway's desired state and APIM's certificates, but no gateway's CA list: a run can
-    start these uploads before the CA lists are in.
+    Needs the desired state and APIM's certificate list, but no gateway's CA list, so a run can
+    start these uploads while the CA lists are still being read.
     """
 
-    resolved: Mapping[str, str]  # thumbprint → the certificate id gateways should reference
-    uploads: tuple[Action, ...]
-    notes: tuple[str, ...]
-    index: _CertificateIndex = field(repr=False)
+    ids: Mapping[str, str]  # thumbprint → our certificate id (held, or being uploaded)
+    actions: tuple[Action, ...]
+    conflicts: tuple[str, ...]
 
 
-def plan_certificates(desired: Iterable[Desired], certificates: Mapping[str, ApimCertificate]) -> CertificatePlan:
-    index = _CertificateIndex(certificates.values())
-    wanted = merge(list(desired)).authorities
-    resolved: dict[str, str] = {}
-    uploads: list[Action] = []
-    notes: list[str] = []
-    for thumbprint, authority in sorted(wanted.items()):
-        certificate_id, upload, note = _resolve(authority, index, wanted)
-        resolved[thumbprint] = certificate_id
-        if upload is not None:
-            uploads.append(upload)
-        if note:
-            notes.append(note)
-    return CertificatePlan(resolved=resolved, uploads=tuple(uploads), notes=tuple(notes), index=index)
+def plan_uploads(desired: Desired, certificates: Mapping[str, ApimCertificate]) -> Uploads:
+    by_id = {certificate_id.lower(): cert for certificate_id, cert in certificates.items()}
+    ids: dict[str, str] = {}
+    actions: list[Action] = []
+    conflicts: list[str] = []
+    for thumbprint, authority in sorted(desired.authorities.items()):
+        cert = authority.certificate
+        certificate_id = certificate_id_for(cert)
+        held = by_id.get(certificate_id)
+        if held is None:
+            actions.append(
+                Action(
+                    ActionKind.UPLOAD_CERTIFICATE,
+                    certificate_id,
+                    reason=f"{cert.subject} needed by {', '.join(sorted(authority.needed_by))}",
+                    certificate=cert,
+                )
+            )
+        elif not is_ours(held):
+            conflicts.append(
+                f"certificate {held.id} holds {held.thumbprint}, not {cert.subject} [{thumbprint}]: it was not "
+                f"uploaded by this app and is left alone, so {cert.subject} cannot be trusted until it is removed"
+            )
+            continue
+        ids[thumbprint] = certificate_id
+    return Uploads(ids=ids, actions=tuple(actions), conflicts=tuple(conflicts))
 
 
 @dataclass(frozen=True)
@@ -151,155 +158,101 @@ class GatewayPlan:
     conflicts: tuple[str, ...]
 
 
-def plan_gateway(gateway: str, desired: Desired, cas: Mapping[str, bool], certificates: CertificatePlan) -> GatewayPlan:
-    """What one gateway's certificate authorities need: needs only that gateway's CA list."""
-    present = {_key(cid): (cid, trusted) for cid, trusted in cas.items()}
+def plan_additions(
+    gateway: str, desired: Desired, cas: GatewayCas, uploads: Uploads, certificates: Mapping[str, ApimCertificate]
+) -> GatewayPlan:
+    """What one gateway needs added: our entry for each desired authority, trusted as desired or more."""
+    entries = {certificate_id.lower(): trusted for certificate_id, trusted in cas.items()}
     actions: list[Action] = []
-    conflicts: list[str] = []
     for thumbprint, authority in sorted(desired.authorities.items()):
-        certificate_id = certificates.resolved[thumbprint]
-        action, conflict = _gateway_change(gateway, certificate_id, authority, present, certificates.index)
-        if action is not None:
-            actions.append(action)
-        if conflict:
-            conflicts.append(conflict)
-    return GatewayPlan(actions=tuple(actions), conflicts=tuple(conflicts))
+        certificate_id = uploads.ids.get(thumbprint)
+        if certificate_id is None:
+            continue  # its id is taken by a foreign certificate: reported by plan_uploads
+        subject = authority.certificate.subject
+        trusted = entries.get(certificate_id)
+        if trusted is None:
+            reason = f"{subject} is not a certificate authority of {gateway}"
+            actions.append(Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, authority.trusted, reason=reason))
+        elif authority.trusted and not trusted:
+            reason = f"{subject} has isTrusted=false on {gateway}"
+            actions.append(
+                Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, True, replace=True, reason=reason)
+            )
+    return GatewayPlan(tuple(actions), _foreign_conflicts(gateway, desired, cas, certificates))
 
 
-class _CertificateIndex:
-    def __init__(self, certificates: Iterable[ApimCertificate]) -> None:
-        self.by_id = {_key(cert.id): cert for cert in certificates}
-        self.by_thumbprint: dict[str, list[ApimCertificate]] = {}
-        for cert in sorted(self.by_id.values(), key=lambda cert: cert.id):
-            self.by_thumbprint.setdefault(cert.thumbprint.upper(), []).append(cert)
+def _foreign_conflicts(
+    gateway: str, desired: Desired, cas: GatewayCas, certificates: Mapping[str, ApimCertificate]
+) -> tuple[str, ...]:
+    """Foreign entries on this gateway that hold a desired authority but do not trust it while we do.
 
-    def thumbprint_of(self, certificate_id: str) -> str | None:
-        cert = self.by_id.get(_key(certificate_id))
-        return cert.thumbprint.upper() if cert else None
-
-
-def _resolve(
-    authority: DesiredAuthority, certificates: _CertificateIndex, wanted: Mapping[str, DesiredAuthority]
-) -> tuple[str, Action | None, str]:
-    """Which id the gateways should reference, and the upload that makes it exist if needed."""
-    cert = authority.certificate
-    own_id = certificate_id_for(cert)
-    existing = certificates.by_id.get(_key(own_id))
-    if (
-        existing is not None
-        and existing.thumbprint.upper() != cert.sha1_thumbprint
-        and existing.thumbprint.upper() in wanted
-    ):
-        # Our id holds another certificate that is needed too (someone replaced it by hand): overwriting it
-        # would take that certificate's trust away from every gateway using the id. Use a second id instead.
-        own_id = f"{own_id}-alt"
-        existing = certificates.by_id.get(_key(own_id))
-    if existing is not None and existing.thumbprint.upper() == cert.sha1_thumbprint:
-        return existing.id, None, ""
-    same = certificates.by_thumbprint.get(cert.sha1_thumbprint, [])
-    if same and existing is None:
-        # Prefer an id of ours (an older naming) over a foreign one; foreign ones are reused, never touched.
-        reused = next((c for c in same if is_owned(c.id)), same[0])
-        note = "" if is_owned(reused.id) else f"reusing certificate {reused.id} already in APIM for {cert.subject}"
-        return reused.id, None, note
-    reason = f"{cert.subject} needed by {', '.join(sorted(authority.needed_by))}"
-    if existing is not None:
-        reason = f"{own_id} holds {existing.thumbprint}, not {cert.sha1_thumbprint}; {reason}"
-    upload = Action(
-        ActionKind.UPLOAD_CERTIFICATE, own_id, replace=existing is not None, reason=reason, certificate=cert
-    )
-    return own_id, upload, ""
+    The gateway then has both entries, ours trusted and theirs not; APIM does not say which one
+    wins, so it is reported until the entry's owner removes it or trusts it, whichever existed first.
+    """
+    by_id = {certificate_id.lower(): cert for certificate_id, cert in certificates.items()}
+    found = []
+    for certificate_id, trusted in sorted(cas.items()):
+        held = by_id.get(certificate_id.lower())
+        if held is None or trusted or is_ours(held):
+            continue
+        authority = desired.authorities.get(held.thumbprint.upper())
+        if authority is not None and authority.trusted:
+            found.append(
+                f"{gateway}: {certificate_id} ({authority.certificate.subject}) has isTrusted=false and is not "
+                f"ours to change; the app's own entry trusts it"
+            )
+    return tuple(found)
 
 
-def _gateway_change(
-    gateway: str,
-    certificate_id: str,
-    authority: DesiredAuthority,
-    present: Mapping[str, tuple[str, bool]],
-    certificates: _CertificateIndex,
-) -> tuple[Action | None, str]:
-    subject = authority.certificate.subject
-    entry = present.get(_key(certificate_id))
-    if entry is None:
-        # Another entry for the same certificate (another id, same thumbprint) already does the job, if it is
-        # not ours: one of ours under another id is a duplicate that a full run removes, so the id it resolves
-        # to must be set first, or removing the duplicate would leave the gateway without the certificate.
-        for other_id, other_trusted in present.values():
-            if (
-                not is_owned(other_id)
-                and certificates.thumbprint_of(other_id) == authority.certificate.sha1_thumbprint
-                and (other_trusted or not authority.trusted)
-            ):
-                return None, ""
-        return Action(
-            ActionKind.SET_GATEWAY_CA,
-            certificate_id,
-            gateway=gateway,
-            trusted=authority.trusted,
-            reason=f"{subject} is not a certificate authority of {gateway}",
-        ), ""
-    entry_id, trusted = entry
-    if trusted == authority.trusted:
-        return None, ""
-    if not is_owned(entry_id):
-        if trusted and not authority.trusted:
-            return None, ""  # someone trusts it more than we would: theirs to decide
-        return None, f"{gateway}: {entry_id} ({subject}) has isTrusted=false and is not ours to change"
-    return Action(
-        ActionKind.SET_GATEWAY_CA,
-        entry_id,
-        gateway=gateway,
-        trusted=authority.trusted,
-        replace=True,
-        reason=f"{subject} has isTrusted={str(trusted).lower()} on {gateway}",
-    ), ""
+@dataclass(frozen=True)
+class Narrowing:
+    actions: tuple[Action, ...]
+    notes: tuple[str, ...]  # what is not needed but stays, and why
 
 
-def _removals(
-    desired_by_gateway: Mapping[str, Desired],
-    observed: Observed,
-    resolved: Mapping[str, str],
-    notes: list[str],
-) -> list[Action]:
-    needed = {_key(certificate_id) for certificate_id in resolved.values()}
+def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]) -> Narrowing:
+    """What a full-scope run takes away once every addition is in: our entries no bound certificate
+    needs (or needs less trusted) on the selected gateways, then our certificates no entry uses.
+
+    Only for a complete desired state and a complete observed state: an unread certificate or
+    gateway could still need or use what looks unused.
+    """
+    ours = {cid.lower(): cert for cid, cert in observed.certificates.items() if is_ours(cert)}
+    wanted: dict[str, DesiredAuthority] = {
+        certificate_id_for(authority.certificate): authority for authority in desired.authorities.values()
+    }
     actions: list[Action] = []
-    still_referenced: dict[str, list[str]] = {}
+    still_used: dict[str, list[str]] = {}
     for gateway, cas in sorted(observed.gateway_cas.items()):
-        desired = desired_by_gateway.get(gateway)
-        wanted_here = (
-            {_key(resolved[thumbprint]) for thumbprint in desired.authorities} if desired is not None else None
-        )
-        for certificate_id in sorted(cas):
-            if wanted_here is not None and is_owned(certificate_id) and _key(certificate_id) not in wanted_here:
+        for certificate_id, trusted in sorted(cas.items()):
+            key = certificate_id.lower()
+            authority = wanted.get(key)
+            if gateway not in selected or key not in ours:
+                still_used.setdefault(key, []).append(gateway)  # not ours to change here
+            elif authority is None:
                 actions.append(
                     Action(
                         ActionKind.REMOVE_GATEWAY_CA,
                         certificate_id,
-                        gateway=gateway,
+                        gateway,
                         reason="no bound Key Vault certificate needs it any more",
                     )
                 )
-            else:  # kept: desired here, not ours, or on a gateway outside the selection
-                still_referenced.setdefault(_key(certificate_id), []).append(gateway)
-    for key, cert in sorted(_owned_certificates(observed).items()):
-        if key in needed:
+            else:
+                still_used.setdefault(key, []).append(gateway)
+                if trusted and not authority.trusted:
+                    reason = f"{authority.certificate.subject} is needed for chain building only on {gateway}"
+                    actions.append(
+                        Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, False, replace=True, reason=reason)
+                    )
+    notes: list[str] = []
+    for key, cert in sorted(ours.items()):
+        if key in wanted:
             continue
-        if key in still_referenced:
-            gateways = ", ".join(still_referenced[key])
-            notes.append(f"{cert.id} is not needed but stays: gateway(s) {gateways} outside the selection use it")
-            continue
-        actions.append(
-            Action(
-                ActionKind.DELETE_CERTIFICATE, cert.id, reason=f"{cert.subject or cert.thumbprint} is no longer needed"
-            )
-        )
-    return actions
-
-
-def _owned_certificates(observed: Observed) -> dict[str, ApimCertificate]:
-    return {_key(cert.id): cert for cert in observed.certificates.values() if is_owned(cert.id)}
-
-
-def _key(certificate_id: str) -> str:
-    """APIM ids compare without regard to case."""
-    return certificate_id.lower()
+        if key in still_used:
+            users = ", ".join(still_used[key])
+            notes.append(f"{cert.id} is not needed but stays: gateway(s) {users} outside the selection use it")
+        else:
+            what = cert.subject or cert.thumbprint
+            actions.append(Action(ActionKind.DELETE_CERTIFICATE, cert.id, reason=f"{what} is no longer needed"))
+    return Narrowing(tuple(actions), tuple(notes))

@@ -1,25 +1,32 @@
 """Configuration: app settings in, a validated and immutable `Settings` out.
 
 Pure: reads a plain mapping (``os.environ`` in production) and imports nothing from ``azure.*``.
-Every error names the setting at fault, because the first person to read it is an operator
-looking at the Function App's configuration blade.
+Every error names the setting at fault, and every invalid setting is reported at once, because
+the first person to read it is an operator looking at the Function App's configuration blade.
+
+One deployment binds one vault's certificates to one APIM service's gateways. A platform team
+with several APIM instances deploys the app once per instance: each identity then holds roles on
+one APIM service only, and one instance's failures or throttling never hold up another's.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from datetime import timedelta
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 ALL: Final = "*"
 MANAGED_GATEWAY: Final = "managed"  # APIM's own gateway; never a self-hosted one
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names it."""
+    """One or more settings are missing or invalid; the message names each of them."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,6 @@ class Cloud:
 
     name: str
     arm_endpoint: str
-    authority_host: str
     keyvault_suffix: str
 
     @property
@@ -39,16 +45,19 @@ class Cloud:
 CLOUDS: Final[Mapping[str, Cloud]] = {
     cloud.name: cloud
     for cloud in (
-        Cloud("AzureCloud", "https://management.azure.com", "login.microsoftonline.com", "vault.azure.net"),
-        Cloud("AzureChinaCloud", "https://management.chinacloudapi.cn", "login.chinacloudapi.cn", "vault.azure.cn"),
-        Cloud(
-            "AzureUSGovernment",
-            "https://management.usgovcloudapi.net",
-            "login.microsoftonline.us",
-            "vault.usgovcloudapi.net",
-        ),
+        Cloud("AzureCloud", "https://management.azure.com", "vault.azure.net"),
+        Cloud("AzureChinaCloud", "https://management.chinacloudapi.cn", "vault.azure.cn"),
+        Cloud("AzureUSGovernment", "https://management.usgovcloudapi.net", "vault.usgovcloudapi.net"),
     )
 }
+
+
+class Remediation(enum.StrEnum):
+    """What the drift audit may write."""
+
+    REPORT = "false"  # nothing: report only
+    ADDITIONS = "additions"  # add missing trust, never remove
+    ALL = "true"  # add and remove
 
 
 @dataclass(frozen=True)
@@ -78,18 +87,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity; empty = system-assigned"),
     Setting("ARM_ENDPOINT", "", "Overrides the cloud's Resource Manager endpoint (Azure Stack, emulator)"),
     Setting("AUDIT_SCHEDULE", "0 0 */6 * * *", "NCRONTAB schedule of the drift audit (read by the Functions host)"),
-    Setting("AUDIT_REMEDIATE", "false", "true = the drift audit also repairs the drift it finds"),
-    # 12: an event's writes (a 3-CA chain on the 25 gateways APIM allows: 78) fit ARM's 200-write
-    # burst at any concurrency, so the limit only sets how fast a long remediation drains the bucket.
-    # 12 in flight at APIM's write latency (about a second) is about 12 writes/s against the 10/s
-    # refill: the burst lasts ~100 s (1,200 writes) before a 429, and Retry-After paces the rest.
-    # Reads (250 burst, 25/s) are a few dozen ARM calls a run. And more would not be faster: at 12,
-    # the worker's CPU per call is already what bounds a run (bench/README.md).
     Setting(
-        "MAX_CONCURRENCY",
-        "12",
-        "Most Azure calls in flight at once; 12 keeps a long remediation near ARM's 10 writes/s refill",
+        "AUDIT_REMEDIATE",
+        Remediation.ADDITIONS.value,
+        "What the drift audit repairs: false = nothing, additions = missing trust, true = also removals",
     ),
+    Setting(
+        "ROTATION_GRACE",
+        "24h",
+        "How long a version that stopped being the latest stays trusted (e.g. 36h, 7d); at least the previous one does",
+    ),
+    Setting("MAX_CONCURRENCY", "12", "Most Azure calls in flight at once in a run"),
 )
 _DEFAULTS: Final = {s.name: s.default for s in SETTINGS}
 
@@ -120,39 +128,25 @@ class ApimService:
     resource_group: str
     name: str
 
-    @property
-    def resource_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ApiManagement/service/{self.name}"
-        )
-
-
-@dataclass(frozen=True)
-class Binding:
-    """One vault's certificates trusted on one APIM service's gateways."""
-
-    keyvault_url: str
-    certificates: Selection
-    apim: ApimService
-    gateways: Selection
-
-    @property
-    def vault_host(self) -> str:
-        """``host[:port]`` in lower case: what identifies the vault in event ids."""
-        return urlsplit(self.keyvault_url).netloc.lower()
-
 
 @dataclass(frozen=True)
 class Settings:
-    bindings: tuple[Binding, ...]
+    keyvault_url: str  # https://host[:port], normalized (lower case, no default port)
+    certificates: Selection
+    apim: ApimService
+    gateways: Selection
     trust_intermediates: bool
     cloud: Cloud
     arm_endpoint: str
     client_id: str | None
-    audit_schedule: str
-    audit_remediate: bool
+    audit_remediate: Remediation
+    rotation_grace: timedelta
     max_concurrency: int
+
+    @property
+    def vault_host(self) -> str:
+        """``host[:port]``: what identifies the vault in event ids."""
+        return urlsplit(self.keyvault_url).netloc
 
 
 _APIM_ID = re.compile(
@@ -164,22 +158,21 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _KEYVAULT_OBJECT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _GATEWAY_ID = re.compile(r"^[^*#&+:<>?/\\%]{1,80}$")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
+_DURATION = re.compile(r"^(?P<amount>\d{1,6})\s*(?P<unit>m|h|d)$", re.IGNORECASE)
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+_MAX_GRACE = timedelta(days=366)
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
 
-def _value(env: Mapping[str, str], name: str) -> str:
-    raw = env.get(name, "").strip()
-    if raw:
-        return raw
-    default = _DEFAULTS[name]
-    if default is None:
-        raise SettingsError(f"{name} is required ({_describe(name)})")
-    return default
+def is_keyvault_object_name(name: str) -> bool:
+    return bool(_KEYVAULT_OBJECT_NAME.match(name))
 
 
-def _describe(name: str) -> str:
-    return next(s.description for s in SETTINGS if s.name == name)
+def url_host(netloc: str) -> str:
+    """``host[:port]`` in lower case, without the default HTTPS port: the one form both a setting
+    and an event's object URL are compared in."""
+    return netloc.lower().removesuffix(":443")
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -192,12 +185,17 @@ def parse_bool(name: str, raw: str) -> bool:
 
 
 def _parse_https_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme != "https" or not parts.hostname:
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise SettingsError(f"{name} must be an https:// URL, not {raw!r}") from None
+    if parts.scheme.lower() != "https" or not parts.hostname:
         raise SettingsError(f"{name} must be an https:// URL, not {raw!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise SettingsError(f"{name} must be the endpoint alone, without a path or query: {raw!r}")
-    return f"https://{parts.netloc.lower()}"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingsError(f"{name} must be the endpoint alone, without a path, query or user: {raw!r}")
+    host = parts.hostname if port in (None, 443) else f"{parts.hostname}:{port}"
+    return f"https://{url_host(host)}"
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -208,12 +206,12 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def parse_keyvault_url(raw: str, cloud: Cloud) -> str:
+def parse_keyvault_url(raw: str, cloud: Cloud | None) -> str:
     url = _parse_https_url("KEYVAULT_URL", raw)
     host = urlsplit(url).hostname or ""
     # The most common sovereign-cloud mistake: a vault of one cloud with the credentials of another.
     for other in CLOUDS.values():
-        if other != cloud and host.endswith("." + other.keyvault_suffix):
+        if cloud is not None and other != cloud and host.endswith("." + other.keyvault_suffix):
             raise SettingsError(f"KEYVAULT_URL {raw!r} is a vault in {other.name}, but AZURE_CLOUD is {cloud.name}")
     if not _is_ip_literal(host) and "." not in host:
         raise SettingsError(f"KEYVAULT_URL must name the vault's full host name, not {raw!r}")
@@ -230,31 +228,32 @@ def parse_apim_resource_id(raw: str) -> ApimService:
     return ApimService(match["sub"], match["rg"], match["name"])
 
 
-def parse_selection(name: str, raw: str, pattern: re.Pattern[str]) -> Selection:
-    if raw.strip() == ALL:
-        return Selection(None)
+def parse_names(name: str, raw: str, is_valid: Callable[[str], bool]) -> frozenset[str]:
+    """A comma-separated list of names: no empty entry, each valid."""
     items = [item.strip() for item in raw.split(",")]
     if any(not item for item in items):
-        raise SettingsError(f"{name} has an empty entry: {raw!r} (use * for all)")
-    bad = [item for item in items if item == ALL or not pattern.match(item)]
+        raise SettingsError(f"{name} has an empty entry: {raw!r}")
+    bad = [item for item in items if not is_valid(item)]
     if bad:
         raise SettingsError(f"{name} has invalid names: {', '.join(map(repr, bad))}")
-    return Selection(frozenset(items))
+    return frozenset(items)
+
+
+def _parse_selection(name: str, raw: str, pattern: re.Pattern[str]) -> Selection:
+    if raw.strip() == ALL:
+        return Selection(None)
+    return Selection(parse_names(name, raw, lambda item: item != ALL and bool(pattern.match(item))))
 
 
 def parse_gateways(raw: str) -> Selection:
-    selection = parse_selection("APIM_GATEWAYS", raw, _GATEWAY_ID)
+    selection = _parse_selection("APIM_GATEWAYS", raw, _GATEWAY_ID)
     if selection.names is not None and MANAGED_GATEWAY in {n.lower() for n in selection.names}:
         raise SettingsError("APIM_GATEWAYS must not name 'managed': it is APIM's own gateway, not a self-hosted one")
     return selection
 
 
-def is_keyvault_object_name(name: str) -> bool:
-    return bool(_KEYVAULT_OBJECT_NAME.match(name))
-
-
 def parse_certificate_names(raw: str) -> Selection:
-    return parse_selection("CERTIFICATE_NAMES", raw, _KEYVAULT_OBJECT_NAME)
+    return _parse_selection("CERTIFICATE_NAMES", raw, _KEYVAULT_OBJECT_NAME)
 
 
 def parse_cloud(raw: str) -> Cloud:
@@ -262,6 +261,27 @@ def parse_cloud(raw: str) -> Cloud:
         if cloud.name.lower() == raw.strip().lower():
             return cloud
     raise SettingsError(f"AZURE_CLOUD must be one of {', '.join(CLOUDS)}, not {raw!r}")
+
+
+def parse_remediation(raw: str) -> Remediation:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return Remediation.ALL
+    if lowered in _FALSE:
+        return Remediation.REPORT
+    if lowered == Remediation.ADDITIONS.value:
+        return Remediation.ADDITIONS
+    raise SettingsError(f"AUDIT_REMEDIATE must be false, additions or true, not {raw!r}")
+
+
+def parse_duration(name: str, raw: str, *, at_most: timedelta) -> timedelta:
+    match = _DURATION.match(raw.strip())
+    if not match:
+        raise SettingsError(f"{name} must be a duration like 90m, 24h or 7d, not {raw!r}")
+    duration = int(match["amount"]) * _UNITS[match["unit"].lower()]
+    if duration > at_most:
+        raise SettingsError(f"{name} must be at most {at_most.days}d, not {raw!r}")
+    return duration
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -274,38 +294,73 @@ def _parse_int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def _parse_client_id(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not _GUID.match(raw):
+        raise SettingsError(f"AZURE_CLIENT_ID must be a client id (GUID), not {raw!r}")
+    return raw.lower()
+
+
+def _parse_schedule(raw: str) -> str:
+    # Read by the Functions host, not by the app: checked here so that a typo gets a message naming it.
+    if not _NCRONTAB.match(raw):
+        raise SettingsError(f"AUDIT_SCHEDULE must be a six-field NCRONTAB expression, not {raw!r}")
+    return raw
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
-    """Validate the flat app settings (one binding) into `Settings`."""
-    cloud = parse_cloud(_value(env, "AZURE_CLOUD"))
-    binding = Binding(
-        keyvault_url=parse_keyvault_url(_value(env, "KEYVAULT_URL"), cloud),
-        certificates=parse_certificate_names(_value(env, "CERTIFICATE_NAMES")),
-        apim=parse_apim_resource_id(_value(env, "APIM_RESOURCE_ID")),
-        gateways=parse_gateways(_value(env, "APIM_GATEWAYS")),
-    )
-    arm_override = _value(env, "ARM_ENDPOINT")
-    client_id = _value(env, "AZURE_CLIENT_ID") or None
-    if client_id is not None and not _GUID.match(client_id):
-        raise SettingsError(f"AZURE_CLIENT_ID must be a client id (GUID), not {client_id!r}")
-    schedule = _value(env, "AUDIT_SCHEDULE")
-    if not _NCRONTAB.match(schedule):
-        raise SettingsError(f"AUDIT_SCHEDULE must be a six-field NCRONTAB expression, not {schedule!r}")
+    """Validate the app settings; `SettingsError` lists every invalid one."""
+    problems: list[str] = []
+
+    def read(name: str, parse: Callable[[str], T]) -> T | None:
+        raw = env.get(name, "").strip()
+        default = _DEFAULTS[name]
+        if not raw and default is None:
+            problems.append(f"{name} is required ({next(s.description for s in SETTINGS if s.name == name)})")
+            return None
+        try:
+            return parse(raw or default or "")
+        except SettingsError as error:
+            problems.append(str(error))
+            return None
+
+    cloud = read("AZURE_CLOUD", parse_cloud)
+    keyvault_url = read("KEYVAULT_URL", lambda raw: parse_keyvault_url(raw, cloud))
+    apim = read("APIM_RESOURCE_ID", parse_apim_resource_id)
+    certificates = read("CERTIFICATE_NAMES", parse_certificate_names)
+    gateways = read("APIM_GATEWAYS", parse_gateways)
+    trust_intermediates = read("TRUST_INTERMEDIATES", lambda raw: parse_bool("TRUST_INTERMEDIATES", raw))
+    arm_override = read("ARM_ENDPOINT", lambda raw: _parse_https_url("ARM_ENDPOINT", raw) if raw else "")
+    client_id = read("AZURE_CLIENT_ID", _parse_client_id)
+    read("AUDIT_SCHEDULE", _parse_schedule)
+    remediation = read("AUDIT_REMEDIATE", parse_remediation)
+    grace = read("ROTATION_GRACE", lambda raw: parse_duration("ROTATION_GRACE", raw, at_most=_MAX_GRACE))
+    concurrency = read("MAX_CONCURRENCY", lambda raw: _parse_int("MAX_CONCURRENCY", raw, 1, 256))
+    if problems:
+        raise SettingsError("; ".join(problems))
+    cloud = _parsed(cloud)
     return Settings(
-        bindings=(binding,),
-        trust_intermediates=parse_bool("TRUST_INTERMEDIATES", _value(env, "TRUST_INTERMEDIATES")),
+        keyvault_url=_parsed(keyvault_url),
+        certificates=_parsed(certificates),
+        apim=_parsed(apim),
+        gateways=_parsed(gateways),
+        trust_intermediates=_parsed(trust_intermediates),
         cloud=cloud,
-        arm_endpoint=_parse_https_url("ARM_ENDPOINT", arm_override) if arm_override else cloud.arm_endpoint,
+        arm_endpoint=arm_override or cloud.arm_endpoint,
         client_id=client_id,
-        audit_schedule=schedule,
-        audit_remediate=parse_bool("AUDIT_REMEDIATE", _value(env, "AUDIT_REMEDIATE")),
-        max_concurrency=_parse_int("MAX_CONCURRENCY", _value(env, "MAX_CONCURRENCY"), 1, 64),
+        audit_remediate=_parsed(remediation),
+        rotation_grace=_parsed(grace),
+        max_concurrency=_parsed(concurrency),
     )
+
+
+def _parsed(value: T | None) -> T:
+    """A setting `load_settings` parsed: it would have listed a problem instead of leaving it None."""
+    assert value is not None
+    return value
 
 
 def unbound_certificates(settings: Settings, names: Iterable[str]) -> list[str]:
-    """The names no binding selects (a request naming them is a mistake)."""
-    return sorted(name for name in names if not any(name in b.certificates for b in settings.bindings))
-
-
-def setting_names() -> Iterable[str]:
-    return (s.name for s in SETTINGS)
+    """The names CERTIFICATE_NAMES does not select (a request naming them is a mistake)."""
+    return sorted(name for name in names if name not in settings.certificates)

@@ -11,11 +11,13 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import Certificate
+from shared.events import CERTIFICATE_EXPIRED, CERTIFICATE_NEAR_EXPIRY
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
 from tests.harness import (
     PEM_CONTENT_TYPE,
     PKCS12_CONTENT_TYPE,
+    Backend,
     assert_no_private_keys,
     audit,
     deliver,
@@ -24,6 +26,7 @@ from tests.harness import (
     trusted,
     writes,
 )
+from tests.resilience.scenarios import arrange_trusted
 
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
 OUR_CLIENT_ID = "5e29463d-71da-4fe0-8e69-999b57db23b0"
@@ -147,7 +150,8 @@ def test_resync_dry_run_plans_and_writes_nothing(configured: Emulator) -> None:
     [
         (b"{", "not JSON"),
         (b'{"dryRun": 1}', "dryRun"),
-        (b'{"certificates": ["nope"], "dryRun": true}', "not bound"),
+        (b'{"certificates": ["nope"], "dryRun": true}', "not in CERTIFICATE_NAMES: nope"),
+        (b'{"certificates": null}', "leave it out for every certificate"),
     ],
 )
 def test_resync_rejects_bad_requests_with_400(
@@ -160,7 +164,7 @@ def test_resync_rejects_bad_requests_with_400(
     assert writes(configured) == 0
 
 
-def test_drift_audit_reports_and_only_repairs_when_told(
+def test_drift_audit_reports_and_repairs_what_audit_remediate_allows(
     configured: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     emu = configured
@@ -170,6 +174,7 @@ def test_drift_audit_reports_and_only_repairs_when_told(
     emu.apim.delete_gateway_ca("gw-east", root_id, if_match="*")  # someone removed it by hand
     caplog.set_level(logging.INFO, logger="trustsync")
     emu.clear_requests()
+    monkeypatch.setenv("AUDIT_REMEDIATE", "false")
 
     audit()
 
@@ -182,7 +187,7 @@ def test_drift_audit_reports_and_only_repairs_when_told(
     ]
     assert writes(emu) == 0
 
-    monkeypatch.setenv("AUDIT_REMEDIATE", "true")
+    monkeypatch.delenv("AUDIT_REMEDIATE")  # the default: add what is missing
     audit()
     assert every_gateway_trusts(emu, backend.authority_ids)
 
@@ -191,7 +196,7 @@ def test_drift_audit_reports_and_only_repairs_when_told(
     assert any("TRUSTSYNC_AUDIT status=in-sync" in r.getMessage() for r in caplog.records)
 
 
-def test_foreign_certificate_with_same_thumbprint_is_reused_and_never_touched(configured: Emulator) -> None:
+def test_a_foreign_copy_of_a_needed_ca_is_never_referenced_nor_touched(configured: Emulator) -> None:
     emu = configured
     pki = Hierarchy(intermediates=1)
     root_der = Certificate.from_x509(pki.ca_certificates()[-1]).der
@@ -203,12 +208,12 @@ def test_foreign_certificate_with_same_thumbprint_is_reused_and_never_touched(co
     deliver(emu.vault.certificate_event("orders"))
     answer = resync()
 
-    intermediate_id = certificate_id_for(backend.authorities[0])
-    assert set(emu.apim.certificates) == {"corp-root", intermediate_id}
+    ours = backend.authority_ids  # the app's own copy of the root too: its owner may retire theirs
+    assert set(emu.apim.certificates) == {"corp-root", *ours}
     assert emu.apim.certificates["corp-root"].etag == before.etag
     assert trusted(emu) == {
-        "gw-west": {"corp-root": True, intermediate_id: True},
-        "gw-east": {"corp-root": True, intermediate_id: True},
+        "gw-west": {"corp-root": True, **dict.fromkeys(ours, True)},
+        "gw-east": dict.fromkeys(ours, True),
     }
     assert answer.body["inSync"] is True
 
@@ -238,12 +243,12 @@ def test_events_for_other_vaults_types_and_certificates_change_nothing(
     import_version(emu, "payments", Hierarchy(intermediates=1))
     good = emu.vault.certificate_event("orders")
     other_vault = json.loads(json.dumps(good).replace(emu.url, "https://elsewhere.vault.azure.net"))
-    near_expiry = emu.vault.certificate_event("orders", event_type="Microsoft.KeyVault.CertificateNearExpiry")
+    secret_event = emu.vault.certificate_event("orders", event_type="Microsoft.KeyVault.SecretNewVersionCreated")
     unbound = emu.vault.certificate_event("payments")
     malformed = {**good, "data": {"VaultName": "x"}}
     caplog.set_level(logging.INFO, logger="trustsync")
 
-    for event in (other_vault, near_expiry, unbound, malformed):
+    for event in (other_vault, secret_event, unbound, malformed):
         deliver(event)
 
     assert writes(emu) == 0
@@ -280,8 +285,8 @@ def test_a_bound_certificate_missing_from_the_vault_is_reported_and_changes_noth
 
     answer = resync({"certificates": ["orders"]})
 
-    assert answer.status == 500
-    assert any("orders" in error and "does not exist" in error for error in answer.body["errors"])
+    assert answer.status == 404
+    assert answer.body == {"error": "certificates: not in Key Vault: orders"}
     assert writes(emu) == 0
 
 
@@ -335,3 +340,46 @@ def test_operator_cli_reports_configuration_errors(
 
     assert main(["plan"]) == EXIT_FAILED
     assert "TRUST_INTERMEDIATES" in capsys.readouterr().err
+
+
+def test_a_near_expiry_event_is_one_warning_record_and_a_reconcile(
+    configured: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    caplog.set_level(logging.INFO, logger="trustsync")
+
+    deliver(emu.vault.certificate_event("orders", event_type=CERTIFICATE_NEAR_EXPIRY))
+
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("TRUSTSYNC_EXPIRY")]
+    assert record.levelno == logging.WARNING
+    assert "certificate=orders" in record.getMessage()
+    days_left = (backend.leaf.certificate.not_valid_after_utc - datetime.now(UTC)).days
+    assert f"days_left={days_left}" in record.getMessage()
+    assert every_gateway_trusts(emu, backend.authority_ids)  # reconciled like any other event
+
+
+def test_an_expired_version_leaves_the_desired_set(configured: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    emu = configured
+    old_pki = Hierarchy(intermediates=1)
+    old_leaf = old_pki.issue("orders.example", not_after=datetime.now(UTC) - timedelta(minutes=5))
+    emu.vault.import_certificate(
+        "orders", pfx_secret(old_leaf.key, old_leaf.certificate, old_pki.ca_certificates()), created=MONTH_AGO
+    )
+    old = Backend("orders", old_pki, old_leaf)
+    arrange_trusted(emu, old)
+    new = import_version(emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"))
+    deliver(emu.vault.certificate_event("orders"))
+    emu.clear_requests()
+    caplog.set_level(logging.INFO, logger="trustsync")
+
+    deliver(emu.vault.certificate_event("orders", emu.vault.versions("orders")[0], event_type=CERTIFICATE_EXPIRED))
+
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("TRUSTSYNC_EXPIRY")]
+    assert "event=Microsoft.KeyVault.CertificateExpired" in record.getMessage()
+    assert "days_left=-1" in record.getMessage()
+    assert writes(emu) == 0  # an event only adds: what only the expired version needed goes in a full run
+    planned = resync({"dryRun": True}).body["actions"]
+    assert {(a["action"], a["certificateId"]) for a in planned if a["action"] == "delete-certificate"} == {
+        ("delete-certificate", certificate_id) for certificate_id in old.authority_ids - new.authority_ids
+    }

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, parse_event, route
+from shared.events import (
+    CERTIFICATE_EXPIRED,
+    CERTIFICATE_NEAR_EXPIRY,
+    CERTIFICATE_NEW_VERSION_CREATED,
+    EventError,
+    Ignore,
+    Reconcile,
+    parse_event,
+    route,
+)
 from shared.handlers import parse_resync_body
-from shared.settings import CLOUDS, SETTINGS, SettingsError, load_settings
+from shared.settings import CLOUDS, SETTINGS, Remediation, SettingsError, load_settings
 
 APIM_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/apim1"
 BASE = {"KEYVAULT_URL": "https://sample-kv.vault.azure.net", "APIM_RESOURCE_ID": APIM_ID}
@@ -32,14 +42,14 @@ def data(**overrides: Any) -> dict[str, Any]:
 class TestSettings:
     def test_defaults(self) -> None:
         settings = load_settings(BASE)
-        (binding,) = settings.bindings
-        assert binding.keyvault_url == "https://sample-kv.vault.azure.net"
-        assert binding.apim.name == "apim1"
-        assert binding.apim.resource_group == "rg1"
-        assert binding.gateways.is_all
-        assert binding.certificates.is_all
+        assert settings.keyvault_url == "https://sample-kv.vault.azure.net"
+        assert settings.apim.name == "apim1"
+        assert settings.apim.resource_group == "rg1"
+        assert settings.gateways.is_all
+        assert settings.certificates.is_all
         assert settings.trust_intermediates is True
-        assert settings.audit_remediate is False
+        assert settings.audit_remediate is Remediation.ADDITIONS
+        assert settings.rotation_grace == timedelta(hours=24)
         assert settings.cloud.name == "AzureCloud"
         assert settings.arm_endpoint == "https://management.azure.com"
         assert settings.cloud.arm_scope == "https://management.azure.com/.default"
@@ -62,14 +72,17 @@ class TestSettings:
                 "ARM_ENDPOINT": "https://127.0.0.1:8443",
                 "AZURE_CLIENT_ID": "5e29463d-71da-4fe0-8e69-999b57db23b0",
                 "MAX_CONCURRENCY": "4",
+                "AUDIT_REMEDIATE": "true",
+                "ROTATION_GRACE": "7d",
             }
         )
-        (binding,) = settings.bindings
-        assert "gw2" in binding.gateways
-        assert "GW1" in binding.gateways
-        assert "gw3" not in binding.gateways
-        assert "api" in binding.certificates
-        assert "other" not in binding.certificates
+        assert settings.audit_remediate is Remediation.ALL
+        assert settings.rotation_grace == timedelta(days=7)
+        assert "gw2" in settings.gateways
+        assert "GW1" in settings.gateways
+        assert "gw3" not in settings.gateways
+        assert "api" in settings.certificates
+        assert "other" not in settings.certificates
         assert settings.trust_intermediates is False
         assert settings.arm_endpoint == "https://127.0.0.1:8443"
         assert settings.max_concurrency == 4
@@ -94,11 +107,36 @@ class TestSettings:
             ({**BASE, "AUDIT_SCHEDULE": "every 6 hours"}, "AUDIT_SCHEDULE"),
             ({**BASE, "MAX_CONCURRENCY": "0"}, "MAX_CONCURRENCY"),
             ({**BASE, "MAX_CONCURRENCY": "lots"}, "MAX_CONCURRENCY"),
+            ({**BASE, "ROTATION_GRACE": "24"}, "ROTATION_GRACE"),
+            ({**BASE, "ROTATION_GRACE": "400d"}, "ROTATION_GRACE"),
+            ({**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net:notaport"}, "KEYVAULT_URL"),
         ],
     )
     def test_errors_name_the_setting(self, env: dict[str, str], named: str) -> None:
         with pytest.raises(SettingsError, match=named):
             load_settings(env)
+
+    @pytest.mark.parametrize(
+        ("raw", "normalized"),
+        [
+            ("https://KV.vault.azure.net:443", "https://kv.vault.azure.net"),
+            ("https://kv.vault.azure.net/", "https://kv.vault.azure.net"),
+            (" https://kv.vault.azure.net ", "https://kv.vault.azure.net"),
+            ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
+        ],
+    )
+    def test_the_vault_url_is_normalized_so_events_match_it(self, raw: str, normalized: str) -> None:
+        settings = load_settings({**BASE, "KEYVAULT_URL": raw, "CERTIFICATE_NAMES": "mycert"})
+        assert settings.keyvault_url == normalized
+        event = data(Id=f"{normalized}/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90")
+        assert isinstance(route(CERTIFICATE_NEW_VERSION_CREATED, "e1", event, settings), Reconcile)
+
+    def test_every_invalid_setting_is_named_in_one_message(self) -> None:
+        with pytest.raises(SettingsError) as raised:
+            load_settings({"APIM_GATEWAYS": "managed", "MAX_CONCURRENCY": "0", "AUDIT_REMEDIATE": "sometimes"})
+        message = str(raised.value)
+        for name in ("KEYVAULT_URL", "APIM_RESOURCE_ID", "APIM_GATEWAYS", "MAX_CONCURRENCY", "AUDIT_REMEDIATE"):
+            assert name in message
 
     def test_every_setting_documented_once(self) -> None:
         names = [s.name for s in SETTINGS]
@@ -107,10 +145,10 @@ class TestSettings:
 
 
 class TestEvents:
-    bindings = load_settings({**BASE, "CERTIFICATE_NAMES": "mycert,other"}).bindings
+    settings = load_settings({**BASE, "CERTIFICATE_NAMES": "mycert,other"})
 
     def test_new_version_routes_to_binding(self) -> None:
-        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", data(), self.bindings)
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", data(), self.settings)
         assert isinstance(decision, Reconcile)
         assert decision.certificate_name == "mycert"
         assert decision.event.version == "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -119,32 +157,32 @@ class TestEvents:
         # The stray space in a key and a value, NBF/EXP as strings: as in the Key Vault docs sample.
         sample = data(ObjectName=None, Version=" a1b2c3d4e5f60718293a4b5c6d7e8f90", NBF="1559081980", EXP="1559082102")
         sample["ObjectName "] = "mycert"
-        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", sample, self.bindings)
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", sample, self.settings)
         assert isinstance(decision, Reconcile)
 
     @pytest.mark.parametrize(
         ("event_type", "reason"),
         [
-            ("Microsoft.KeyVault.CertificateNearExpiry", "needs no action"),
             ("Microsoft.KeyVault.SecretNewVersionCreated", "needs no action"),
+            ("Microsoft.KeyVault.VaultAccessPolicyChanged", "needs no action"),
             ("Microsoft.Storage.BlobCreated", "not a Key Vault certificate event"),
             (None, "not a Key Vault certificate event"),
         ],
     )
     def test_other_event_types_are_ignored(self, event_type: str | None, reason: str) -> None:
-        decision = route(event_type, "e1", data(), self.bindings)
+        decision = route(event_type, "e1", data(), self.settings)
         assert isinstance(decision, Ignore)
         assert reason in decision.reason
 
     def test_other_vault_is_ignored(self) -> None:
         other = data(Id="https://other-kv.vault.azure.net/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90")
-        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", other, self.bindings)
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", other, self.settings)
         assert isinstance(decision, Ignore)
         assert "not watched" in decision.reason
 
     def test_unbound_certificate_is_ignored(self) -> None:
         unbound = data(Id="https://sample-kv.vault.azure.net/certificates/third/abc", ObjectName="third", Version="abc")
-        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", unbound, self.bindings)
+        decision = route(CERTIFICATE_NEW_VERSION_CREATED, "e1", unbound, self.settings)
         assert isinstance(decision, Ignore)
         assert "CERTIFICATE_NAMES" in decision.reason
 
@@ -157,6 +195,9 @@ class TestEvents:
             (data(Id=42), "not text"),
             (data(Id="http://sample-kv.vault.azure.net/certificates/mycert/v1"), "not a Key Vault object URL"),
             (data(Id="https://sample-kv.vault.azure.net/"), "not a Key Vault object URL"),
+            (data(Id="https://[sample-kv.vault.azure.net/certificates/mycert/v1"), "not a Key Vault object URL"),
+            (data(Id="https://sample-kv.vault.azure.net:x/certificates/mycert/v1"), "not a Key Vault object URL"),
+            (data(Id="https://" + "k" * 5000 + "/certificates/mycert/v1"), "not a Key Vault object URL"),
             (data(ObjectName="othercert"), "points at"),
             (data(Version="ffff"), "points at"),
             (data(ObjectType="Secret"), "is about a Secret but its Id points into /certificates/"),
@@ -175,7 +216,14 @@ class TestEvents:
     )
     def test_malformed_events_are_errors(self, payload: object, message: str) -> None:
         with pytest.raises(EventError, match=message):
-            route(CERTIFICATE_NEW_VERSION_CREATED, "e1", payload, self.bindings)
+            route(CERTIFICATE_NEW_VERSION_CREATED, "e1", payload, self.settings)
+
+    @pytest.mark.parametrize("event_type", [CERTIFICATE_NEAR_EXPIRY, CERTIFICATE_EXPIRED])
+    def test_expiry_events_reconcile_the_certificate_and_carry_its_expiry(self, event_type: str) -> None:
+        decision = route(event_type, "e1", data(EXP="1777231048"), self.settings)
+        assert isinstance(decision, Reconcile)
+        assert decision.event.is_expiry
+        assert decision.event.expires == datetime.fromtimestamp(1777231048, UTC)
 
     def test_parse_without_version(self) -> None:
         event = parse_event(
@@ -204,6 +252,8 @@ class TestResyncBody:
             (b'{"dryRun": "yes"}', "dryRun must be true or false"),
             (b'{"certificates": "web"}', "non-empty list"),
             (b'{"certificates": []}', "non-empty list"),
+            (b'{"certificates": null}', "non-empty list"),
+            (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
             (b'{"certificates": ["web", 3]}', "non-empty list"),
             (b'{"certificates": ["a,b"]}', "not a Key Vault certificate name"),
             (b'{"cert": ["web"]}', "unknown field"),

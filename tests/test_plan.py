@@ -1,4 +1,4 @@
-"""The pure core: versions to trust, desired authorities, and the plan. No I/O."""
+"""The pure core: versions to trust, desired authorities, ownership and the plan. No I/O."""
 
 from __future__ import annotations
 
@@ -7,40 +7,36 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from emulator.pki import make_certificate
-from shared.chain import Certificate, Chain
-from shared.desired import (
-    CertificateChains,
-    Desired,
-    DesiredAuthority,
-    VersionInfo,
-    desired_authorities,
-    versions_to_trust,
-)
+from shared.chain import Authority, Certificate, Role, TrustPath
+from shared.desired import Desired, DesiredAuthority, VersionPath, desired_state, versions_to_trust
 from shared.plan import (
+    MAX_ID_LENGTH,
     OWNED_PREFIX,
     ActionKind,
-    ApimCertificate,
     Observed,
     certificate_id_for,
-    is_owned,
-    make_plan,
+    is_ours,
+    plan_narrowing,
 )
+from shared.ports import ApimCertificate, VersionInfo
+from tests.planning import plan_all
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def ca(name: str) -> Certificate:
     return Certificate.from_x509(make_certificate(name, is_ca=True).certificate)
 
 
-def version(name: str, *, enabled: bool = True, created_days_ago: int = 0, expires_in_days: int = 90) -> VersionInfo:
-    return VersionInfo(
-        version=name,
-        enabled=enabled,
-        created=NOW - timedelta(days=created_days_ago),
-        expires=NOW + timedelta(days=expires_in_days),
-        leaf_thumbprint=None,
-    )
+def leaf(name: str = "leaf") -> Certificate:
+    return Certificate.from_x509(make_certificate(name).certificate)
+
+
+def version(
+    name: str, *, enabled: bool = True, created: timedelta = timedelta(0), expires_in: timedelta = 90 * DAY
+) -> VersionInfo:
+    return VersionInfo(name, enabled, created=NOW - created, expires=NOW + expires_in, leaf_thumbprint=None)
 
 
 def desired(*authorities: tuple[Certificate, bool], complete: bool = True) -> Desired:
@@ -50,191 +46,231 @@ def desired(*authorities: tuple[Certificate, bool], complete: bool = True) -> De
     )
 
 
-def in_apim(*certs: Certificate, ids: dict[Certificate, str] | None = None) -> dict[str, ApimCertificate]:
-    found = {}
-    for cert in certs:
-        cid = (ids or {}).get(cert) or certificate_id_for(cert)
-        found[cid] = ApimCertificate(cid, cert.sha1_thumbprint, cert.subject)
-    return found
+def ours(*certs: Certificate) -> dict[str, ApimCertificate]:
+    return {certificate_id_for(c): ApimCertificate(certificate_id_for(c), c.sha1_thumbprint, c.subject) for c in certs}
+
+
+def kinds(actions: tuple[object, ...]) -> list[tuple[str, str, str | None]]:
+    return sorted((a.kind.value, a.certificate_id, a.gateway) for a in actions)  # type: ignore[attr-defined]
+
+
+def picked(versions: list[VersionInfo], grace: timedelta = DAY) -> list[str]:
+    return [v.version for v in versions_to_trust(versions, NOW, grace)]
 
 
 class TestVersionsToTrust:
     def test_latest_enabled_and_previous_unexpired(self) -> None:
-        versions = [
-            version("v1", created_days_ago=60),
-            version("v3", created_days_ago=1),
-            version("v2", created_days_ago=30),
-        ]
-        assert [v.version for v in versions_to_trust(versions, NOW)] == ["v3", "v2"]
+        versions = [version("v1", created=60 * DAY), version("v3", created=DAY * 2), version("v2", created=30 * DAY)]
+        assert picked(versions) == ["v3", "v2"]
 
     def test_disabled_versions_are_skipped(self) -> None:
-        versions = [
-            version("v1", created_days_ago=60),
-            version("v2", created_days_ago=30, enabled=False),
-            version("v3"),
-        ]
-        assert [v.version for v in versions_to_trust(versions, NOW)] == ["v3", "v1"]
+        versions = [version("v1", created=60 * DAY), version("v2", created=30 * DAY, enabled=False), version("v3")]
+        assert picked(versions) == ["v3", "v1"]
 
     def test_expired_previous_is_dropped_but_latest_kept(self) -> None:
-        versions = [version("v1", created_days_ago=400, expires_in_days=-10), version("v2", expires_in_days=-1)]
-        assert [v.version for v in versions_to_trust(versions, NOW)] == ["v2"]
+        versions = [
+            version("v1", created=400 * DAY, expires_in=-10 * DAY),
+            version("v2", created=DAY, expires_in=-DAY),
+        ]
+        assert picked(versions) == ["v2"]
 
     def test_nothing_enabled(self) -> None:
-        assert versions_to_trust([version("v1", enabled=False)], NOW) == ()
+        assert picked([version("v1", enabled=False)]) == []
+
+    def test_a_version_superseded_within_the_grace_stays(self) -> None:
+        # v1 (chain A), v2 (chain B) an hour ago, v3 (chain B re-issued) just now: v1 was the latest
+        # until an hour ago, so a backend may still serve it.
+        versions = [
+            version("v1", created=30 * DAY),
+            version("v2", created=timedelta(hours=1)),
+            version("v3", created=timedelta(minutes=1)),
+        ]
+        assert picked(versions, grace=DAY) == ["v3", "v2", "v1"]
+        assert picked(versions, grace=timedelta(minutes=30)) == ["v3", "v2"]
+
+    def test_the_grace_ends_exactly_at_its_length(self) -> None:
+        versions = [version("v1", created=30 * DAY), version("v2", created=DAY), version("v3", created=timedelta(0))]
+        assert picked(versions, grace=DAY) == ["v3", "v2"]  # v1 stopped being the latest a full day ago
+        assert picked(versions, grace=DAY + timedelta(seconds=1)) == ["v3", "v2", "v1"]
+
+    def test_an_expired_version_is_never_kept_for_the_grace(self) -> None:
+        versions = [
+            version("v1", created=30 * DAY, expires_in=-timedelta(seconds=1)),
+            version("v2", created=timedelta(hours=1)),
+            version("v3"),
+        ]
+        assert picked(versions) == ["v3", "v2"]
 
 
-class TestDesiredAuthorities:
-    def test_roots_always_trusted_intermediates_by_setting(self) -> None:
+class TestDesiredState:
+    def path(self, *authorities: tuple[Certificate, Role], the_leaf: Certificate | None = None) -> TrustPath:
+        return TrustPath(the_leaf or leaf(), tuple(Authority(c, role) for c, role in authorities), ())
+
+    def test_anchors_always_trusted_intermediates_by_setting(self) -> None:
         root, intermediate = ca("Root"), ca("Intermediate")
-        leaf = Certificate.from_x509(make_certificate("leaf").certificate)
-        chain = Chain(leaf=leaf, intermediates=(intermediate,), root=root)
-        items = [CertificateChains("web", ((version("v1"), chain),))]
+        paths = {"web": [VersionPath(version("v1"), self.path((intermediate, Role.INTERMEDIATE), (root, Role.ROOT)))]}
 
-        strict = desired_authorities(items, trust_intermediates=False, now=NOW)
-        field = desired_authorities(items, trust_intermediates=True, now=NOW)
+        strict = desired_state(paths, trust_intermediates=False)
+        field = desired_state(paths, trust_intermediates=True)
 
         assert strict.authorities[root.sha1_thumbprint].trusted
         assert not strict.authorities[intermediate.sha1_thumbprint].trusted
         assert field.authorities[intermediate.sha1_thumbprint].trusted
 
-    def test_shared_ca_is_needed_by_both_certificates(self) -> None:
+    def test_an_intermediate_that_anchors_a_path_is_trusted_whatever_the_setting(self) -> None:
+        intermediate = ca("Issuing CA")  # the secret stops below the root
+        paths = {"web": [VersionPath(version("v1"), self.path((intermediate, Role.INTERMEDIATE)))]}
+        assert desired_state(paths, trust_intermediates=False).authorities[intermediate.sha1_thumbprint].trusted
+
+    def test_shared_ca_is_needed_by_both_certificates_and_both_leaves_are_needed(self) -> None:
         root = ca("Root")
-        leaves = [Certificate.from_x509(make_certificate(n).certificate) for n in ("a", "b")]
-        items = [
-            CertificateChains(name, ((version("v1"), Chain(leaf=leaf, intermediates=(), root=root)),))
-            for name, leaf in zip(("api", "web"), leaves, strict=True)
-        ]
-        result = desired_authorities(items, trust_intermediates=True, now=NOW)
+        a, b = leaf("a"), leaf("b")
+        paths = {
+            "api": [VersionPath(version("v1"), self.path((root, Role.ROOT), the_leaf=a))],
+            "web": [VersionPath(version("v7"), self.path((root, Role.ROOT), the_leaf=b))],
+        }
+        result = desired_state(paths, trust_intermediates=True)
         assert result.authorities[root.sha1_thumbprint].needed_by == {"api", "web"}
-
-    def test_expired_intermediate_is_reported_not_trusted(self) -> None:
-        root = ca("Root")
-        expired = Certificate.from_x509(
-            make_certificate(
-                "Old Intermediate", is_ca=True, not_after=NOW - timedelta(days=1), not_before=NOW - timedelta(days=9)
-            ).certificate
-        )
-        leaf = Certificate.from_x509(make_certificate("leaf").certificate)
-        items = [CertificateChains("web", ((version("v1"), Chain(leaf=leaf, intermediates=(expired,), root=root)),))]
-
-        result = desired_authorities(items, trust_intermediates=True, now=NOW)
-
-        assert expired.sha1_thumbprint not in result.authorities
-        assert root.sha1_thumbprint in result.authorities
-        assert any("Old Intermediate" in note and "expired" in note for note in result.notes)
+        assert [(n.certificate_name, n.version, n.leaf) for n in result.leaves] == [("api", "v1", a), ("web", "v7", b)]
 
 
-class TestCertificateIds:
-    def test_deterministic_readable_and_valid(self) -> None:
+class TestOwnership:
+    def test_ids_are_deterministic_readable_valid_and_carry_the_thumbprint(self) -> None:
         cert = ca("Contoso Issuing CA 01 — West/Europe <test>")
         cid = certificate_id_for(cert)
         assert cid == certificate_id_for(cert)
-        assert cid.startswith(OWNED_PREFIX + "contoso-issuing-ca-01-west-europe-test-")
-        assert len(cid) <= 80
+        assert cid.startswith(OWNED_PREFIX + "contoso-issuing-ca-01-")
+        assert cid.endswith("-" + cert.sha1_thumbprint.lower())
+        assert len(cid) <= MAX_ID_LENGTH
         assert not set(cid) & set("*#&+:<>?")
-        assert is_owned(cid)
-        assert is_owned(cid.upper())
-        assert not is_owned("my-root")
 
     def test_long_names_fit(self) -> None:
-        assert len(certificate_id_for(ca("x-" * 32))) <= 80
+        assert len(certificate_id_for(ca("x-" * 32))) == MAX_ID_LENGTH
+
+    def test_ours_only_with_our_exact_pattern_and_the_thumbprint_it_encodes(self) -> None:
+        cert, other = ca("Root"), ca("Other")
+        cid = certificate_id_for(cert)
+        assert is_ours(ApimCertificate(cid, cert.sha1_thumbprint))
+        assert is_ours(ApimCertificate(cid.upper(), cert.sha1_thumbprint.lower()))  # APIM ids ignore case
+        assert not is_ours(ApimCertificate(cid, other.sha1_thumbprint))  # our id, someone else's certificate
+        assert not is_ours(ApimCertificate("trustsync-partner-root", cert.sha1_thumbprint))
+        assert not is_ours(ApimCertificate(f"trustsync-{cert.sha1_thumbprint.lower()}", cert.sha1_thumbprint))
+        assert not is_ours(ApimCertificate(f"x{cid}", cert.sha1_thumbprint))
 
 
-class TestPlan:
+class TestAdditions:
     def test_everything_missing(self) -> None:
         root, inter = ca("Root"), ca("Inter")
-        want = desired((root, True), (inter, True))
-        plan = make_plan({"gw1": want, "gw2": want}, Observed({}, {}), allow_removals=False)
-
-        uploads = [a for a in plan.actions if a.kind is ActionKind.UPLOAD_CERTIFICATE]
-        sets = [a for a in plan.actions if a.kind is ActionKind.SET_GATEWAY_CA]
+        actions, conflicts = plan_all(desired((root, True), (inter, True)), Observed({}, {}), ["gw1", "gw2"])
+        uploads = [a for a in actions if a.kind is ActionKind.UPLOAD_CERTIFICATE]
+        sets = [a for a in actions if a.kind is ActionKind.SET_GATEWAY_CA]
         assert sorted(a.certificate_id for a in uploads) == sorted(map(certificate_id_for, (root, inter)))
-        assert all(a.certificate is not None and not a.replace for a in uploads)
         assert sorted((a.gateway, a.certificate_id) for a in sets) == sorted(
             (gw, certificate_id_for(c)) for gw in ("gw1", "gw2") for c in (root, inter)
         )
         assert all(a.trusted and not a.replace for a in sets)
+        assert conflicts == ()
 
     def test_in_sync_is_empty(self) -> None:
         root = ca("Root")
-        observed = Observed(in_apim(root), {"gw1": {certificate_id_for(root): True}})
-        plan = make_plan({"gw1": desired((root, True))}, observed, allow_removals=True)
-        assert plan.is_empty
-        assert plan.conflicts == ()
+        observed = Observed(ours(root), {"gw1": {certificate_id_for(root): True}})
+        assert plan_all(desired((root, True)), observed, ["gw1"]) == ((), ())
 
-    def test_foreign_certificate_with_same_thumbprint_is_reused(self) -> None:
+    def test_a_foreign_certificate_with_the_same_thumbprint_is_not_referenced(self) -> None:
         root = ca("Root")
-        observed = Observed(in_apim(root, ids={root: "my-own-root"}), {"gw1": {}})
-        plan = make_plan({"gw1": desired((root, True))}, observed, allow_removals=True)
-        assert [(a.kind, a.certificate_id) for a in plan.actions] == [(ActionKind.SET_GATEWAY_CA, "my-own-root")]
-        assert any("reusing certificate my-own-root" in note for note in plan.notes)
+        theirs = {"their-root": ApimCertificate("their-root", root.sha1_thumbprint)}
+        actions, _ = plan_all(desired((root, True)), Observed(theirs, {"gw1": {"their-root": True}}), ["gw1"])
+        assert kinds(actions) == [
+            ("set-gateway-ca", certificate_id_for(root), "gw1"),
+            ("upload-certificate", certificate_id_for(root), None),
+        ]
 
-    def test_foreign_gateway_entry_already_trusting_is_enough(self) -> None:
+    def test_a_foreign_untrusted_entry_is_the_same_conflict_whatever_existed_first(self) -> None:
         root = ca("Root")
-        observed = Observed(in_apim(root, ids={root: "my-own-root"}), {"gw1": {"my-own-root": True}})
-        assert make_plan({"gw1": desired((root, True))}, observed, allow_removals=True).is_empty
+        cid = certificate_id_for(root)
+        theirs = {"their-root": ApimCertificate("their-root", root.sha1_thumbprint)}
+        before_us = Observed(theirs, {"gw1": {"their-root": False}})
+        after_us = Observed({**theirs, **ours(root)}, {"gw1": {"their-root": False, cid: True}})
 
-    def test_own_entry_with_wrong_trust_is_updated_with_etag(self) -> None:
+        first = plan_all(desired((root, True)), before_us, ["gw1"])
+        second = plan_all(desired((root, True)), after_us, ["gw1"])
+
+        assert first[1] == second[1]
+        assert len(first[1]) == 1
+        assert "their-root" in first[1][0]
+        assert second[0] == ()  # ours is in place: nothing to write, the conflict stays reported
+
+    def test_our_entry_with_too_little_trust_is_raised_with_its_etag(self) -> None:
         inter = ca("Inter")
-        cid = certificate_id_for(inter)
-        observed = Observed(in_apim(inter), {"gw1": {cid: False}})
-        plan = make_plan({"gw1": desired((inter, True))}, observed, allow_removals=False)
-        assert [(a.kind, a.trusted, a.replace) for a in plan.actions] == [(ActionKind.SET_GATEWAY_CA, True, True)]
+        observed = Observed(ours(inter), {"gw1": {certificate_id_for(inter): False}})
+        actions, _ = plan_all(desired((inter, True)), observed, ["gw1"], narrow=False)
+        assert [(a.kind, a.trusted, a.replace) for a in actions] == [(ActionKind.SET_GATEWAY_CA, True, True)]
 
-    def test_foreign_untrusted_entry_is_a_conflict_not_a_change(self) -> None:
-        root = ca("Root")
-        observed = Observed(in_apim(root, ids={root: "their-root"}), {"gw1": {"their-root": False}})
-        plan = make_plan({"gw1": desired((root, True))}, observed, allow_removals=True)
-        assert plan.actions == ()
-        assert plan.conflicts
-        assert "their-root" in plan.conflicts[0]
+    def test_additions_never_lower_trust(self) -> None:
+        inter = ca("Inter")
+        observed = Observed(ours(inter), {"gw1": {certificate_id_for(inter): True}})
+        assert plan_all(desired((inter, False)), observed, ["gw1"], narrow=False) == ((), ())
 
-    def test_own_id_holding_another_certificate_is_replaced(self) -> None:
+    def test_our_id_holding_another_certificate_is_a_conflict_not_an_overwrite(self) -> None:
         root, other = ca("Root"), ca("Other")
         cid = certificate_id_for(root)
         observed = Observed({cid: ApimCertificate(cid, other.sha1_thumbprint)}, {"gw1": {cid: True}})
-        plan = make_plan({"gw1": desired((root, True))}, observed, allow_removals=False)
-        assert [(a.kind, a.replace) for a in plan.actions] == [(ActionKind.UPLOAD_CERTIFICATE, True)]
+        actions, conflicts = plan_all(desired((root, True)), observed, ["gw1"])
+        assert actions == ()
+        assert len(conflicts) == 1
+        assert cid in conflicts[0]
 
-    def test_removals_only_of_own_entries_and_only_when_allowed(self) -> None:
-        keep, stale, foreign = ca("Keep"), ca("Stale"), ca("Foreign")
+
+class TestNarrowing:
+    def test_only_our_unneeded_entries_go_and_only_from_selected_gateways(self) -> None:
+        keep, stale = ca("Keep"), ca("Stale")
+        partner = ApimCertificate("trustsync-partner-root", ca("Partner").sha1_thumbprint)
         observed = Observed(
-            in_apim(keep, stale, foreign, ids={foreign: "foreign-ca"}),
-            {"gw1": {certificate_id_for(keep): True, certificate_id_for(stale): True, "foreign-ca": True}},
+            {**ours(keep, stale), partner.id: partner},
+            {
+                "gw1": {certificate_id_for(keep): True, certificate_id_for(stale): True, partner.id: True},
+                "gw-other": {partner.id: True},
+            },
         )
-        want = {"gw1": desired((keep, True))}
-
-        assert make_plan(want, observed, allow_removals=False).is_empty
-        plan = make_plan(want, observed, allow_removals=True)
-
-        assert sorted((a.kind, a.certificate_id, a.gateway) for a in plan.actions) == [
-            (ActionKind.DELETE_CERTIFICATE, certificate_id_for(stale), None),
-            (ActionKind.REMOVE_GATEWAY_CA, certificate_id_for(stale), "gw1"),
+        actions = plan_narrowing(desired((keep, True)), observed, ["gw1"]).actions
+        assert kinds(actions) == [
+            ("delete-certificate", certificate_id_for(stale), None),
+            ("remove-gateway-ca", certificate_id_for(stale), "gw1"),
         ]
 
-    def test_no_removals_when_desired_state_is_incomplete(self) -> None:
-        keep, stale = ca("Keep"), ca("Stale")
-        observed = Observed(
-            in_apim(keep, stale), {"gw1": {certificate_id_for(keep): True, certificate_id_for(stale): True}}
-        )
-        plan = make_plan({"gw1": desired((keep, True), complete=False)}, observed, allow_removals=True)
-        assert plan.is_empty
-        assert any("nothing removed" in note for note in plan.notes)
-
-    def test_certificate_used_by_unselected_gateway_is_not_deleted(self) -> None:
+    def test_a_certificate_used_by_an_unselected_gateway_is_not_deleted(self) -> None:
         keep, stale = ca("Keep"), ca("Stale")
         stale_id = certificate_id_for(stale)
-        observed = Observed(in_apim(keep, stale), {"gw1": {stale_id: True}, "gw-other": {stale_id: True}})
-        plan = make_plan({"gw1": desired((keep, True))}, observed, allow_removals=True)
-        kinds = {(a.kind, a.gateway) for a in plan.actions if a.certificate_id == stale_id}
-        assert kinds == {(ActionKind.REMOVE_GATEWAY_CA, "gw1")}
-        assert any("gw-other" in note for note in plan.notes)
+        observed = Observed(ours(keep, stale), {"gw1": {stale_id: True}, "gw-other": {stale_id: True}})
+        narrowing = plan_narrowing(desired((keep, True)), observed, ["gw1"])
+        assert kinds(narrowing.actions) == [("remove-gateway-ca", stale_id, "gw1")]
+        assert narrowing.notes == (
+            f"{stale_id} is not needed but stays: gateway(s) gw-other outside the selection use it",
+        )
 
-    @pytest.mark.parametrize("allow_removals", [True, False])
-    def test_plan_is_deterministic(self, allow_removals: bool) -> None:
+    def test_trust_lowered_to_what_is_needed(self) -> None:
+        inter = ca("Inter")
+        observed = Observed(ours(inter), {"gw1": {certificate_id_for(inter): True}})
+        (action,) = plan_narrowing(desired((inter, False)), observed, ["gw1"]).actions
+        assert (action.kind, action.trusted, action.replace, action.narrows) == (
+            ActionKind.SET_GATEWAY_CA,
+            False,
+            True,
+            True,
+        )
+
+    def test_no_narrowing_when_the_desired_state_is_incomplete(self) -> None:
+        keep, stale = ca("Keep"), ca("Stale")
+        observed = Observed(
+            ours(keep, stale), {"gw1": {certificate_id_for(keep): True, certificate_id_for(stale): True}}
+        )
+        assert plan_all(desired((keep, True), complete=False), observed, ["gw1"]) == ((), ())
+
+    @pytest.mark.parametrize("narrow", [True, False])
+    def test_plan_is_deterministic(self, narrow: bool) -> None:
         certs = [ca(f"CA {i}") for i in range(5)]
         want = desired(*((c, True) for c in certs))
-        observed = Observed(in_apim(*certs[:2]), {"gw2": {}, "gw1": {}})
-        first = make_plan({"gw2": want, "gw1": want}, observed, allow_removals=allow_removals)
-        second = make_plan({"gw1": want, "gw2": want}, observed, allow_removals=allow_removals)
-        assert first.actions == second.actions
+        observed = Observed(ours(*certs[:2]), {"gw2": {}, "gw1": {}})
+        assert plan_all(want, observed, ["gw2", "gw1"], narrow=narrow) == plan_all(
+            want, observed, ["gw1", "gw2"], narrow=narrow
+        )

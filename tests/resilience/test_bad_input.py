@@ -109,7 +109,7 @@ def test_malformed_event_is_one_clear_error_and_no_call(
 IGNORED = [
     pytest.param(
         lambda event, emu: json.loads(json.dumps(event).replace(emu.url, "https://elsewhere.vault.azure.net")),
-        "vault elsewhere.vault.azure.net is not watched (KEYVAULT_URL)",
+        "vault elsewhere.vault.azure.net is not watched (KEYVAULT_URL is ",
         id="another-vault",
     ),
     pytest.param(
@@ -118,9 +118,9 @@ IGNORED = [
         id="secret-event",
     ),
     pytest.param(
-        lambda event, emu: {**event, "eventType": "Microsoft.KeyVault.CertificateNearExpiry"},
+        lambda event, emu: {**event, "eventType": "Microsoft.KeyVault.VaultAccessPolicyChanged"},
         "needs no action",
-        id="near-expiry",
+        id="vault-event",
     ),
     pytest.param(
         lambda event, emu: {**event, "eventType": "Microsoft.Storage.BlobCreated"},
@@ -369,7 +369,9 @@ def test_a_version_disabled_while_being_read_is_secret_disabled_then_skipped(
         pytest.param(b'{"certificates": []}', "non-empty list", id="certificates-empty"),
         pytest.param(b'{"certificates": [1]}', "non-empty list", id="certificates-number"),
         pytest.param(b'{"certificates": ["my_cert"]}', "'my_cert' is not a Key Vault certificate name", id="bad-name"),
-        pytest.param(b'{"certificates": ["payments"]}', "not bound by CERTIFICATE_NAMES: payments", id="unbound"),
+        pytest.param(
+            b'{"certificates": ["payments"]}', "certificates: not in CERTIFICATE_NAMES: payments", id="unbound"
+        ),
     ],
 )
 def test_a_bad_resync_request_is_a_400_naming_the_problem_and_no_call(
@@ -392,9 +394,9 @@ def test_a_bad_resync_request_is_a_400_naming_the_problem_and_no_call(
     ("name", "value", "problem"),
     [
         ("TRUST_INTERMEDIATES", "maybe", "TRUST_INTERMEDIATES must be true or false, not 'maybe'"),
-        ("AUDIT_REMEDIATE", "sometimes", "AUDIT_REMEDIATE must be true or false"),
+        ("AUDIT_REMEDIATE", "sometimes", "AUDIT_REMEDIATE must be false, additions or true"),
         ("AZURE_CLOUD", "AzureMars", "AZURE_CLOUD must be one of"),
-        ("MAX_CONCURRENCY", "0", "MAX_CONCURRENCY must be between 1 and 64, not 0"),
+        ("MAX_CONCURRENCY", "0", "MAX_CONCURRENCY must be between 1 and 256, not 0"),
         ("MAX_CONCURRENCY", "eight", "MAX_CONCURRENCY must be a whole number"),
         ("APIM_GATEWAYS", "gw-west,,gw-east", "APIM_GATEWAYS has an empty entry"),
         ("APIM_GATEWAYS", "managed", "APIM_GATEWAYS must not name 'managed'"),

@@ -15,7 +15,6 @@ import pytest
 from emulator import Emulator
 from emulator.faults import ANY_WRITE
 from emulator.pki import Hierarchy
-from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
 from tests.harness import Backend, import_version, resync
 from tests.resilience.scenarios import (
@@ -112,27 +111,26 @@ def test_full_resync_stopped_after_any_write_converges_on_the_next_run(emu: Emul
     assert monitor.trusted == {gw: {cert.sha1_thumbprint for cert in needed} for gw in monitor.gateways}
 
 
-def trusted_under_older_ids(emu: Emulator) -> Backend:
+def trusted_through_foreign_copies(emu: Emulator) -> Backend:
+    """The gateways trust the chain through another team's certificates (the same CAs under their ids)."""
     backend = import_version(emu, "orders", Hierarchy(intermediates=1))
-    for cert in backend.authorities:
-        emu.apim.add_certificate(certificate_id_for(cert), cert.der)
-        legacy = f"trustsync-legacy-{cert.sha256_fingerprint[:12]}"
-        emu.apim.add_certificate(legacy, cert.der)
+    for number, cert in enumerate(backend.authorities):
+        emu.apim.add_certificate(f"corp-ca-{number}", cert.der)
         for gateway in GATEWAYS:
-            emu.apim.set_gateway_ca(gateway, legacy, trusted=True)
+            emu.apim.set_gateway_ca(gateway, f"corp-ca-{number}", trusted=True)
     emu.clear_requests()
     return backend
 
 
-MOVE_WRITES = 10  # per CA (2): set under its own id on 2 gateways; then 2 removals of the old id, 1 deletion
+COPY_WRITES = 6  # per CA (2): our own upload, then our entry on 2 gateways; theirs are never touched
 
 
-@pytest.mark.parametrize("k", range(MOVE_WRITES + 1))
-def test_moving_a_ca_to_its_own_id_stopped_after_any_write_never_drops_it(emu: Emulator, k: int) -> None:
-    """The gateways trust the chain through older ids of ours while the current ids exist too (an older
-    naming). A full resync moves them to the current ids: it must add those before removing the old ones,
-    and remove nothing if an addition failed, or a crash would leave the gateways without the chain."""
-    backend = trusted_under_older_ids(emu)
+@pytest.mark.parametrize("k", range(COPY_WRITES + 1))
+def test_taking_our_own_copies_stopped_after_any_write_never_drops_trust(emu: Emulator, k: int) -> None:
+    """The gateways trust the chain through foreign copies. A full resync uploads and trusts the app's own
+    copies (never a reference to theirs) and removes nothing of theirs; a crash at any point leaves the
+    gateways trusting the chain."""
+    backend = trusted_through_foreign_copies(emu)
     monitor = TrustMonitor(emu, backend.authorities)
     crash_after(emu, k)
     monitor.watch()
@@ -140,22 +138,36 @@ def test_moving_a_ca_to_its_own_id_stopped_after_any_write_never_drops_it(emu: E
     crashed = resync()
 
     assert applied_writes(emu) == k
-    assert crashed.status == (200 if k == MOVE_WRITES else 500), crashed.body
+    assert crashed.status == (200 if k == COPY_WRITES else 500), crashed.body
     monitor.check()
     emu.faults.clear()
     monitor.watch()
 
     assert resync().body["inSync"] is True
 
-    assert_trusts_exactly(emu, backend.authority_ids)
+    foreign = {f"corp-ca-{n}" for n in range(2)}
+    assert set(emu.apim.certificates) == backend.authority_ids | foreign
+    for gateway in GATEWAYS:
+        assert emu.apim.gateway_cas(gateway) == dict.fromkeys(backend.authority_ids | foreign, True)
     monitor.assert_never_lost()
+
+
+def retiring_a_chain(emu: Emulator) -> Backend:
+    """v1 (Contoso) trusted by the app, v2 (Fabrikam) imported and v1 disabled: a full run adds v2's
+    chain (2 uploads, 4 puts), then removes v1's (4 removals, 2 deletions)."""
+    old = import_version(emu, "orders", Hierarchy(intermediates=1), created=MONTH_AGO)
+    arrange_trusted(emu, old)
+    new = import_version(emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"))
+    emu.vault.set_enabled("orders", emu.vault.versions("orders")[0], False)
+    emu.clear_requests()
+    return new
 
 
 @pytest.mark.parametrize("n", range(1, 5))
 def test_one_failed_addition_stops_every_removal(emu: Emulator, n: int) -> None:
     """Not a crash: one gateway CA put fails (409) and every later write would succeed. Nothing may be
     removed in that run, since the removals are only safe once every addition is in place."""
-    backend = trusted_under_older_ids(emu)
+    backend = retiring_a_chain(emu)
     monitor = TrustMonitor(emu, backend.authorities)
     emu.faults.add("arm.put_gateway_ca", status=409, on_call=n)
     monitor.watch()

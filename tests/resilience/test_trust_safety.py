@@ -14,7 +14,7 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import PKCS12_CONTENT_TYPE, Certificate
-from shared.plan import certificate_id_for, is_owned
+from shared.plan import certificate_id_for, encoded_thumbprint
 from tests.conftest import GATEWAYS
 from tests.harness import audit, import_version, resync, trusted
 from tests.resilience.scenarios import (
@@ -39,7 +39,7 @@ def writes_to_foreign_ids(emu: Emulator) -> list[tuple[str, str, int | None]]:
             continue
         target = record.path.rsplit("/", 1)[1]
         creates_gateway_ca = record.operation == "arm.put_gateway_ca" and record.status == 201
-        if not is_owned(target) and not creates_gateway_ca:
+        if encoded_thumbprint(target) is None and not creates_gateway_ca:
             found.append((record.method, record.path, record.status))
     return found
 
@@ -74,7 +74,9 @@ def test_foreign_certificates_and_gateway_cas_are_never_changed_or_deleted(
     audit()
 
     assert writes_to_foreign_ids(emu) == []
-    assert {c.id: c.etag for c in emu.apim.certificates.values() if not is_owned(c.id)} == foreign_certificates
+    assert {
+        c.id: c.etag for c in emu.apim.certificates.values() if encoded_thumbprint(c.id) is None
+    } == foreign_certificates
     for gateway in GATEWAYS:
         entities = {ca.certificate_id: ca.etag for ca in emu.apim.gateway_ca_entities(gateway)}
         assert foreign_cas[gateway].items() <= entities.items(), gateway  # still there, same ETag
@@ -82,10 +84,12 @@ def test_foreign_certificates_and_gateway_cas_are_never_changed_or_deleted(
     assert any("corp-intermediate" in conflict for conflict in planned.body["conflicts"])
     assert any("corp-intermediate" in m and "not ours to change" in m for m in problems(caplog))
     # The app's own entries are exactly the new chain: the retired one was removed.
-    owned = {cid for cid in emu.apim.certificates if is_owned(cid)}
+    owned = {cid for cid in emu.apim.certificates if encoded_thumbprint(cid) is not None}
     assert owned == new.authority_ids
     for gateway in GATEWAYS:
-        assert {cid for cid in emu.apim.gateway_cas(gateway) if is_owned(cid)} == new.authority_ids
+        assert {
+            cid for cid in emu.apim.gateway_cas(gateway) if encoded_thumbprint(cid) is not None
+        } == new.authority_ids
 
 
 def test_a_ca_shared_by_two_bound_certificates_survives_the_rotation_of_one(

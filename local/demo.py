@@ -24,9 +24,9 @@ from azure.keyvault.certificates import CertificateClient, CertificateContentTyp
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
-from emulator.host import event_grid_event, post, timer
-from emulator.host import functions as host_functions
 from emulator.pki import Issued, make_certificate, pem_secret, pfx_secret
+from local.host import event_grid_event, post, timer
+from local.host import functions as host_functions
 
 VAULT_CERTIFICATE = "orders-api"
 GATEWAYS = ("gw-aks-westeurope", "gw-aks-chinanorth3")

@@ -68,9 +68,9 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
 
 
 def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
-    from shared.connect import close_clients
+    import function_app
 
-    asyncio.run_coroutine_threadsafe(close_clients(), loop).result(timeout=30)
+    asyncio.run_coroutine_threadsafe(function_app.trust_sync.close(), loop).result(timeout=30)
     loop.call_soon_threadsafe(loop.stop)
 
 

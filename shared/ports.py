@@ -1,0 +1,104 @@
+"""The engine's view of Azure: what it asks Key Vault and API Management, the plain values it gets
+back, and the errors a call can end in.
+
+Pure: Protocols, frozen values and exceptions, nothing from ``azure.*``. The adapters
+(``shared.keyvault``, ``shared.apim``) implement the ports over the Azure SDK and translate its
+types and exceptions into these at the edge; the tests implement them in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class AzureCallError(Exception):
+    """An Azure call failed after the SDK's own retries; the message names the call and why.
+
+    `status` is the HTTP status when the service answered, None when it did not (a transport failure).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NotFoundError(AzureCallError):
+    """The thing asked for does not exist (HTTP 404)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, status=404, code=code)
+
+
+class CredentialUnavailableError(AzureCallError):
+    """No Azure credential could be had: no managed identity and no Azure CLI login."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What Key Vault's version list says of one certificate version."""
+
+    version: str
+    enabled: bool
+    created: datetime | None
+    expires: datetime | None
+    leaf_thumbprint: str | None  # upper-case SHA-1 hex of the leaf (Key Vault's x5t)
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A certificate's backing secret: the PFX or PEM, private key included, so never logged or kept."""
+
+    value: str = field(repr=False)
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class ApimCertificate:
+    """An APIM certificate as its list shows it: APIM never returns the certificate itself."""
+
+    id: str
+    thumbprint: str  # upper-case SHA-1 hex
+    subject: str = ""
+    expires: datetime | None = None
+
+
+GatewayCas = Mapping[str, bool]  # certificate id → isTrusted, as one gateway's list shows them
+
+
+class VaultPort(Protocol):
+    """The reads of one Key Vault."""
+
+    def certificate_names(self) -> AsyncIterator[list[str]]:
+        """The names of every certificate, one page at a time."""
+        ...
+
+    async def versions(self, name: str) -> list[VersionInfo]:
+        """Every version of a certificate; `NotFoundError` when the certificate does not exist."""
+        ...
+
+    async def secret(self, name: str, version: str) -> Secret: ...
+
+
+class ApimPort(Protocol):
+    """The certificates and gateway certificate authorities of one API Management service."""
+
+    async def certificates(self) -> dict[str, ApimCertificate]: ...
+
+    async def gateways(self) -> list[str]: ...
+
+    async def gateway_cas(self, gateway: str) -> dict[str, bool]: ...
+
+    async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None: ...
+
+    async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
+        """Create the entry, or (`replace`) update it under its current ETag so a concurrent change fails."""
+        ...
+
+    async def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None: ...
+
+    async def delete_certificate(self, certificate_id: str) -> None: ...

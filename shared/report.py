@@ -1,0 +1,126 @@
+"""What a run did and found: its actions with their outcomes, conflicts, warnings and errors.
+
+One vocabulary for the HTTP answer, the CLI and the audit's log record:
+
+- run ``status``: ``in-sync`` (APIM holds and trusts what Key Vault needs, as the run leaves it),
+  ``drift`` (something needed is missing or something unneeded remains: a dry run's plan, a
+  change the run was not allowed to make, a conflict with an entry the app does not own),
+  ``failed`` (an error: the run could not read or write what it needed);
+- action ``status``: ``planned`` (not written: a dry run, or a change this run may not make),
+  ``applied``, ``failed``, ``skipped`` (not written because something it depends on failed).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.plan import Action
+
+
+class Mode(enum.StrEnum):
+    """How far a run may write."""
+
+    DRY_RUN = "dry-run"
+    ADDITIONS = "additions"  # add missing trust, never take any away
+    FULL = "full"  # also remove what nothing needs (full-scope runs only)
+
+
+class Status(enum.StrEnum):
+    PLANNED = "planned"
+    APPLIED = "applied"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RunStatus(enum.StrEnum):
+    IN_SYNC = "in-sync"
+    DRIFT = "drift"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    status: Status
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        action = self.action
+        return {
+            "action": action.kind.value,
+            "certificateId": action.certificate_id,
+            "gateway": action.gateway,
+            "isTrusted": action.trusted,
+            "reason": action.reason,
+            "status": self.status.value,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which bound certificates a run looks at. No names: every one (full scope, removals allowed)."""
+
+    certificates: frozenset[str] | None = None
+
+    @property
+    def is_full(self) -> bool:
+        return self.certificates is None
+
+    def __str__(self) -> str:
+        return "full" if self.certificates is None else "certificates " + ", ".join(sorted(self.certificates))
+
+
+@dataclass
+class Report:
+    scope: Scope
+    mode: Mode
+    outcomes: list[Outcome] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    retryable: bool = False  # an Azure call failed: running again later may succeed
+    missing: list[str] = field(default_factory=list)  # named certificates Key Vault does not hold
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def fail(self, message: str, *, retryable: bool) -> None:
+        if message not in self.errors:
+            self.errors.append(message)
+        self.retryable = self.retryable or retryable
+
+    @property
+    def status(self) -> RunStatus:
+        if self.errors:
+            return RunStatus.FAILED
+        if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
+            return RunStatus.DRIFT
+        return RunStatus.IN_SYNC
+
+    @property
+    def in_sync(self) -> bool:
+        return self.status is RunStatus.IN_SYNC
+
+    def summary(self) -> dict[str, int]:
+        """How many actions of each kind ended in each status, e.g. ``{"set-gateway-ca applied": 4}``."""
+        counts = Counter(f"{outcome.action.kind.value} {outcome.status.value}" for outcome in self.outcomes)
+        return dict(sorted(counts.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": str(self.scope),
+            "mode": self.mode.value,
+            "dryRun": self.mode is Mode.DRY_RUN,
+            "status": self.status.value,
+            "inSync": self.in_sync,
+            "summary": self.summary(),
+            "actions": [outcome.to_dict() for outcome in self.outcomes],
+            "conflicts": list(self.conflicts),
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+        }
