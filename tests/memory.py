@@ -1,0 +1,202 @@
+"""In-memory Key Vault and APIM behind the engine's ports: for ordering, gating and error-classification
+tests of the engine alone. No HTTP, no threads: a test holds a call with `hold` and lets it go with
+`release`, so the order of events is decided by the test, not by timing.
+
+The end-to-end tests run the same engine through the real SDK clients against the emulator; this is
+not a stand-in for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+
+from emulator.pki import Hierarchy, pem_secret
+from shared.chain import PEM_CONTENT_TYPE, Certificate
+from shared.plan import certificate_id_for
+from shared.ports import ApimCertificate, AzureCallError, NotFoundError, Secret, VersionInfo
+from shared.settings import Settings, load_settings
+
+NOW = datetime.now(UTC)
+
+
+@dataclass
+class Calls:
+    """What the engine asked, in order, with a way to hold any call until the test releases it."""
+
+    log: list[str] = field(default_factory=list)
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
+    reached: dict[str, asyncio.Event] = field(default_factory=dict)
+    failures: dict[str, Exception] = field(default_factory=dict)
+    in_flight: int = 0
+    peak: int = 0
+
+    def hold(self, call: str) -> None:
+        self.held[call] = asyncio.Event()
+        self.reached[call] = asyncio.Event()
+
+    async def when_reached(self, call: str) -> None:
+        await self.reached[call].wait()
+
+    def release(self, call: str) -> None:
+        self.held[call].set()
+
+    def fail(self, call: str, error: Exception) -> None:
+        self.failures[call] = error
+
+    async def __call__(self, call: str) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if call in self.held:
+                self.reached[call].set()
+                await self.held[call].wait()
+            await asyncio.sleep(0)  # a real call yields to the loop at least once
+            if call in self.failures:
+                raise self.failures.pop(call)
+            self.log.append(call)
+        finally:
+            self.in_flight -= 1
+
+    def index(self, call: str) -> int:
+        return self.log.index(call)
+
+
+@dataclass
+class MemoryVault:
+    """A Key Vault of certificates, each a list of (version, secret), oldest first."""
+
+    calls: Calls
+    certificates: dict[str, list[tuple[VersionInfo, Secret]]] = field(default_factory=dict)
+    page_size: int = 25
+
+    def add_version(
+        self,
+        name: str,
+        pki: Hierarchy,
+        *,
+        created: datetime | None = None,
+        enabled: bool = True,
+        secret: Secret | None = None,
+    ) -> Certificate:
+        """A new version: a leaf from `pki`, its chain in a PEM secret. Returns the leaf."""
+        issued = pki.issue(f"{name}.example")
+        leaf = Certificate.from_x509(issued.certificate)
+        number = len(self.certificates.get(name, [])) + 1
+        version = VersionInfo(
+            version=f"{name}v{number}",
+            enabled=enabled,
+            created=created or NOW - timedelta(minutes=60 - number),
+            expires=leaf.not_after,
+            leaf_thumbprint=leaf.sha1_thumbprint,
+            not_before=leaf.not_before,
+        )
+        value = secret or Secret(pem_secret(issued.key, [issued.certificate, *pki.ca_certificates()]), PEM_CONTENT_TYPE)
+        self.certificates.setdefault(name, []).append((version, value))
+        return leaf
+
+    def disable(self, name: str, number: int) -> None:
+        version, secret = self.certificates[name][number - 1]
+        self.certificates[name][number - 1] = (
+            VersionInfo(
+                version.version, False, version.created, version.expires, version.leaf_thumbprint, version.not_before
+            ),
+            secret,
+        )
+
+    async def certificate_names(self) -> AsyncIterator[list[str]]:
+        names = sorted(self.certificates)
+        for start in range(0, max(len(names), 1), self.page_size):
+            await self.calls("kv list")
+            yield names[start : start + self.page_size]
+
+    async def versions(self, name: str) -> list[VersionInfo]:
+        await self.calls(f"kv versions {name}")
+        if name not in self.certificates:
+            raise NotFoundError(f"certificate {name} does not exist")
+        return [version for version, _ in self.certificates[name]]
+
+    async def secret(self, name: str, version: str) -> Secret:
+        await self.calls(f"kv secret {version}")
+        return next(secret for info, secret in self.certificates[name] if info.version == version)
+
+
+@dataclass
+class MemoryApim:
+    calls: Calls
+    gateways_listed: list[str] = field(default_factory=list)
+    held_certificates: dict[str, ApimCertificate] = field(default_factory=dict)
+    cas: dict[str, dict[str, bool]] = field(default_factory=dict)
+
+    def add_gateways(self, *names: str) -> None:
+        for name in names:
+            self.gateways_listed.append(name)
+            self.cas[name] = {}
+
+    def trust(self, certificates: Iterable[x509.Certificate], *, gateways: Iterable[str] | None = None) -> set[str]:
+        """Our copies of `certificates`, trusted on `gateways` (all by default), as the app leaves them."""
+        ids = set()
+        for cert in map(Certificate.from_x509, certificates):
+            certificate_id = certificate_id_for(cert)
+            self.held_certificates[certificate_id] = ApimCertificate(certificate_id, cert.sha1_thumbprint, cert.subject)
+            for gateway in self.cas if gateways is None else gateways:
+                self.cas[gateway][certificate_id] = True
+            ids.add(certificate_id)
+        return ids
+
+    def trusted_ids(self, gateway: str) -> set[str]:
+        return {certificate_id for certificate_id, trusted in self.cas[gateway].items() if trusted}
+
+    async def certificates(self) -> dict[str, ApimCertificate]:
+        await self.calls("apim certificates")
+        return dict(self.held_certificates)
+
+    async def gateways(self) -> list[str]:
+        await self.calls("apim gateways")
+        return list(self.gateways_listed)
+
+    async def gateway_cas(self, gateway: str) -> dict[str, bool]:
+        await self.calls(f"apim cas {gateway}")
+        return dict(self.cas[gateway])
+
+    async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None:
+        await self.calls(f"upload {certificate_id}")
+        cert = Certificate.from_der(_first_certificate(pfx))
+        self.held_certificates[certificate_id] = ApimCertificate(certificate_id, cert.sha1_thumbprint, cert.subject)
+
+    async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
+        await self.calls(f"put {gateway} {certificate_id}")
+        if certificate_id not in self.held_certificates:
+            raise AzureCallError(f"set {certificate_id} on {gateway}: HTTP 404", status=404)
+        self.cas[gateway][certificate_id] = trusted
+
+    async def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None:
+        await self.calls(f"remove {gateway} {certificate_id}")
+        self.cas[gateway].pop(certificate_id, None)
+
+    async def delete_certificate(self, certificate_id: str) -> None:
+        await self.calls(f"delete {certificate_id}")
+        self.held_certificates.pop(certificate_id, None)
+
+
+def _first_certificate(pfx: bytes) -> bytes:
+    bundle = pkcs12.load_pkcs12(pfx, b"")
+    assert bundle.key is None, "an upload must never hold a private key"
+    (only,) = [*([bundle.cert] if bundle.cert else []), *bundle.additional_certs]
+    return only.certificate.public_bytes(Encoding.DER)
+
+
+def settings(**overrides: str) -> Settings:
+    return load_settings(
+        {
+            "KEYVAULT_URL": "https://memory.vault.azure.net",
+            "APIM_RESOURCE_ID": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+            "/providers/Microsoft.ApiManagement/service/memory",
+            **overrides,
+        }
+    )
