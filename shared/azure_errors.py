@@ -27,12 +27,13 @@ def translated(what: str) -> Iterator[None]:
     try:
         yield
     except NoCredential:
-        raise CredentialUnavailableError(f"{what}: {_NO_CREDENTIAL}") from None
+        # One line for the whole run, whichever call met it first: the fix is the same for all.
+        raise CredentialUnavailableError(_NO_CREDENTIAL) from None
     except ResourceNotFoundError as error:
         raise NotFoundError(f"{what}: not found ({_code(error)})", code=_code(error)) from None
     except ClientAuthenticationError as error:
         if error.status_code is None:  # the credential failed before any service answered
-            raise CredentialUnavailableError(f"{what}: {_NO_CREDENTIAL} ({_first_line(error.message)})") from None
+            raise CredentialUnavailableError(f"{_NO_CREDENTIAL} ({_first_line(error.message)})") from None
         raise _http_error(what, error) from None
     except HttpResponseError as error:
         raise _http_error(what, error) from None

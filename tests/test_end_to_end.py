@@ -324,11 +324,61 @@ def test_operator_cli_plan_sync_audit_exit_codes(configured: Emulator, capsys: p
     assert "applied" in table
     assert every_gateway_trusts(emu, backend.authority_ids)
 
+    assert "status: in-sync" in table
+    assert (
+        table.splitlines()[-1]
+        == "summary: 4 set-gateway-ca applied, 2 upload-certificate applied; 0 conflict(s), 0 error(s)"
+    )
+
     assert main(["plan"]) == EXIT_IN_SYNC
     assert "nothing to change" in capsys.readouterr().out
     assert main(["audit"]) == EXIT_IN_SYNC
     assert main(["plan", "--certificates", "unknown-cert"]) == EXIT_FAILED
     assert "unknown-cert does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "--certificates", ""],
+        ["plan", "--certificates", "a,,b"],
+        ["plan", "--certificates", "bad_name"],
+        ["audit", "--certificates", "orders"],
+        ["frobnicate"],
+    ],
+)
+def test_operator_cli_usage_errors_have_their_own_exit_code(
+    configured: Emulator, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    from shared.__main__ import EXIT_DRIFT, EXIT_USAGE, main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert exited.value.code == EXIT_USAGE != EXIT_DRIFT
+    assert "error:" in capsys.readouterr().err
+    assert configured.count() == 0
+
+
+def test_operator_cli_says_each_warning_once_and_verbose_shows_the_app_s_calls(
+    configured: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_IN_SYNC, main
+
+    emu = configured
+    root = make_certificate("Offline Root", is_ca=True)
+    issuing = make_certificate("Issuing CA", issuer=root, is_ca=True)
+    leaf = make_certificate("backend.example", issuer=issuing)
+    emu.vault.import_certificate("orders", pfx_secret(leaf.key, leaf.certificate, [issuing.certificate]))
+
+    assert main(["sync", "-v"]) == EXIT_IN_SYNC
+
+    out, err = capsys.readouterr()
+    assert (out + err).count("root missing") == 1
+    assert "versions orders" in err  # the app's own calls...
+    assert "upload-certificate trustsync-issuing-ca-" in err  # ...and actions
+    assert "Request headers" not in err  # not the SDK's HTTP logging
+    assert "Authorization" not in err
 
 
 def test_operator_cli_reports_configuration_errors(

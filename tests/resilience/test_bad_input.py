@@ -9,6 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +63,12 @@ MALFORMED = [
     pytest.param(_data(ObjectType=["Certificate"]), "field 'objecttype' is list, not text", id="ObjectType-is-a-list"),
     pytest.param(_data(Version=7), "field 'version' is int, not text", id="Version-is-a-number"),
     pytest.param(_data(Id="orders"), "is not a Key Vault object URL", id="Id-not-a-url"),
+    pytest.param(
+        _on(Id=lambda e: _id(e).replace("https://", "https://[")), "not a Key Vault object URL", id="Id-bad-url"
+    ),
+    pytest.param(
+        _on(Id=lambda e: _id(e).replace("127.0.0.1:", "127.0.0.1:x")), "not a Key Vault object URL", id="Id-bad-port"
+    ),
     pytest.param(_on(Id=lambda e: _id(e).replace("https://", "http://")), "not a Key Vault object URL", id="http-Id"),
     pytest.param(
         _on(Id=lambda e: _id(e).replace("/certificates/", "/secrets/")), "points into /secrets/", id="Id-in-secrets"
@@ -439,3 +446,22 @@ def test_an_unknown_settings_value_is_one_clear_error_per_invocation_and_no_call
     monkeypatch.undo()
     assert deliver_outcome(event) is None  # fixed: the redelivery converges
     assert emu.apim.certificates
+
+
+def test_without_any_azure_credential_the_answer_is_one_line_saying_how_to_log_in(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no managed identity, and no Azure CLI to ask
+    monkeypatch.setenv("MAX_CONCURRENCY", "11")  # a configuration of its own: no cached token
+
+    answer = resync({"dryRun": True})
+
+    assert answer.status == 500
+    (error,) = answer.body["errors"]
+    assert error.startswith("no Azure credential:")
+    assert "az login" in error
+    assert "managed identity" in error
+    assert emu.count() == 0
