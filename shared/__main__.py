@@ -2,7 +2,7 @@
 
 Same configuration as the Function App (environment variables). Exit codes: 0 in sync, 1 failed
 (errors, or a configuration error), 2 drift (something needed is missing or unneeded remains),
-64 usage error.
+3 expiring (in sync, but something expires within EXPIRY_WARNING_DAYS), 64 usage error.
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ from shared.settings import SettingsError, is_keyvault_object_name, parse_names,
 EXIT_IN_SYNC = 0
 EXIT_FAILED = 1
 EXIT_DRIFT = 2
+EXIT_EXPIRING = 3
 EXIT_USAGE = 64  # sysexits.h EX_USAGE: never confused with drift
-_EXIT_BY_STATUS = {RunStatus.IN_SYNC: EXIT_IN_SYNC, RunStatus.DRIFT: EXIT_DRIFT, RunStatus.FAILED: EXIT_FAILED}
+_EXIT_BY_STATUS = {
+    RunStatus.IN_SYNC: EXIT_IN_SYNC,
+    RunStatus.EXPIRING: EXIT_EXPIRING,
+    RunStatus.DRIFT: EXIT_DRIFT,
+    RunStatus.FAILED: EXIT_FAILED,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +118,8 @@ def render(report: Report) -> str:
     lines += [f"conflict: {message}" for message in report.conflicts]
     lines += [f"warning: {message}" for message in report.warnings]
     lines += [f"error: {message}" for message in report.errors]
+    if report.horizon is not None:
+        lines += [f"expiring: {message}" for message in report.horizon.expiring()]
     counts = ", ".join(f"{count} {what}" for what, count in report.summary().items()) or "no actions"
     lines.append(f"summary: {counts}; {len(report.conflicts)} conflict(s), {len(report.errors)} error(s)")
     return "\n".join(lines)

@@ -58,11 +58,15 @@ class VersionPath:
 
 @dataclass(frozen=True)
 class NeededLeaf:
-    """A leaf a backend may present: every selected gateway must accept it."""
+    """A leaf a backend may present (every selected gateway must accept it), with its validated path."""
 
     certificate_name: str
     version: str
-    leaf: Certificate
+    path: TrustPath
+
+    @property
+    def leaf(self) -> Certificate:
+        return self.path.leaf
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def desired_state(
     for name, versions in sorted(paths.items()):
         for item in versions:
             path, version = item.path, item.version.version
-            leaves.append(NeededLeaf(name, version, path.leaf))
+            leaves.append(NeededLeaf(name, version, path))
             notes.extend(f"{name} ({version}): {note}" for note in path.notes)
             for position, authority in enumerate(path.authorities):
                 cert = authority.certificate

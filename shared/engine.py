@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from shared.chain import ChainError, read_secret, trust_path
 from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
+from shared.expiry import expiry_horizon
 from shared.plan import (
     Action,
     ActionKind,
@@ -168,24 +169,29 @@ class _Run:
         self.report.outcomes.extend(additions)
         self.report.conflicts[:] = sorted(set(self.report.conflicts) | set(uploads.conflicts))
         self.report.warnings.extend(desired.notes)
-        if not self.scope.is_full:
-            return
 
         read = {g.name: g.cas for g in gateways} | {g: task.result() for g, task in other_tasks.items()}
         observed = Observed(
             certificates,
             {gateway: cas for gateway, cas in read.items() if cas is not None},
             complete=all(cas is not None for cas in read.values()),
-        ).after([outcome.action for outcome in additions if outcome.status is Status.APPLIED])
-        await self.narrow(desired, observed, selected, additions)
+        ).after(_applied(additions))
+        if self.scope.is_full:
+            desired, observed = await self.narrow(desired, observed, selected, additions)
+        # What the run leaves behind, as far as its own reads and writes tell.
+        self.report.horizon = expiry_horizon(
+            desired, observed, selected, now=self.now, warning=self.settings.expiry_warning
+        )
 
     async def narrow(
         self, desired: Desired, observed: Observed, selected: Sequence[str], additions: Sequence[Outcome]
-    ) -> None:
-        """Take away what nothing needs: only once every addition is in, after one last look at Key Vault."""
+    ) -> tuple[Desired, Observed]:
+        """Take away what nothing needs: only once every addition is in, after one last look at Key Vault.
+
+        Returns the desired state as last read and APIM as the run leaves it."""
         if not (desired.complete and observed.complete):
             self.report.warn("nothing taken away: not every bound certificate and gateway could be read (see errors)")
-            return
+            return desired, observed
         if self.mode is not Mode.FULL or any(outcome.status is not Status.APPLIED for outcome in additions):
             planned = plan_narrowing(desired, observed, selected)
             self.report.warnings.extend(planned.notes)
@@ -197,13 +203,13 @@ class _Run:
             else:
                 why = "not applied: an addition failed, so trust is left as wide as it was"
                 self.report.outcomes.extend(Outcome(action, Status.SKIPPED, why) for action in planned.actions)
-            return
+            return desired, observed
 
         # The last look: a rotation that landed while the additions ran is needed, not an orphan.
         last_look = await self.read_desired()
         if not last_look.complete:
             self.report.warn("nothing taken away: Key Vault could not be read again before removing (see errors)")
-            return
+            return last_look, observed
         narrowing = plan_narrowing(last_look, observed, selected)
         self.report.warnings.extend(narrowing.notes)
         entries = [a for a in narrowing.actions if a.kind is not ActionKind.DELETE_CERTIFICATE]
@@ -217,6 +223,7 @@ class _Run:
             else:
                 outcomes.append(await self.write(action))
         self.report.outcomes.extend(outcomes)
+        return last_look, observed.after(_applied(outcomes))
 
     # -- Key Vault --------------------------------------------------------------------------------
 
@@ -353,6 +360,10 @@ class _Run:
         log.debug("%s %s", getattr(function, "__name__", "call"), " ".join(a for a in args if isinstance(a, str)))
         async with self.limit:
             return await function(*args)
+
+
+def _applied(outcomes: Sequence[Outcome]) -> list[Action]:
+    return [outcome.action for outcome in outcomes if outcome.status is Status.APPLIED]
 
 
 def _leaves(group: BaseExceptionGroup[E]) -> Iterator[E]:

@@ -127,7 +127,9 @@ class TrustSync:
         """The drift audit: a full-scope run that writes what AUDIT_REMEDIATE allows, and one log record."""
         settings = self.settings()
         report = await self.engine(settings).run(Scope(), _AUDIT_MODES[settings.audit_remediate])
-        level = {"in-sync": logging.INFO, "drift": logging.WARNING}.get(report.status.value, logging.ERROR)
+        level = {"in-sync": logging.INFO, "expiring": logging.WARNING, "drift": logging.WARNING}.get(
+            report.status.value, logging.ERROR
+        )
         log.log(
             level,
             "%s status=%s %s",

@@ -3,6 +3,7 @@
 One vocabulary for the HTTP answer, the CLI and the audit's log record:
 
 - run ``status``: ``in-sync`` (APIM holds and trusts what Key Vault needs, as the run leaves it),
+  ``expiring`` (in sync, but a leaf or CA a backend needs expires within EXPIRY_WARNING_DAYS),
   ``drift`` (something needed is missing or something unneeded remains: a dry run's plan, a
   change the run was not allowed to make, a conflict with an entry the app does not own),
   ``failed`` (an error: the run could not read or write what it needed);
@@ -17,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.expiry import Horizon
 from shared.plan import Action
 
 
@@ -37,6 +39,7 @@ class Status(enum.StrEnum):
 
 class RunStatus(enum.StrEnum):
     IN_SYNC = "in-sync"
+    EXPIRING = "expiring"
     DRIFT = "drift"
     FAILED = "failed"
 
@@ -84,6 +87,7 @@ class Report:
     errors: list[str] = field(default_factory=list)
     retryable: bool = False  # an Azure call failed: running again later may succeed
     missing: list[str] = field(default_factory=list)  # named certificates Key Vault does not hold
+    horizon: Horizon | None = None
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -100,11 +104,14 @@ class Report:
             return RunStatus.FAILED
         if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
             return RunStatus.DRIFT
+        if self.horizon is not None and self.horizon.expiring():
+            return RunStatus.EXPIRING
         return RunStatus.IN_SYNC
 
     @property
     def in_sync(self) -> bool:
-        return self.status is RunStatus.IN_SYNC
+        """APIM holds and trusts what Key Vault needs (something may still expire soon)."""
+        return self.status in (RunStatus.IN_SYNC, RunStatus.EXPIRING)
 
     def summary(self) -> dict[str, int]:
         """How many actions of each kind ended in each status, e.g. ``{"set-gateway-ca applied": 4}``."""
@@ -123,4 +130,5 @@ class Report:
             "conflicts": list(self.conflicts),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
+            **({"expiry": self.horizon.to_dict()} if self.horizon is not None else {}),
         }

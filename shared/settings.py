@@ -97,6 +97,11 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "24h",
         "How long a version that stopped being the latest stays trusted (e.g. 36h, 7d); at least the previous one does",
     ),
+    Setting(
+        "EXPIRY_WARNING_DAYS",
+        "30",
+        "A leaf or CA that expires within this many days makes the audit's status 'expiring'",
+    ),
     Setting("MAX_CONCURRENCY", "12", "Most Azure calls in flight at once in a run"),
 )
 _DEFAULTS: Final = {s.name: s.default for s in SETTINGS}
@@ -141,6 +146,7 @@ class Settings:
     client_id: str | None
     audit_remediate: Remediation
     rotation_grace: timedelta
+    expiry_warning: timedelta
     max_concurrency: int
 
     @property
@@ -336,6 +342,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     read("AUDIT_SCHEDULE", _parse_schedule)
     remediation = read("AUDIT_REMEDIATE", parse_remediation)
     grace = read("ROTATION_GRACE", lambda raw: parse_duration("ROTATION_GRACE", raw, at_most=_MAX_GRACE))
+    warning_days = read("EXPIRY_WARNING_DAYS", lambda raw: _parse_int("EXPIRY_WARNING_DAYS", raw, 0, 365))
     concurrency = read("MAX_CONCURRENCY", lambda raw: _parse_int("MAX_CONCURRENCY", raw, 1, 256))
     if problems:
         raise SettingsError("; ".join(problems))
@@ -351,6 +358,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         client_id=client_id,
         audit_remediate=_parsed(remediation),
         rotation_grace=_parsed(grace),
+        expiry_warning=timedelta(days=_parsed(warning_days)),
         max_concurrency=_parsed(concurrency),
     )
 
