@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.chain import Certificate, Chain, Role
+from shared.chain import Certificate, Role, TrustPath
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -50,7 +50,7 @@ class CertificateChains:
     """The chains of the versions of one Key Vault certificate that are to be trusted."""
 
     name: str
-    chains: tuple[tuple[VersionInfo, Chain], ...]
+    chains: tuple[tuple[VersionInfo, TrustPath], ...]
 
 
 @dataclass(frozen=True)

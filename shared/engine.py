@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from shared.chain import Chain, ChainError, parse_secret
+from shared.chain import ChainError, TrustPath, read_secret, trust_path
 from shared.desired import CertificateChains, Desired, VersionInfo, desired_authorities, merge, versions_to_trust
 from shared.errors import AzureCallError, NotFoundError
 from shared.keyvault import SecretValue
@@ -277,7 +277,7 @@ class _DesiredGathering:
         self.now = now
         self.on_complete = on_complete
         self.outstanding = 0  # reads started and not yet handled
-        self.chains: dict[tuple[Binding, str], dict[str, Chain]] = {}  # by version
+        self.chains: dict[tuple[Binding, str], dict[str, TrustPath]] = {}  # by version
         self.order: dict[tuple[Binding, str], tuple[VersionInfo, ...]] = {}
         self.failed: set[Binding] = set()
         self.priority = 0 if run.scope.is_full else _KEY_VAULT_READ
@@ -355,7 +355,9 @@ class _DesiredGathering:
 
         def parsed(secret: SecretValue) -> None:
             try:
-                chain = parse_secret(secret.value, secret.content_type, leaf_thumbprint=version.leaf_thumbprint)
+                chain = trust_path(
+                    read_secret(secret.value, secret.content_type), leaf_thumbprint=version.leaf_thumbprint, at=self.now
+                )
             except ChainError as error:
                 self._failed(binding, ChainError(f"certificate {name} version {version.version}: {error}"))
                 return
