@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from emulator.pki import make_certificate
-from shared.chain import Certificate, Chain
+from shared.chain import Authority, Certificate, Role, TrustPath
 from shared.desired import (
     CertificateChains,
     Desired,
@@ -27,6 +27,13 @@ from shared.plan import (
 )
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+def path(leaf: Certificate, *cas: Certificate) -> TrustPath:
+    """leaf → intermediates → root, as trust_path returns it."""
+    return TrustPath(
+        leaf=leaf, authorities=(*(Authority(ca, Role.INTERMEDIATE) for ca in cas[:-1]), Authority(cas[-1], Role.ROOT))
+    )
 
 
 def ca(name: str) -> Certificate:
@@ -87,7 +94,7 @@ class TestDesiredAuthorities:
     def test_roots_always_trusted_intermediates_by_setting(self) -> None:
         root, intermediate = ca("Root"), ca("Intermediate")
         leaf = Certificate.from_x509(make_certificate("leaf").certificate)
-        chain = Chain(leaf=leaf, intermediates=(intermediate,), root=root)
+        chain = path(leaf, intermediate, root)
         items = [CertificateChains("web", ((version("v1"), chain),))]
 
         strict = desired_authorities(items, trust_intermediates=False, now=NOW)
@@ -101,7 +108,7 @@ class TestDesiredAuthorities:
         root = ca("Root")
         leaves = [Certificate.from_x509(make_certificate(n).certificate) for n in ("a", "b")]
         items = [
-            CertificateChains(name, ((version("v1"), Chain(leaf=leaf, intermediates=(), root=root)),))
+            CertificateChains(name, ((version("v1"), path(leaf, root)),))
             for name, leaf in zip(("api", "web"), leaves, strict=True)
         ]
         result = desired_authorities(items, trust_intermediates=True, now=NOW)
@@ -115,7 +122,7 @@ class TestDesiredAuthorities:
             ).certificate
         )
         leaf = Certificate.from_x509(make_certificate("leaf").certificate)
-        items = [CertificateChains("web", ((version("v1"), Chain(leaf=leaf, intermediates=(expired,), root=root)),))]
+        items = [CertificateChains("web", ((version("v1"), path(leaf, expired, root)),))]
 
         result = desired_authorities(items, trust_intermediates=True, now=NOW)
 

@@ -37,9 +37,12 @@ def key_encodings(key: PrivateKey) -> Iterator[bytes]:
             serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
         ),
     ]
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    scalar = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
-    for secret in (*ders, scalar):
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        scalars = [key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")]
+    else:  # RSA: the private exponent and the primes
+        numbers = key.private_numbers()
+        scalars = [n.to_bytes((n.bit_length() + 7) // 8, "big") for n in (numbers.d, numbers.p, numbers.q)]
+    for secret in (*ders, *scalars):
         yield secret
         yield secret.hex().encode()
         yield secret.hex().upper().encode()
