@@ -547,7 +547,7 @@ def _bag_explanation(
 ) -> list[str]:
     reasons = _certificate_problems(leaf, [*intermediates, *anchors], at, when)
     if verifier_error:
-        reasons.append(_readable(verifier_error, leaf))
+        reasons.append(_readable(verifier_error, leaf, [*intermediates, *anchors], when))
     return reasons
 
 
@@ -576,7 +576,7 @@ def _gateway_explanation(
                 return [f"missing intermediate {cert.issuer} (issuer of {cert.subject})"]
     reasons = _certificate_problems(leaf, reached, at, when)
     if verifier_error:
-        reasons.append(_readable(verifier_error, leaf))
+        reasons.append(_readable(verifier_error, leaf, reached, when))
     return reasons
 
 
@@ -651,8 +651,12 @@ def _signature_problem(cert: Certificate) -> str:
 _PROCESSING = re.compile(r" ?\(encountered processing <Certificate\(subject=<Name\((?P<subject>.*?)\)>, \.\.\.\)>\)")
 
 
-def _readable(error: str, leaf: Certificate) -> str:
+def _readable(error: str, leaf: Certificate, candidates: Sequence[Certificate], when: datetime) -> str:
     """cryptography's VerificationError text without its wrapping, naming the certificate it concerns."""
+    if "signature does not match" in error:
+        broken = _unsigned_link(leaf, candidates, when)
+        if broken:
+            return broken
     text = error.removeprefix("validation failed: ")
     subject = leaf.subject
     match = _PROCESSING.search(text)
@@ -664,6 +668,43 @@ def _readable(error: str, leaf: Certificate) -> str:
     if text == "all candidates exhausted with no interior errors":
         text = "no issuer in the secret with the name it names"
     return f"{subject}: {text}"
+
+
+def _unsigned_link(leaf: Certificate, candidates: Sequence[Certificate], when: datetime) -> str:
+    """The first certificate above the leaf that none of its namesake issuers signed, found by asking
+    the verifier about one link at a time (each issuer alone as the anchor): wording only, after the
+    path was refused."""
+    by_subject: dict[bytes, list[Certificate]] = {}
+    for cert in candidates:
+        by_subject.setdefault(_name(cert.parsed.subject), []).append(cert)
+    seen: set[Certificate] = set()
+    pending = [leaf]
+    while pending:
+        child = pending.pop(0)
+        if child in seen or (child is not leaf and _is_self_issued(child)):
+            continue
+        seen.add(child)
+        issuers = [cert for cert in by_subject.get(_name(child.parsed.issuer), ()) if cert != child]
+        outcomes = [_link_error(child, issuer, when) for issuer in issuers]
+        if issuers and all("signature does not match" in outcome for outcome in outcomes):
+            return f"{child.subject} names issuer {child.issuer}, but no certificate of that name signed it"
+        pending.extend(issuer for issuer, outcome in zip(issuers, outcomes, strict=True) if not outcome)
+    return ""
+
+
+def _link_error(child: Certificate, issuer: Certificate, when: datetime) -> str:
+    verifier = (
+        PolicyBuilder()
+        .store(Store([issuer.parsed]))
+        .time(when)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_CA_LEAF_POLICY)
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(child.parsed, [])
+    except VerificationError as error:
+        return str(error)
+    return ""
 
 
 def _invalidity(cert: Certificate, at: datetime) -> str:
