@@ -546,9 +546,7 @@ def _bag_explanation(
     verifier_error: str,
 ) -> list[str]:
     reasons = _certificate_problems(leaf, [*intermediates, *anchors], at, when)
-    if verifier_error:
-        reasons.append(_readable(verifier_error, leaf, [*intermediates, *anchors], when))
-    return reasons
+    return _with_verifier_error(reasons, verifier_error, leaf, [*intermediates, *anchors], when)
 
 
 def _gateway_explanation(
@@ -575,9 +573,7 @@ def _gateway_explanation(
             if _name(cert.parsed.issuer) not in known:
                 return [f"missing intermediate {cert.issuer} (issuer of {cert.subject})"]
     reasons = _certificate_problems(leaf, reached, at, when)
-    if verifier_error:
-        reasons.append(_readable(verifier_error, leaf, reached, when))
-    return reasons
+    return _with_verifier_error(reasons, verifier_error, leaf, reached, when)
 
 
 def _certificate_problems(leaf: Certificate, cas: Sequence[Certificate], at: datetime, when: datetime) -> list[str]:
@@ -649,6 +645,18 @@ def _signature_problem(cert: Certificate) -> str:
 
 
 _PROCESSING = re.compile(r" ?\(encountered processing <Certificate\(subject=<Name\((?P<subject>.*?)\)>, \.\.\.\)>\)")
+
+
+# Verifier errors that name no certificate and that the per-certificate checks already explain.
+_EXPLAINED = ("not valid at validation time", "must be asserted", "validator failed", "missing required extension")
+
+
+def _with_verifier_error(
+    reasons: list[str], error: str, leaf: Certificate, candidates: Sequence[Certificate], when: datetime
+) -> list[str]:
+    if not error or (reasons and not _PROCESSING.search(error) and any(text in error for text in _EXPLAINED)):
+        return reasons
+    return [*reasons, _readable(error, leaf, candidates, when)]
 
 
 def _readable(error: str, leaf: Certificate, candidates: Sequence[Certificate], when: datetime) -> str:
