@@ -53,6 +53,7 @@ import pytest
 from cryptography.utils import CryptographyDeprecationWarning
 
 from shared.chain import Certificate, ChainError, trust_path, verdict
+from tests.der import element, integer
 
 PKITS = Path(cryptography_vectors.__file__).parent / "x509" / "PKITS_data"
 AT = datetime(2020, 6, 1, tzinfo=UTC)  # inside every PKITS validity window that is meant to be valid
@@ -171,50 +172,24 @@ class Case:
     cas: tuple[bytes, ...]  # the message's other certificates (the anchor excluded)
 
 
-def _element(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, value start, value end): plain DER lengths are all PKITS's S/MIME messages use."""
-    tag, length, start = data[offset], data[offset + 1], offset + 2
-    if length & 0x80:
-        count = length & 0x7F
-        assert 1 <= count <= 4, "definite length"
-        length, start = int.from_bytes(data[start : start + count], "big"), start + count
-    return tag, start, start + length
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    found = []
-    while start < end:
-        tag, value_start, value_end = _element(data, start)
-        found.append((tag, start, value_start, value_end))
-        start = value_end
-    return found
-
-
 @cache
 def load_case(name: str) -> Case:
     message = email.message_from_bytes((PKITS / "smime" / f"Signed{name}.eml").read_bytes())
     p7s = next(part.get_payload(decode=True) for part in message.walk() if "pkcs7-signature" in part.get_content_type())
     assert isinstance(p7s, bytes)
-    _, content_start, content_end = _element(p7s, 0)  # ContentInfo
-    explicit = _children(p7s, content_start, content_end)[1]
-    _, signed_start, signed_end = _element(p7s, explicit[2])  # SignedData
-    parts = _children(p7s, signed_start, signed_end)
-    certificates = next(p for p in parts if p[0] == 0xA0)  # [0] IMPLICIT SET OF Certificate
-    ders = [p7s[start:end] for _, start, _, end in _children(p7s, certificates[2], certificates[3])]
-    signer = _children(p7s, *_element(p7s, parts[-1][1])[1:])[0]  # SignerInfos → the first SignerInfo
-    sid = _children(p7s, signer[2], signer[3])[1]  # IssuerAndSerialNumber
-    issuer, serial = _children(p7s, sid[2], sid[3])
-    wanted = (p7s[issuer[1] : issuer[3]], int.from_bytes(p7s[serial[2] : serial[3]], "big", signed=True))
+    signed = element(p7s).child(1).child(0)  # ContentInfo → [0] → SignedData
+    certificates = next(node for node in signed.children if node.tag == 0xA0)  # [0] IMPLICIT SET OF Certificate
+    ders = [node.data for node in certificates.children]
+    sid = signed.children[-1].child(0).child(1)  # SignerInfos → SignerInfo → IssuerAndSerialNumber
+    wanted = (sid.child(0).data, integer(sid.child(1)))
     leaf = next(der for der in ders if _issuer_and_serial(der) == wanted)
     return Case(name, leaf, tuple(der for der in ders if der != leaf and der != anchor().der))
 
 
 def _issuer_and_serial(der: bytes) -> tuple[bytes, int]:
-    _, start, _ = _element(der, 0)
-    tbs = _children(der, *_element(der, start)[1:])
-    offset = 1 if tbs[0][0] == 0xA0 else 0  # [0] version
-    serial, _, issuer = tbs[offset], tbs[offset + 1], tbs[offset + 2]
-    return der[issuer[1] : issuer[3]], int.from_bytes(der[serial[2] : serial[3]], "big", signed=True)
+    tbs = element(der).child(0).children
+    offset = 1 if tbs[0].tag == 0xA0 else 0  # [0] version
+    return tbs[offset + 2].data, integer(tbs[offset])
 
 
 @cache
