@@ -15,10 +15,9 @@ import sys
 import threading
 from types import FrameType
 
-import trustme
-
 from .certs import PEM
 from .core import AZURE_ARM_AUDIENCE, Emulator
+from .pki import Hierarchy, pem_secret
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,10 +52,9 @@ def seed(emu: Emulator) -> None:
     """Two self-hosted gateways and one certificate whose chain the product should make them trust."""
     emu.apim.add_gateway("gw-east", description="demo self-hosted gateway", location="East")
     emu.apim.add_gateway("gw-west", description="demo self-hosted gateway", location="West")
-    root = trustme.CA(organization_name="Demo Root CA")
-    leaf = root.create_child_ca().issue_cert("api.demo.example", common_name="api.demo.example")
-    pem = leaf.private_key_pem.bytes() + b"".join(blob.bytes() for blob in leaf.cert_chain_pems) + root.cert_pem.bytes()
-    emu.vault.import_certificate("demo-api-tls", pem, PEM)
+    pki = Hierarchy(intermediates=1, organization="Demo")  # RSA-2048, as Key Vault makes keys
+    leaf = pki.issue("api.demo.example")
+    emu.vault.import_certificate("demo-api-tls", pem_secret(leaf.key, [leaf.certificate, *pki.ca_certificates()]), PEM)
 
 
 def summary(emu: Emulator) -> str:

@@ -148,9 +148,7 @@ class Vault:
         now = int(time.time())
         version_id = uuid.uuid4().hex
         secret_value = (
-            base64.b64encode(certs.to_pkcs12(material, name)).decode()
-            if content_type == PKCS12
-            else certs.to_pem(material)
+            base64.b64encode(certs.to_pkcs12(material)).decode() if content_type == PKCS12 else certs.to_pem(material)
         )
         version = CertificateVersion(
             name=name,

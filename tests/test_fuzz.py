@@ -1,10 +1,11 @@
-"""Property-based tests: the event parser and the chain builder never crash and never build a wrong chain."""
+"""Property-based tests: the event parser and the secret reader never crash, and random bags never build a wrong path."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +13,19 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.pki import Hierarchy, Issued, make_certificate, pem_secret, pfx_secret
-from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate, ChainError, parse_secret
+from emulator.certs import keyvault_pfx
+from emulator.pki import Hierarchy, make_certificate, pem_secret, pfx_secret
+from shared.chain import (
+    PEM_CONTENT_TYPE,
+    PKCS12_CONTENT_TYPE,
+    Certificate,
+    ChainError,
+    ChainRejected,
+    TrustPath,
+    read_secret,
+    trust_path,
+    verdict,
+)
 from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, route
 from shared.settings import load_settings
 
@@ -107,26 +119,37 @@ def test_well_formed_fields_route_consistently(object_id: str, object_type: str 
 
 # A pool of certificates for random bags: a three-level hierarchy, a second unrelated one,
 # a self-signed leaf, and a forgery naming the real intermediate as issuer.
+NOW = datetime.now(UTC)
 _PKI = Hierarchy(intermediates=2, organization="Fuzz")
 _LEAF = _PKI.issue("fuzz.example")
 _CAS = _PKI.ca_certificates()  # intermediate nearest the leaf first, root last
 _OTHER = Hierarchy(intermediates=1, organization="Other")
 _OTHER_LEAF = _OTHER.issue("other.example")
-_SELF_SIGNED = make_certificate("lonely.example")
+_SELF_SIGNED = make_certificate("lonely.example", key_type="ec")
 _FORGED = make_certificate("forged.example", issuer_name=_CAS[0].subject, signing_key=_SELF_SIGNED.key)
 _NOISE = [*_OTHER.ca_certificates(), _OTHER_LEAF.certificate, _SELF_SIGNED.certificate]
 
 
+def _der(cert: x509.Certificate) -> bytes:
+    return Certificate.from_x509(cert).der
+
+
 def expected_path(bag: list[x509.Certificate]) -> list[bytes]:
-    """The true chain of `_LEAF` given what is in the bag: up the hierarchy until a link is missing."""
-    present = {Certificate.from_x509(c).der for c in bag}
-    path = [Certificate.from_x509(_LEAF.certificate).der]
+    """The true path of `_LEAF` given what is in the bag: up the hierarchy while each CA is there."""
+    present = {_der(c) for c in bag}
+    path = [_der(_LEAF.certificate)]
     for ca in _CAS:
-        der = Certificate.from_x509(ca).der
-        if der not in present:
+        if _der(ca) not in present:
             break
-        path.append(der)
+        path.append(_der(ca))
     return path
+
+
+def assert_linked(path: TrustPath) -> None:
+    """Test-side check, outside the validator: each certificate is signed by the next."""
+    chain = [path.leaf, *(a.certificate for a in path.authorities if a.certificate != path.leaf)]
+    for child, parent in itertools.pairwise(chain):
+        child.parsed.verify_directly_issued_by(parent.parsed)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -136,30 +159,31 @@ def expected_path(bag: list[x509.Certificate]) -> list[bytes]:
     with_thumbprint=st.booleans(),
     seed=st.randoms(use_true_random=False),
 )
-def test_random_bags_build_the_true_chain(chosen: list[int], kind: str, with_thumbprint: bool, seed: Any) -> None:
+def test_random_bags_build_the_true_path(chosen: list[int], kind: str, with_thumbprint: bool, seed: Any) -> None:
     pool = [*_CAS, *_NOISE]
     bag = [pool[i] for i in chosen]
     seed.shuffle(bag)
-    others = [*bag, _LEAF.certificate] if kind == "pem" else bag
+    others = [*bag, _LEAF.certificate]
     seed.shuffle(others)
     if kind == "pfx":
         value, content_type = pfx_secret(_LEAF.key, _LEAF.certificate, bag), PKCS12_CONTENT_TYPE
     else:
         value, content_type = pem_secret(_LEAF.key, others), PEM_CONTENT_TYPE
-    leaf_thumbprint = (
-        Certificate.from_x509(_LEAF.certificate).sha1_thumbprint if with_thumbprint or kind == "pfx" else None
-    )
+    leaf_thumbprint = Certificate.from_x509(_LEAF.certificate).sha1_thumbprint if with_thumbprint else None
+    expected = expected_path(bag)
 
     try:
-        chain = parse_secret(value, content_type, leaf_thumbprint=leaf_thumbprint)
-    except ChainError:
-        # Only acceptable without a thumbprint, when the bag's shape leaves the leaf ambiguous.
-        assert leaf_thumbprint is None
+        path = trust_path(read_secret(value, content_type), leaf_thumbprint=leaf_thumbprint, at=NOW)
+    except ChainRejected:
+        assert len(expected) == 1  # the leaf's issuer is not in the bag: nothing to anchor to
         return
-    path = [chain.leaf, *chain.intermediates, *([chain.root] if chain.root else [])]
-    assert [c.der for c in path] == expected_path(bag)
-    for child, parent in itertools.pairwise(path):
-        assert parent.signed(child)
+    except ChainError:
+        assert leaf_thumbprint is None  # the bag's shape leaves the leaf ambiguous
+        return
+    assert [path.leaf.der, *(a.certificate.der for a in path.authorities)] == expected
+    assert path.root_missing == (len(expected) < len(_CAS) + 1)
+    assert_linked(path)
+    assert verdict(path.leaf, trusted=[a.certificate for a in path.authorities], untrusted=[], at=NOW).accepted
 
 
 def _corrupt(value: str, kind: str, positions: list[int], seed: Any) -> str:
@@ -180,28 +204,43 @@ def test_corrupted_secrets_fail_cleanly_or_still_verify(kind: str, positions: li
     value = pfx_secret(_LEAF.key, _LEAF.certificate, _CAS) if kind == "pfx" else pem_secret(_LEAF.key, full)
     content_type = PKCS12_CONTENT_TYPE if kind == "pfx" else PEM_CONTENT_TYPE
     try:
-        chain = parse_secret(_corrupt(value, kind, positions, seed), content_type)
+        path = trust_path(
+            read_secret(_corrupt(value, kind, positions, seed), content_type), leaf_thumbprint=None, at=NOW
+        )
     except ChainError:
         return
-    # Corruption that left the secret parseable must not make anything trusted that was not there:
-    # every link still verifies and every authority is one of the originals. (The leaf itself may be a
-    # corrupted copy that no longer names its issuer: then the chain stops at it, root missing, and
-    # trusts nothing. In production Key Vault's x5t pins the leaf, so such a copy is refused.)
-    path = [chain.leaf, *chain.intermediates, *([chain.root] if chain.root else [])]
-    for child, parent in itertools.pairwise(path):
-        assert parent.signed(child)
-    originals = {Certificate.from_x509(c).der for c in full}
-    assert all(authority.certificate.der in originals for authority in chain.authorities)
+    # Corruption that left the secret readable must not make anything trusted that was not there:
+    # every authority is one of the originals and every link still verifies.
+    originals = {_der(c) for c in full}
+    assert all(authority.certificate.der in originals for authority in path.authorities)
+    assert_linked(path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=600) | st.builds(lambda cut, flip: (cut, flip), st.integers(0, 4000), st.integers(0, 255))
+)
+def test_any_bytes_as_a_pfx_are_read_or_refused_with_a_chain_error(data: bytes | tuple[int, int]) -> None:
+    if isinstance(data, tuple):  # a Key Vault PFX cut short or with one byte changed: exercises the DER reader
+        cut, flip = data
+        pfx = bytearray(_KEYVAULT_PFX)
+        pfx[cut % len(pfx)] ^= flip
+        data = bytes(pfx[: len(pfx) - cut % 7])
+    try:
+        found = read_secret(base64.b64encode(data).decode(), PKCS12_CONTENT_TYPE)
+    except ChainError as error:
+        message = str(error)
+    else:
+        message = "read"
+        assert all(isinstance(c, Certificate) for c in found)
+    assert message  # any other exception fails the test; a ChainError says what is wrong
+
+
+_KEYVAULT_PFX = keyvault_pfx(_LEAF.key, _LEAF.certificate, _CAS)
 
 
 def test_forged_issuer_in_bag_is_never_chained() -> None:
     value = pem_secret(_FORGED.key, [_FORGED.certificate, *_CAS])
-    with pytest.raises(ChainError, match="signed it"):
-        parse_secret(
-            value, PEM_CONTENT_TYPE, leaf_thumbprint=Certificate.from_x509(_FORGED.certificate).sha1_thumbprint
-        )
-
-
-def test_issued_fixture_is_consistent() -> None:
-    assert isinstance(_LEAF, Issued)
-    assert Certificate.from_x509(_CAS[0]).signed(Certificate.from_x509(_LEAF.certificate))
+    forged = Certificate.from_x509(_FORGED.certificate)
+    with pytest.raises(ChainRejected, match="but no certificate of that name signed it"):
+        trust_path(read_secret(value, PEM_CONTENT_TYPE), leaf_thumbprint=forged.sha1_thumbprint, at=NOW)

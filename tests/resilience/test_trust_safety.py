@@ -136,21 +136,26 @@ def expired_intermediate_chain(emu: Emulator) -> tuple[Certificate, Certificate]
 
 
 def test_an_expired_intermediate_is_reported_not_trusted(emu: Emulator, caplog: pytest.LogCaptureFixture) -> None:
-    _, root = expired_intermediate_chain(emu)
+    # No valid path runs through an expired CA: the version's chain is refused, naming it, and
+    # nothing of it is trusted (not even its root, which anchors no valid path).
+    expired_intermediate_chain(emu)
     caplog.set_level(logging.INFO, logger="trustsync")
 
-    assert deliver_outcome(emu.vault.certificate_event("orders")) is None
+    assert deliver_outcome(emu.vault.certificate_event("orders")) is None  # bad input: redelivery would not help
 
-    assert_trusts_exactly(emu, {certificate_id_for(root)})
-    warnings = [m for m in problems(caplog) if "Contoso Issuing CA 2019" in m and "expired" in m]
-    assert len(warnings) == 1, problems(caplog)
+    assert_trusts_exactly(emu, set())
+    (error,) = errors(caplog)
+    assert "no valid trust path" in error
+    assert "CA CN=Contoso Issuing CA 2019 expired on" in error
     answer = resync({"dryRun": True})
-    assert any("Contoso Issuing CA 2019" in w and "expired" in w for w in answer.body["warnings"])
+    assert any("Contoso Issuing CA 2019" in e and "expired" in e for e in answer.body["errors"])
 
 
-def test_an_intermediate_that_has_expired_since_it_was_trusted_is_removed_and_reported(
+def test_an_intermediate_that_has_expired_since_it_was_trusted_is_reported_and_left_until_the_chain_is_fixed(
     emu: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The refused chain makes the binding incomplete, and an incomplete binding removes nothing (the
+    # engine's rule: an unreadable certificate might still need what is there).
     expired, root = expired_intermediate_chain(emu)
     for cert in (expired, root):  # trusted by an earlier run, while it was valid
         emu.apim.add_certificate(certificate_id_for(cert), cert.der)
@@ -162,14 +167,12 @@ def test_an_intermediate_that_has_expired_since_it_was_trusted_is_removed_and_re
 
     (record,) = [r for r in caplog.records if r.getMessage().startswith("TRUSTSYNC_AUDIT")]
     report = json.loads(record.getMessage().split(" ", 2)[2])
-    assert report["status"] == "drift"
-    assert any("Contoso Issuing CA 2019" in w and "expired" in w for w in report["warnings"])
-    assert {(a["action"], a["certificateId"]) for a in report["actions"]} >= {
-        ("remove-gateway-ca", certificate_id_for(expired))
-    }
+    assert report["status"] == "failed"
+    assert any("Contoso Issuing CA 2019" in e and "expired" in e for e in report["errors"])
+    assert report["actions"] == []
 
-    assert resync().status == 200
-    assert_trusts_exactly(emu, {certificate_id_for(root)})
+    assert resync().status == 500
+    assert_trusts_exactly(emu, {certificate_id_for(expired), certificate_id_for(root)})
 
 
 def test_gateways_named_in_settings_that_do_not_exist_are_a_clear_error(
