@@ -1,4 +1,4 @@
-"""Operator CLI: ``python -m shared plan | sync | audit [--json] [--certificates a,b] [-v]``.
+"""Operator CLI: ``python -m shared plan | sync | audit | status [--json] [--certificates a,b] [-v]``.
 
 Same configuration as the Function App (environment variables). Exit codes: 0 in sync, 1 failed
 (errors, or a configuration error), 2 drift (something needed is missing or unneeded remains),
@@ -18,6 +18,7 @@ from typing import NoReturn
 from shared.handlers import TrustSync
 from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
+from shared.verdicts import LeafVerdict
 
 EXIT_IN_SYNC = 0
 EXIT_FAILED = 1
@@ -48,7 +49,9 @@ def _certificate_names(raw: str) -> frozenset[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="python -m shared", description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "command", choices=("plan", "sync", "audit"), help="plan: dry run; sync: apply; audit: as the timer"
+        "command",
+        choices=("plan", "sync", "audit", "status"),
+        help="plan: dry run; sync: apply; audit: as the timer; status: what each gateway trusts and accepts",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
@@ -73,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}", file=sys.stderr)
         return EXIT_USAGE
     report = asyncio.run(_run(app, args.command, args.certificates))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_status(report) if args.command == "status" else render(report))
     return _EXIT_BY_STATUS[report.status]
 
 
@@ -81,7 +87,7 @@ async def _run(app: TrustSync, command: str, names: frozenset[str] | None) -> Re
     try:
         if command == "audit":
             return await app.handle_audit()
-        mode = Mode.FULL if command == "sync" else Mode.DRY_RUN
+        mode = Mode.FULL if command == "sync" else Mode.DRY_RUN  # status: a dry run, rendered per gateway
         return await app.engine(app.settings()).run(Scope(certificates=names), mode)
     finally:
         await app.close()
@@ -97,6 +103,47 @@ def _configure_logging(verbose: bool) -> None:
     app_log.propagate = False
     app_log.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
     logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip() for row in rows]
+
+
+def render_status(report: Report) -> str:
+    """For each gateway: the certificate authorities it holds, and its verdict on each needed leaf."""
+    lines = [f"scope: {report.scope}   status: {report.status.value}"]
+    verdicts: dict[str, list[LeafVerdict]] = {}
+    for verdict in report.verdicts:
+        verdicts.setdefault(verdict.gateway, []).append(verdict)
+    for gateway in report.gateways:
+        lines.append(f"\ngateway {gateway.gateway}")
+        rows = [("  CERTIFICATE ID", "SUBJECT", "TRUSTED", "OWNER", "EXPIRES")]
+        rows += [
+            (
+                f"  {e.certificate_id}",
+                e.subject,
+                str(e.trusted).lower(),
+                "app" if e.ours else "foreign",
+                f"{e.expires:%Y-%m-%d}" if e.expires else "",
+            )
+            for e in gateway.entries
+        ]
+        lines += _table(rows) if gateway.entries else ["  (no certificate authorities)"]
+        for verdict in verdicts.get(gateway.gateway, []):
+            why = "" if verdict.accepted else f": {verdict.verdict.reason}"
+            state = "accepted" if verdict.accepted else "REJECTED"
+            lines.append(
+                f"  {state} {verdict.needed.certificate_name} ({verdict.needed.version}) {verdict.needed.leaf.subject}{why}"
+            )
+    lines += [f"conflict: {message}" for message in report.conflicts]
+    lines += [f"warning: {message}" for message in report.warnings]
+    lines += [f"error: {message}" for message in report.errors]
+    rejected = sum(not v.accepted for v in report.verdicts)
+    lines.append(
+        f"summary: {len(report.verdicts) - rejected} accepted, {rejected} rejected verdict(s); {len(report.outcomes)} change(s) to make"
+    )
+    return "\n".join(lines)
 
 
 def render(report: Report) -> str:

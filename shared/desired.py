@@ -7,7 +7,7 @@ Pure: Key Vault versions and validated chains in, authorities out. Nothing from 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -50,10 +50,11 @@ def versions_to_trust(versions: Iterable[VersionInfo], now: datetime, grace: tim
 
 @dataclass(frozen=True)
 class VersionPath:
-    """A version to trust and the path its secret's chain validated to."""
+    """A version to trust, the path its secret's chain validated to, and every certificate in the secret."""
 
     version: VersionInfo
     path: TrustPath
+    secret_certificates: tuple[Certificate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class Desired:
     leaves: tuple[NeededLeaf, ...] = ()
     notes: tuple[str, ...] = ()
     complete: bool = True
+    # Every certificate read in a needed version's secret, by thumbprint: APIM lists certificates by
+    # thumbprint only, so these are the ones the app can recognise on a gateway.
+    known: Mapping[str, Certificate] = field(default_factory=dict)
 
 
 def desired_state(
@@ -97,20 +101,25 @@ def desired_state(
     found: dict[str, DesiredAuthority] = {}
     leaves: list[NeededLeaf] = []
     notes: list[str] = []
+    known: dict[str, Certificate] = {}
     for name, versions in sorted(paths.items()):
         for item in versions:
             path, version = item.path, item.version.version
+            for cert in (*item.secret_certificates, path.leaf, *(a.certificate for a in path.authorities)):
+                known[cert.sha1_thumbprint] = cert
             leaves.append(NeededLeaf(name, version, path))
             notes.extend(f"{name} ({version}): {note}" for note in path.notes)
             for position, authority in enumerate(path.authorities):
                 cert = authority.certificate
                 is_anchor = position == len(path.authorities) - 1
                 trusted = is_anchor or authority.role is Role.ROOT or trust_intermediates
-                known = found.get(cert.sha1_thumbprint)
-                if known is not None:
-                    trusted = trusted or known.trusted
-                    needed_by = known.needed_by | {name}
+                earlier = found.get(cert.sha1_thumbprint)
+                if earlier is not None:
+                    trusted = trusted or earlier.trusted
+                    needed_by = earlier.needed_by | {name}
                 else:
                     needed_by = frozenset({name})
                 found[cert.sha1_thumbprint] = DesiredAuthority(cert, trusted, needed_by)
-    return Desired(authorities=found, leaves=tuple(leaves), notes=tuple(dict.fromkeys(notes)), complete=complete)
+    return Desired(
+        authorities=found, leaves=tuple(leaves), notes=tuple(dict.fromkeys(notes)), complete=complete, known=known
+    )

@@ -35,6 +35,7 @@ from shared.plan import (
     ActionKind,
     Observed,
     Uploads,
+    is_ours,
     plan_additions,
     plan_narrowing,
     plan_uploads,
@@ -47,8 +48,9 @@ from shared.ports import (
     VaultPort,
     VersionInfo,
 )
-from shared.report import Mode, Outcome, Report, Scope, Status
+from shared.report import GatewayEntries, GatewayEntry, Mode, Outcome, Report, Scope, Status
 from shared.settings import MANAGED_GATEWAY, Settings
+from shared.verdicts import judge, keep_accepted
 
 log = logging.getLogger("trustsync")
 T = TypeVar("T")
@@ -182,6 +184,8 @@ class _Run:
         self.report.horizon = expiry_horizon(
             desired, observed, selected, now=self.now, warning=self.settings.expiry_warning
         )
+        self.report.verdicts = judge(desired, observed, selected, at=self.now)
+        self.report.gateways = gateway_entries(observed, selected)
 
     async def narrow(
         self, desired: Desired, observed: Observed, selected: Sequence[str], additions: Sequence[Outcome]
@@ -193,16 +197,15 @@ class _Run:
             self.report.warn("nothing taken away: not every bound certificate and gateway could be read (see errors)")
             return desired, observed
         if self.mode is not Mode.FULL or any(outcome.status is not Status.APPLIED for outcome in additions):
-            planned = plan_narrowing(desired, observed, selected)
-            self.report.warnings.extend(planned.notes)
+            planned = self.plan_narrowing(desired, observed, selected)
             if self.mode is Mode.DRY_RUN:
-                self.report.outcomes.extend(Outcome(action, Status.PLANNED) for action in planned.actions)
+                self.report.outcomes.extend(Outcome(action, Status.PLANNED) for action in planned)
             elif self.mode is Mode.ADDITIONS:
                 why = "not applied: this run only adds trust"
-                self.report.outcomes.extend(Outcome(action, Status.PLANNED, why) for action in planned.actions)
+                self.report.outcomes.extend(Outcome(action, Status.PLANNED, why) for action in planned)
             else:
                 why = "not applied: an addition failed, so trust is left as wide as it was"
-                self.report.outcomes.extend(Outcome(action, Status.SKIPPED, why) for action in planned.actions)
+                self.report.outcomes.extend(Outcome(action, Status.SKIPPED, why) for action in planned)
             return desired, observed
 
         # The last look: a rotation that landed while the additions ran is needed, not an orphan.
@@ -210,12 +213,11 @@ class _Run:
         if not last_look.complete:
             self.report.warn("nothing taken away: Key Vault could not be read again before removing (see errors)")
             return last_look, observed
-        narrowing = plan_narrowing(last_look, observed, selected)
-        self.report.warnings.extend(narrowing.notes)
-        entries = [a for a in narrowing.actions if a.kind is not ActionKind.DELETE_CERTIFICATE]
+        narrowing = self.plan_narrowing(last_look, observed, selected)
+        entries = [a for a in narrowing if a.kind is not ActionKind.DELETE_CERTIFICATE]
         outcomes = list(await asyncio.gather(*(self.write(action) for action in entries)))
         still_referenced = {o.action.certificate_id.lower() for o in outcomes if o.status is not Status.APPLIED}
-        for action in narrowing.actions:
+        for action in narrowing:
             if action.kind is not ActionKind.DELETE_CERTIFICATE:
                 continue
             if action.certificate_id.lower() in still_referenced:
@@ -224,6 +226,13 @@ class _Run:
                 outcomes.append(await self.write(action))
         self.report.outcomes.extend(outcomes)
         return last_look, observed.after(_applied(outcomes))
+
+    def plan_narrowing(self, desired: Desired, observed: Observed, selected: Sequence[str]) -> tuple[Action, ...]:
+        """What nothing needs any more, less what a gateway would need to keep accepting a needed leaf."""
+        narrowing = plan_narrowing(desired, observed, selected)
+        kept, held_back = keep_accepted(narrowing.actions, desired, observed, selected, at=self.now)
+        self.report.warnings.extend([*narrowing.notes, *held_back])
+        return kept
 
     # -- Key Vault --------------------------------------------------------------------------------
 
@@ -298,7 +307,7 @@ class _Run:
             # Bad input: retrying will not fix it. The other versions are still trusted.
             self.report.fail(f"certificate {name} version {version.version}: {error}", retryable=False)
             return None
-        return VersionPath(version, path)
+        return VersionPath(version, path, certificates)
 
     # -- APIM -------------------------------------------------------------------------------------
 
@@ -360,6 +369,19 @@ class _Run:
         log.debug("%s %s", getattr(function, "__name__", "call"), " ".join(a for a in args if isinstance(a, str)))
         async with self.limit:
             return await function(*args)
+
+
+def gateway_entries(observed: Observed, gateways: Sequence[str]) -> tuple[GatewayEntries, ...]:
+    by_id = {certificate_id.lower(): held for certificate_id, held in observed.certificates.items()}
+    found = []
+    for gateway in sorted(gateways):
+        entries = []
+        for certificate_id, trusted in sorted(observed.gateway_cas.get(gateway, {}).items()):
+            held = by_id.get(certificate_id.lower())
+            subject, expires = (held.subject, held.expires) if held is not None else ("", None)
+            entries.append(GatewayEntry(certificate_id, subject, trusted, held is not None and is_ours(held), expires))
+        found.append(GatewayEntries(gateway, tuple(entries)))
+    return tuple(found)
 
 
 def _applied(outcomes: Sequence[Outcome]) -> list[Action]:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared.expiry import Horizon
 from shared.plan import Action
+from shared.verdicts import LeafVerdict
 
 
 class Mode(enum.StrEnum):
@@ -64,6 +66,23 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class GatewayEntry:
+    """One certificate authority of a gateway, as the operator's status table shows it."""
+
+    certificate_id: str
+    subject: str
+    trusted: bool
+    ours: bool
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class GatewayEntries:
+    gateway: str
+    entries: tuple[GatewayEntry, ...]
+
+
+@dataclass(frozen=True)
 class Scope:
     """Which bound certificates a run looks at. No names: every one (full scope, removals allowed)."""
 
@@ -88,6 +107,8 @@ class Report:
     retryable: bool = False  # an Azure call failed: running again later may succeed
     missing: list[str] = field(default_factory=list)  # named certificates Key Vault does not hold
     horizon: Horizon | None = None
+    verdicts: tuple[LeafVerdict, ...] = ()
+    gateways: tuple[GatewayEntries, ...] = ()  # APIM as the run leaves it: for `python -m shared status`
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -103,6 +124,8 @@ class Report:
         if self.errors:
             return RunStatus.FAILED
         if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
+            return RunStatus.DRIFT
+        if any(not verdict.accepted for verdict in self.verdicts):
             return RunStatus.DRIFT
         if self.horizon is not None and self.horizon.expiring():
             return RunStatus.EXPIRING
@@ -127,6 +150,10 @@ class Report:
             "inSync": self.in_sync,
             "summary": self.summary(),
             "actions": [outcome.to_dict() for outcome in self.outcomes],
+            "verdicts": {
+                "accepted": sum(verdict.accepted for verdict in self.verdicts),
+                "rejected": [verdict.to_dict() for verdict in self.verdicts if not verdict.accepted],
+            },
             "conflicts": list(self.conflicts),
             "warnings": list(self.warnings),
             "errors": list(self.errors),

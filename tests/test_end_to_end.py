@@ -433,3 +433,60 @@ def test_an_expired_version_leaves_the_desired_set(configured: Emulator, caplog:
     assert {(a["action"], a["certificateId"]) for a in planned if a["action"] == "delete-certificate"} == {
         ("delete-certificate", certificate_id) for certificate_id in old.authority_ids - new.authority_ids
     }
+
+
+def test_verdicts_say_which_gateway_rejects_which_leaf_and_why(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = configured
+    monkeypatch.setenv("TRUST_INTERMEDIATES", "false")  # the root is the gateways' only anchor
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    before = resync({"dryRun": True}).body
+    assert before["verdicts"]["accepted"] == 0
+    assert {(v["gateway"], v["certificate"]) for v in before["verdicts"]["rejected"]} == {
+        (gateway, "orders") for gateway in GATEWAYS
+    }
+    assert all("missing intermediate" in v["reason"] for v in before["verdicts"]["rejected"])
+
+    assert resync().body["inSync"] is True
+    root_id = certificate_id_for(backend.authorities[-1])
+    emu.apim.set_gateway_ca("gw-east", root_id, trusted=False)  # someone untrusts the root by hand
+
+    after = resync({"dryRun": True}).body
+    assert after["inSync"] is False
+    ((rejected),) = after["verdicts"]["rejected"]
+    assert (rejected["gateway"], rejected["verdict"]) == ("gw-east", "rejected")
+    assert "no trusted anchor" in rejected["reason"]
+    assert after["verdicts"]["accepted"] == 1
+
+
+def test_operator_cli_status_shows_each_gateway_s_cas_and_verdicts(
+    configured: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_DRIFT, EXIT_IN_SYNC, main
+
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    emu.apim.add_certificate("corp-ca", backend.authorities[-1].der)
+    emu.apim.set_gateway_ca("gw-west", "corp-ca", trusted=True)
+
+    assert main(["status"]) == EXIT_DRIFT
+    assert "REJECTED orders" in capsys.readouterr().out
+    assert main(["sync"]) == EXIT_IN_SYNC
+    capsys.readouterr()
+
+    assert main(["status"]) == EXIT_IN_SYNC
+
+    out = capsys.readouterr().out
+    assert "gateway gw-west" in out
+    assert "gateway gw-east" in out
+    root_line = next(line for line in out.splitlines() if certificate_id_for(backend.authorities[-1]) in line)
+    assert "Contoso Root CA" in root_line
+    assert "true" in root_line
+    assert " app " in root_line
+    corp_line = next(line for line in out.splitlines() if "corp-ca" in line)
+    assert "foreign" in corp_line
+    assert out.count("accepted orders") == 2
+    assert out.splitlines()[-1] == "summary: 2 accepted, 0 rejected verdict(s); 0 change(s) to make"
+    assert writes(emu) == 2 + 2 * len(GATEWAYS)  # the sync's writes only: status writes nothing
