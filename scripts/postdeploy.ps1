@@ -5,7 +5,7 @@
 
 Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME',
-    'AZURE_FUNCTION_APP_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_STORAGE_ACCOUNT_ID',
+    'AZURE_FUNCTION_APP_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID',
     'TRUSTSYNC_DEADLETTER_CONTAINER')
 Assert-Az
 $names = Get-TrustSyncNames
@@ -34,7 +34,7 @@ az deployment group create `
     --parameters `
     "systemTopicName=$($names.SystemTopic)" `
     "functionAppId=$($env:AZURE_FUNCTION_APP_ID)" `
-    "deadLetterStorageAccountId=$($env:TRUSTSYNC_STORAGE_ACCOUNT_ID)" `
+    "deadLetterStorageAccountId=$($env:TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID)" `
     "deadLetterContainerName=$($env:TRUSTSYNC_DEADLETTER_CONTAINER)" `
     "certificateNames=$(Get-EnvOrDefault 'TRUSTSYNC_CERTIFICATE_NAMES' '*')" `
     "environmentName=$($env:AZURE_ENV_NAME)" `

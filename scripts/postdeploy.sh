@@ -10,7 +10,7 @@ set -eu
 
 load_azd_env
 require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME \
-  AZURE_FUNCTION_APP_ID TRUSTSYNC_KEYVAULT_RESOURCE_GROUP TRUSTSYNC_STORAGE_ACCOUNT_ID \
+  AZURE_FUNCTION_APP_ID TRUSTSYNC_KEYVAULT_RESOURCE_GROUP TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID \
   TRUSTSYNC_DEADLETTER_CONTAINER
 require_az
 trustsync_names
@@ -36,7 +36,7 @@ az deployment group create \
   --parameters \
     "systemTopicName=$system_topic" \
     "functionAppId=$AZURE_FUNCTION_APP_ID" \
-    "deadLetterStorageAccountId=$TRUSTSYNC_STORAGE_ACCOUNT_ID" \
+    "deadLetterStorageAccountId=$TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID" \
     "deadLetterContainerName=$TRUSTSYNC_DEADLETTER_CONTAINER" \
     "certificateNames=${TRUSTSYNC_CERTIFICATE_NAMES:-*}" \
     "environmentName=$AZURE_ENV_NAME" \

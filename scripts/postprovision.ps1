@@ -6,7 +6,7 @@
 Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_LOCATION', 'TRUSTSYNC_PRINCIPAL_ID',
     'TRUSTSYNC_KEYVAULT_NAME', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_APIM_RESOURCE_ID',
-    'TRUSTSYNC_STORAGE_ACCOUNT_ID', 'TRUSTSYNC_DEADLETTER_CONTAINER')
+    'TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID', 'TRUSTSYNC_DEADLETTER_CONTAINER')
 Assert-Az
 $names = Get-TrustSyncNames
 
@@ -39,7 +39,7 @@ az deployment sub create `
     "certificateNames=$(Get-EnvOrDefault 'TRUSTSYNC_CERTIFICATE_NAMES' '*')" `
     "scopeKeyVaultRolesToObjects=$(Get-EnvOrDefault 'TRUSTSYNC_SCOPE_KEYVAULT_ROLES_TO_OBJECTS' 'true')" `
     "existingSystemTopicName=$(Get-EnvOrDefault 'TRUSTSYNC_EXISTING_SYSTEM_TOPIC' '')" `
-    "deadLetterStorageAccountId=$($env:TRUSTSYNC_STORAGE_ACCOUNT_ID)" `
+    "deadLetterStorageAccountId=$($env:TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID)" `
     "deadLetterContainerName=$($env:TRUSTSYNC_DEADLETTER_CONTAINER)" `
     --output none
 if ($LASTEXITCODE -ne 0) { Stop-Hook "deployment $($names.AccessDeployment) failed" }

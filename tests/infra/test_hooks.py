@@ -65,7 +65,7 @@ ENV = {
         "/providers/Microsoft.ApiManagement/service/apim-prod"
     ),
     "TRUSTSYNC_CERTIFICATE_NAMES": "*",
-    "TRUSTSYNC_STORAGE_ACCOUNT_ID": "/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.Storage/storageAccounts/st1",
+    "TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID": "/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.Storage/storageAccounts/st1",
     "TRUSTSYNC_DEADLETTER_CONTAINER": "eventgrid-deadletter",
     "TRUSTSYNC_POLL_SECONDS": "0",
 }
