@@ -11,7 +11,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: siteName
 }
 
-resource web 'Microsoft.Web/sites/config@2024-04-01' = {
+resource webConfig 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_13: App Service Authentication (Easy Auth) would put an interactive sign-in in front of Event Grid's webhook delivery; every function requires a function key instead, and Event Grid presents the system key.
   // checkov:skip=CKV_AZURE_63: HTTP logging is an App Service web-server log on the file system; this Functions app sends requests and traces to Application Insights, which the alerts query.
   // checkov:skip=CKV_AZURE_65: Detailed error pages are an IIS feature for Windows web apps; this is a Linux Python Functions app whose errors go to Application Insights.

@@ -39,12 +39,22 @@ def parse(path: Path) -> dict[str, Any]:
     return document
 
 
+# A property literally named "function" or "operator" (a metric alert's `operator: 'GreaterThan'`)
+# holds a string, not an expression.
 def is_call(value: Any, name: str | None = None) -> bool:
-    return isinstance(value, dict) and "function" in value and (name is None or value["function"]["type"] == name)
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("function"), dict)
+        and (name is None or value["function"]["type"] == name)
+    )
 
 
 def is_operator(value: Any, name: str | None = None) -> bool:
-    return isinstance(value, dict) and "operator" in value and (name is None or value["operator"]["type"] == name)
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("operator"), dict)
+        and (name is None or value["operator"]["type"] == name)
+    )
 
 
 @dataclass(frozen=True)
@@ -271,9 +281,9 @@ class Evaluator:
         if isinstance(expression, list):
             return [self.value(item) for item in expression]
         if isinstance(expression, dict):
-            if "function" in expression:
+            if is_call(expression):
                 return self._function(expression["function"])
-            if "operator" in expression:
+            if is_operator(expression):
                 return self._operator(expression["operator"])
             if "loop_type" in expression:
                 raise Unevaluable("for-expression")
