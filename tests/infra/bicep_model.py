@@ -341,7 +341,8 @@ class Evaluator:
         elif kind == "string":
             result = self._text(args[0])
         elif kind == "concat":
-            result = sum(args, []) if all(isinstance(a, list) for a in args) else "".join(map(self._text, args))
+            lists = all(isinstance(a, list) for a in args)
+            result = [item for a in args for item in a] if lists else "".join(map(self._text, args))
         elif kind == "format":
             result = re.sub(r"\{(\d+)\}", lambda m: self._text(args[1 + int(m[1])]), args[0])
         else:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.infra.bicep_model import INFRA, Evaluator, Template, module_parameters, template
+from tests.infra.bicep_model import INFRA, Evaluator, module_parameters, template
 
 VARIANTS = [(network, plan) for network in ("Public", "Private") for plan in ("FlexConsumption", "Dedicated")]
 # The values azd would pass for the required parameters; only names and ids are built from them.
@@ -66,9 +66,9 @@ def render_module(text: str, values: dict[str, Any]) -> str:
         if property_ and property_[2] in values and literal(values[property_[2]]) is not None:
             line = f"{property_[1]}{literal(values[property_[2]])}"
         when = WHEN.search(line)
-        if when and when[1] in values and literal(values[when[1]]) is not None:
-            if str(literal(values[when[1]])).strip("'") != when[2]:
-                continue
+        # A skip for another value of the parameter: the check must pass (or fail) here.
+        if when and literal(values.get(when[1])) is not None and str(literal(values[when[1]])).strip("'") != when[2]:
+            continue
         lines.append(line)
     return "\n".join(lines) + "\n"
 

@@ -610,7 +610,9 @@ def test_flex_site_sends_no_site_config_property_flex_rejects() -> None:
 
 def test_ftp_and_basic_publishing_are_off_on_both_plans() -> None:
     # Backs the in-line skip of CKV_AZURE_78: FTP is off without siteConfig.ftpsState.
-    policies = template("modules/function-app.bicep").resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    policies = template("modules/function-app.bicep").resources(
+        "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    )
     assert {(p.body["name"], p.properties["allow"], p.condition) for p in policies} == {
         ("ftp", False, None),
         ("scm", False, None),
@@ -669,7 +671,17 @@ def test_private_mode_reaches_storage_and_key_vault_through_private_endpoints(pl
     assert (storage["publicNetworkAccess"], storage["networkDefaultAction"]) == ("Disabled", "Deny")
     main_template = template("main.bicep")
     blob = main_template.modules["storagePrivateEndpoint"].params
-    assert blob["targetId"] == {"operator": {"type": "property_accessor", "operands": {"operand_1": "storage", "operand_2": {"operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "id"}}}}}}
+    assert blob["targetId"] == {
+        "operator": {
+            "type": "property_accessor",
+            "operands": {
+                "operand_1": "storage",
+                "operand_2": {
+                    "operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "id"}}
+                },
+            },
+        }
+    }
     assert module_call(main, "storagePrivateEndpoint")[1]["groupId"] == "blob"
     # The existing vault, by id, in its own subscription and resource group.
     vault = module_call(main, "keyVaultPrivateEndpoint")[1]
@@ -679,7 +691,10 @@ def test_private_mode_reaches_storage_and_key_vault_through_private_endpoints(pl
         "targetId"
     ].startswith("/subscriptions/5555/")
     # Both endpoints register in the private DNS zones of the network module.
-    for symbol, zone in (("storagePrivateEndpoint", "blobPrivateDnsZoneId"), ("keyVaultPrivateEndpoint", "keyVaultPrivateDnsZoneId")):
+    for symbol, zone in (
+        ("storagePrivateEndpoint", "blobPrivateDnsZoneId"),
+        ("keyVaultPrivateEndpoint", "keyVaultPrivateDnsZoneId"),
+    ):
         assert zone in json.dumps(main_template.modules[symbol].params["privateDnsZoneId"])
     endpoint = template("modules/private-endpoint.bicep")
     group = one(endpoint.resources("Microsoft.Network/privateEndpoints/privateDnsZoneGroups"))
@@ -700,7 +715,7 @@ def test_private_mode_reaches_storage_and_key_vault_through_private_endpoints(pl
 
 def test_private_mode_inbound_is_event_grid_and_the_listed_ranges() -> None:
     function_app = template("modules/function-app.bicep")
-    rule = one(function_app.variables["eventGridInboundRule"])
+    (rule,) = function_app.variables["eventGridInboundRule"]
     assert (rule["tag"], rule["ipAddress"], rule["action"]) == ("ServiceTag", "AzureEventGrid", "Allow")
     site_config = site().properties["siteConfig"]
     assert conditional(site_config["ipSecurityRestrictionsDefaultAction"]) == {
@@ -708,7 +723,9 @@ def test_private_mode_inbound_is_event_grid_and_the_listed_ranges() -> None:
         "true_value": "Deny",
         "false_value": "Allow",
     }
-    ranges = module_call(deployed(networkMode="Private", inboundAllowedIpRanges="203.0.113.0/24, 198.51.100.7/32"), "functionApp")
+    ranges = module_call(
+        deployed(networkMode="Private", inboundAllowedIpRanges="203.0.113.0/24, 198.51.100.7/32"), "functionApp"
+    )
     assert ranges[1]["inboundAllowedIpRanges"] == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
@@ -739,14 +756,21 @@ def test_private_dns_zones_are_created_or_taken_as_given() -> None:
     assert given.value("createKeyVaultZone") is True
     outputs = network.document["outputs"]
     assert conditional(outputs["blobPrivateDnsZoneId"]["value"])["false_value"] == "blobPrivateDnsZoneId"
-    assert module_call(deployed(networkMode="Private", blobPrivateDnsZoneId=hub), "network")[1]["blobPrivateDnsZoneId"] == hub
+    assert (
+        module_call(deployed(networkMode="Private", blobPrivateDnsZoneId=hub), "network")[1]["blobPrivateDnsZoneId"]
+        == hub
+    )
 
 
 def test_key_vault_private_endpoint_can_wait_for_manual_approval() -> None:
     endpoint = one(template("modules/private-endpoint.bicep").resources("Microsoft.Network/privateEndpoints"))
     automatic = conditional(endpoint.properties["privateLinkServiceConnections"])
     manual = conditional(endpoint.properties["manualPrivateLinkServiceConnections"])
-    assert (automatic["condition"], automatic["true_value"], automatic["false_value"]) == ("manualApproval", [], "connection")
+    assert (automatic["condition"], automatic["true_value"], automatic["false_value"]) == (
+        "manualApproval",
+        [],
+        "connection",
+    )
     assert (manual["condition"], manual["true_value"], manual["false_value"]) == ("manualApproval", "connection", [])
 
 
@@ -761,7 +785,15 @@ def test_dead_letters_live_in_an_account_that_still_denies_by_default_in_private
     assert storage.properties["networkAcls"]["bypass"] == "AzureServices"
     main = template("main.bicep")
     assert main.document["outputs"]["TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID"]["value"] == {
-        "operator": {"type": "property_accessor", "operands": {"operand_1": "deadLetterStorage", "operand_2": {"operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "id"}}}}}
+        "operator": {
+            "type": "property_accessor",
+            "operands": {
+                "operand_1": "deadLetterStorage",
+                "operand_2": {
+                    "operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "id"}}
+                },
+            },
+        }
     }
 
 
@@ -799,7 +831,11 @@ def metric_alert(symbol: str) -> dict[str, Any]:
 
 def test_alert_on_dead_lettered_events() -> None:
     criterion = metric_alert("deadLetterAlert")
-    assert (criterion["metricName"], criterion["operator"], criterion["threshold"]) == ("DeadLetteredCount", "GreaterThan", 0)
+    assert (criterion["metricName"], criterion["operator"], criterion["threshold"]) == (
+        "DeadLetteredCount",
+        "GreaterThan",
+        0,
+    )
 
 
 def test_alert_on_delivery_failures() -> None:
@@ -813,7 +849,19 @@ def test_delivery_alerts_use_the_app_action_group_and_watch_the_resolved_topic()
     groups = conditional(alerts.variables["actionGroups"])
     assert groups["false_value"] == [{"actionGroupId": "actionGroupId"}]
     assert template("modules/alerts.bicep").document["outputs"]["actionGroupId"]["value"] == {
-        "operator": {"type": "conditional", "operands": {"condition": "hasEmail", "true_value": {"operator": {"type": "property_accessor", "operands": {"operand_1": "actionGroup", "operand_2": "id"}}}, "false_value": ""}}
+        "operator": {
+            "type": "conditional",
+            "operands": {
+                "condition": "hasEmail",
+                "true_value": {
+                    "operator": {
+                        "type": "property_accessor",
+                        "operands": {"operand_1": "actionGroup", "operand_2": "id"},
+                    }
+                },
+                "false_value": "",
+            },
+        }
     }
     assert "alerts" in json.dumps(template("main.bicep").document["outputs"]["TRUSTSYNC_ACTION_GROUP_ID"])
     access = template("access.bicep")
@@ -832,7 +880,9 @@ def test_an_existing_system_topic_is_referenced_never_created() -> None:
     keyvault = template("access/keyvault.bicep")
     created = keyvault.resource("systemTopic")
     assert created.condition == "createSystemTopic"
-    assert keyvault.variables["createSystemTopic"] == {"function": {"type": "empty", "parameters": {"item_to_test": "existingSystemTopicName"}}}
+    assert keyvault.variables["createSystemTopic"] == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "existingSystemTopicName"}}
+    }
     assert created.body["name"] == "newSystemTopicName"
     reused = keyvault.resource("existingSystemTopic")
     assert reused.existing  # only referenced: not among the deployment's resources, so never deleted
@@ -888,7 +938,9 @@ def generated_names(environment_name: str) -> list[tuple[str, str, str]]:
         for symbol, module in owner.modules.items():
             names.append((f"{where}:{symbol}", "Microsoft.Resources/deployments", evaluator.value(module.body["name"])))
             target = Template((owner.path.parent / module.path).resolve())
-            add_template(target, Evaluator.for_template(target, module_parameters(evaluator, module)), f"{where}>{symbol}")
+            add_template(
+                target, Evaluator.for_template(target, module_parameters(evaluator, module)), f"{where}>{symbol}"
+            )
 
     add_template(main_template, main, "main.bicep")
     for output, type_ in (
@@ -955,7 +1007,16 @@ def test_conditions_are_parenthesised() -> None:
     # pycep (and so checkov) binds ?: and ! more loosely than Bicep: `a <= 64 ? b : c` parses as
     # `a <= (64 ? b : c)`. Such a parse shows up as a conditional inside a comparison, or a
     # condition that is a bare literal.
-    comparisons = {"equals", "not_equals", "less_than", "less_than_or_equals", "greater_than", "greater_than_or_equals", "and", "or"}
+    comparisons = {
+        "equals",
+        "not_equals",
+        "less_than",
+        "less_than_or_equals",
+        "greater_than",
+        "greater_than_or_equals",
+        "and",
+        "or",
+    }
 
     def walk(value: Any, where: str) -> None:
         if isinstance(value, dict):

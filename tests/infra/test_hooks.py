@@ -465,7 +465,10 @@ def test_user_access_administrator_on_the_apim_group_is_not_enough(shell: str, b
 @pytest.mark.parametrize("shell", SHELLS)
 def test_owner_and_contributor_plus_rbac_administrator_pass(shell: str, bin_dir: Path) -> None:
     contributor_and_rbac_admin = [
-        ["*", "Microsoft.Authorization/*/Delete Microsoft.Authorization/*/Write Microsoft.Authorization/elevateAccess/Action"],
+        [
+            "*",
+            "Microsoft.Authorization/*/Delete Microsoft.Authorization/*/Write Microsoft.Authorization/elevateAccess/Action",
+        ],
         ["Microsoft.Authorization/roleAssignments/write Microsoft.Authorization/roleAssignments/delete */read", ""],
     ]
     owner = [["*", ""]]
