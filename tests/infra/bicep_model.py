@@ -30,10 +30,14 @@ def bicep_files() -> list[Path]:
 
 
 @cache
+def _parser() -> Any:
+    return importlib.import_module("pycep").BicepParser()  # building its grammar takes a while
+
+
+@cache
 def parse(path: Path) -> dict[str, Any]:
     """The pycep document of one template; raises when pycep cannot parse it."""
-    parser = importlib.import_module("pycep").BicepParser()
-    document = parser.parse(file_path=path)
+    document = _parser().parse(file_path=path)
     if not isinstance(document, dict):
         raise TypeError(f"pycep returned {type(document).__name__} for {path}")
     return document
@@ -250,8 +254,9 @@ def unique_string(*parts: str) -> str:
 
 
 @cache
-def _parse_expression(text: str) -> Any:
-    document = importlib.import_module("pycep").BicepParser().parse(text=f"var x = {text}\n")
+def parse_expression(text: str) -> Any:
+    """One Bicep expression (e.g. the inside of a string interpolation), parsed."""
+    document = _parser().parse(text=f"var x = {text}\n")
     return document["variables"]["x"]["value"]
 
 
@@ -299,7 +304,7 @@ class Evaluator:
             raise Unevaluable(f"parameter {text} has no value")
         if text in self.template.document.get("resources", {}) or text in self.template.document.get("modules", {}):
             raise Unevaluable(f"{text} is a resource or module: known at deployment time only")
-        return INTERPOLATION.sub(lambda match: str(self._text(self.value(_parse_expression(match[1])))), text)
+        return INTERPOLATION.sub(lambda match: str(self._text(self.value(parse_expression(match[1])))), text)
 
     @staticmethod
     def _text(value: Any) -> str:
