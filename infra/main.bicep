@@ -416,7 +416,10 @@ output AZURE_CLOUD string = cloudName
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id
 output AZURE_FUNCTION_APP_URL string = functionApp.outputs.url
-output TRUSTSYNC_HOSTING_PLAN_RESOLVED string = useFlex ? 'FlexConsumption' : 'Dedicated'
+// The plan actually deployed; the postprovision hook compares it with the preprovision hook's choice
+// (TRUSTSYNC_HOSTING_PLAN_RESOLVED), which an azd that does not reload its environment after a hook
+// would not have passed in.
+output TRUSTSYNC_HOSTING_PLAN_DEPLOYED string = useFlex ? 'FlexConsumption' : 'Dedicated'
 output TRUSTSYNC_NETWORK_MODE string = networkMode
 output TRUSTSYNC_TELEMETRY_AUTHENTICATION string = telemetryUsesEntra ? 'Entra' : 'ConnectionString'
 output TRUSTSYNC_PRINCIPAL_ID string = functionApp.outputs.principalId

@@ -12,6 +12,13 @@ Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_LOCATION', 'TRUS
 Assert-Az
 $names = Get-TrustSyncNames
 
+# The preprovision hook's choice must be what was provisioned. An azd that does not reload its
+# environment after a hook passes the previous value; the next `azd provision` passes this one.
+if ($env:TRUSTSYNC_HOSTING_PLAN_RESOLVED -and $env:TRUSTSYNC_HOSTING_PLAN_DEPLOYED -and
+    $env:TRUSTSYNC_HOSTING_PLAN_RESOLVED -ne $env:TRUSTSYNC_HOSTING_PLAN_DEPLOYED) {
+    Stop-Hook "provisioned the $($env:TRUSTSYNC_HOSTING_PLAN_DEPLOYED) plan, but the preprovision hook chose $($env:TRUSTSYNC_HOSTING_PLAN_RESOLVED): this azd did not reload the environment after the hook; run azd provision again (or update azd)"
+}
+
 Write-Log "checking Key Vault $($env:TRUSTSYNC_KEYVAULT_NAME)"
 $vault = az keyvault show --name $env:TRUSTSYNC_KEYVAULT_NAME `
     --resource-group $env:TRUSTSYNC_KEYVAULT_RESOURCE_GROUP --subscription $names.KeyVaultSubscription `

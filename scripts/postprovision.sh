@@ -22,6 +22,13 @@ require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID AZURE_LOCATION TRUSTSYNC_PRINC
 require_az
 trustsync_names
 
+# The preprovision hook's choice must be what was provisioned. An azd that does not reload its
+# environment after a hook passes the previous value; the next `azd provision` passes this one.
+if [ -n "${TRUSTSYNC_HOSTING_PLAN_RESOLVED:-}" ] && [ -n "${TRUSTSYNC_HOSTING_PLAN_DEPLOYED:-}" ] &&
+  [ "$TRUSTSYNC_HOSTING_PLAN_RESOLVED" != "$TRUSTSYNC_HOSTING_PLAN_DEPLOYED" ]; then
+  fail "provisioned the $TRUSTSYNC_HOSTING_PLAN_DEPLOYED plan, but the preprovision hook chose $TRUSTSYNC_HOSTING_PLAN_RESOLVED: this azd did not reload the environment after the hook; run azd provision again (or update azd)"
+fi
+
 log "checking Key Vault $TRUSTSYNC_KEYVAULT_NAME"
 vault=$(az keyvault show --name "$TRUSTSYNC_KEYVAULT_NAME" \
   --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP" --subscription "$kv_subscription" \

@@ -428,6 +428,28 @@ def test_unknown_plan_is_refused(shell: str, bin_dir: Path) -> None:
     assert "use Auto, FlexConsumption or Dedicated" in run.output
 
 
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_stops_when_the_provisioned_plan_is_not_the_chosen_one(shell: str, bin_dir: Path) -> None:
+    same = run_hook(
+        shell,
+        "postprovision",
+        bin_dir,
+        TRUSTSYNC_HOSTING_PLAN_RESOLVED="Dedicated",
+        TRUSTSYNC_HOSTING_PLAN_DEPLOYED="Dedicated",
+    )
+    assert same.returncode == 0, same.output
+    stale = run_hook(
+        shell,
+        "postprovision",
+        bin_dir,
+        TRUSTSYNC_HOSTING_PLAN_RESOLVED="Dedicated",
+        TRUSTSYNC_HOSTING_PLAN_DEPLOYED="FlexConsumption",
+    )
+    assert stale.returncode != 0
+    assert "run azd provision again" in stale.output
+    assert not stale.calls_to("deployment")
+
+
 def test_main_parameters_take_the_resolved_plan() -> None:
     parameters = json.loads((REPO / "infra" / "main.parameters.json").read_text())["parameters"]
     assert parameters["hostingPlan"]["value"].startswith("${TRUSTSYNC_HOSTING_PLAN_RESOLVED")
