@@ -72,9 +72,9 @@ param auditRemediate string = 'additions'
 @description('ROTATION_GRACE: how long a certificate version that stopped being the latest stays trusted, e.g. 24h.')
 param rotationGrace string = '24h'
 
-@minValue(1)
+@minValue(0)
 @maxValue(365)
-@description('EXPIRY_WARNING_DAYS: the audit reports status expiring when a watched certificate expires within this many days.')
+@description('EXPIRY_WARNING_DAYS: the audit reports status expiring when a leaf or CA it depends on expires within this many days (0-365).')
 param expiryWarningDays int = 30
 
 @minValue(1)
