@@ -34,8 +34,10 @@ bench: venv
 	$(BIN)/python -m bench.run
 
 # Infrastructure checks (infra/, azure.yaml, scripts/) in a venv of their own: checkov pins many
-# packages that must stay out of the app's .venv. checkov runs offline (--skip-download) and fails
-# on any failed check; skips are in-line in the Bicep, each with its reason.
+# packages that must stay out of the app's .venv. checkov runs offline (--skip-download) once per
+# network mode and hosting plan, on infra/ rendered with the values main.bicep passes in that
+# variant (tests/infra/checkov_variants.py), and fails on any failed check; skips are in-line in
+# the Bicep, each with its reason.
 INFRA_VENV := .venv-infra
 .PHONY: check-infra
 
@@ -46,7 +48,7 @@ $(INFRA_VENV)/.installed: requirements-infra.txt
 	touch $@
 
 check-infra: $(INFRA_VENV)/.installed
-	$(INFRA_VENV)/bin/checkov --directory infra --framework bicep --quiet --compact --skip-download
+	$(INFRA_VENV)/bin/python -m tests.infra.checkov_variants
 	$(INFRA_VENV)/bin/python -m pytest -c tests/infra/pytest.ini --rootdir=. --confcutdir=tests/infra
 
 clean:

@@ -3,7 +3,8 @@
 //   - Key Vault resource group: the app data-plane roles and the Event Grid system topic;
 //   - API Management resource group: a custom role with only the actions the app calls,
 //     assigned on the APIM service;
-//   - app resource group: the system topic identity may write dead letters.
+//   - app resource group: the system topic identity may write dead letters, and the metric alerts
+//     on the system topic's dead-lettered events and failed deliveries to this app.
 // It is kept out of main.bicep because `azd down` deletes every resource group named in the azd
 // deployment outputs; the predown hook deletes exactly the resources listed in this deployment
 // outputs instead (never the vault, the APIM service or their resource groups).
@@ -38,10 +39,22 @@ param certificateNames string = '*'
 @description('With named certificates, grant the Key Vault roles on each certificate and its secret instead of the whole vault. false = vault scope (use it if your organisation forbids object-scoped assignments).')
 param scopeKeyVaultRolesToObjects bool = true
 
-@description('Name of an Event Grid system topic the vault ALREADY has (a vault can have only one); it must have a system-assigned identity. Empty = create one.')
+@description('Name of an Event Grid system topic the vault ALREADY has (a vault can have only one); it must have a system-assigned identity. Empty = create one named newSystemTopicName. The postprovision hook finds it.')
 param existingSystemTopicName string = ''
 
-@description('Resource id of the app storage account that holds the dead-letter container (main.bicep output TRUSTSYNC_STORAGE_ACCOUNT_ID).')
+@description('Resource group of that existing system topic; empty = the Key Vault resource group.')
+param existingSystemTopicResourceGroup string = ''
+
+@description('Name of the system topic to create when the vault has none (main.bicep output TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME).')
+param newSystemTopicName string
+
+@description('Name of this deployment\'s event subscription (main.bicep output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME); the delivery alerts watch it alone on a shared topic.')
+param eventSubscriptionName string
+
+@description('Action group of the app alerts (main.bicep output TRUSTSYNC_ACTION_GROUP_ID); empty = alerts without notification.')
+param actionGroupId string = ''
+
+@description('Resource id of the app storage account that holds the dead-letter container (main.bicep output TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID).')
 param deadLetterStorageAccountId string
 
 @description('Dead-letter container name (main.bicep output TRUSTSYNC_DEADLETTER_CONTAINER).')
@@ -58,9 +71,19 @@ var allTags = union(tags, {
   application: 'apim-trust-sync'
 })
 var deadLetterIdParts = split(deadLetterStorageAccountId, '/')
+// Nested deployment names must fit ARM's 64 characters for any environment name (1-64): a name
+// that fits stays as it is, a longer one is cut and made unique with a hash of the whole name.
+var keyVaultDeploymentFull = 'trustsync-keyvault-access-${environmentName}'
+var keyVaultDeploymentName = (length(keyVaultDeploymentFull) <= 64) ? keyVaultDeploymentFull : '${take(keyVaultDeploymentFull, 50)}-${uniqueString(keyVaultDeploymentFull)}'
+var apimDeploymentFull = 'trustsync-apim-access-${environmentName}'
+var apimDeploymentName = (length(apimDeploymentFull) <= 64) ? apimDeploymentFull : '${take(apimDeploymentFull, 50)}-${uniqueString(apimDeploymentFull)}'
+var deadLetterDeploymentFull = 'trustsync-deadletter-access-${environmentName}'
+var deadLetterDeploymentName = (length(deadLetterDeploymentFull) <= 64) ? deadLetterDeploymentFull : '${take(deadLetterDeploymentFull, 50)}-${uniqueString(deadLetterDeploymentFull)}'
+var alertsDeploymentFull = 'trustsync-eventgrid-alerts-${environmentName}'
+var alertsDeploymentName = (length(alertsDeploymentFull) <= 64) ? alertsDeploymentFull : '${take(alertsDeploymentFull, 50)}-${uniqueString(alertsDeploymentFull)}'
 
 module keyVaultAccess 'access/keyvault.bicep' = {
-  name: 'trustsync-keyvault-access-${environmentName}'
+  name: keyVaultDeploymentName
   scope: resourceGroup(vaultSubscriptionId, keyVaultResourceGroupName)
   params: {
     principalId: principalId
@@ -69,13 +92,14 @@ module keyVaultAccess 'access/keyvault.bicep' = {
     certificateNames: certificateNames
     scopeToObjects: scopeKeyVaultRolesToObjects
     existingSystemTopicName: existingSystemTopicName
-    environmentName: environmentName
+    existingSystemTopicResourceGroup: existingSystemTopicResourceGroup
+    newSystemTopicName: newSystemTopicName
     tags: allTags
   }
 }
 
 module apimAccess 'access/apim.bicep' = {
-  name: 'trustsync-apim-access-${environmentName}'
+  name: apimDeploymentName
   scope: resourceGroup(apimIdParts[2], apimIdParts[4])
   params: {
     principalId: principalId
@@ -85,12 +109,25 @@ module apimAccess 'access/apim.bicep' = {
 }
 
 module deadLetterAccess 'access/deadletter.bicep' = {
-  name: 'trustsync-deadletter-access-${environmentName}'
+  name: deadLetterDeploymentName
   scope: resourceGroup(deadLetterIdParts[2], deadLetterIdParts[4])
   params: {
     systemTopicPrincipalId: keyVaultAccess.outputs.systemTopicPrincipalId
     storageAccountName: deadLetterIdParts[8]
     containerName: deadLetterContainerName
+  }
+}
+
+// In the app resource group, next to the other alerts, so azd down removes them with it.
+module eventGridAlerts 'access/eventgrid-alerts.bicep' = {
+  name: alertsDeploymentName
+  scope: resourceGroup(deadLetterIdParts[2], deadLetterIdParts[4])
+  params: {
+    systemTopicId: keyVaultAccess.outputs.systemTopicId
+    eventSubscriptionName: eventSubscriptionName
+    actionGroupId: actionGroupId
+    resourceToken: uniqueString(deadLetterStorageAccountId)
+    tags: allTags
   }
 }
 

@@ -1,9 +1,17 @@
 // The Event Grid subscription that delivers the vault certificate events to on_keyvault_event.
-// Deployed by the postdeploy hook (scripts/postdeploy.sh|ps1) into the Key Vault resource group as
-// deployment "trustsync-eventgrid-<env>": Event Grid validates an AzureFunction endpoint when the
-// subscription is written, so the function must already be deployed and indexed. That is the
-// ordering problem azd templates solve with a postdeploy hook; re-running it is a no-op (same
-// name, same properties, PUT semantics).
+// Deployed by the postdeploy hook (scripts/postdeploy.sh|ps1) into the resource group of the
+// vault's system topic as deployment "trustsync-eventgrid-<env>": Event Grid validates an
+// AzureFunction endpoint when the subscription is written, so the function must already be
+// deployed and indexed. That is the ordering problem azd templates solve with a postdeploy hook;
+// re-running it is a no-op (same name, same properties, PUT semantics).
+//
+// One source of truth for the certificates: the subscription delivers the certificate events of
+// the whole vault and the app setting CERTIFICATE_NAMES alone decides which certificates are
+// synced (on_keyvault_event logs and ignores the others). A subject filter written from the names
+// at deploy time would silently drift from the setting when it is changed later, and Event Grid
+// caps advanced filter values (25 across all advanced filters of a subscription), which a long
+// name list would exceed. Certificate events are rare (a rotation, an expiry warning), so the
+// unfiltered deliveries cost nothing worth a second list.
 
 @description('Event Grid system topic of the vault (access.bicep output TRUSTSYNC_SYSTEM_TOPIC_NAME).')
 param systemTopicName string
@@ -17,11 +25,10 @@ param deadLetterStorageAccountId string
 @description('Dead-letter container name.')
 param deadLetterContainerName string
 
-@description('CERTIFICATE_NAMES of the app: * or a comma-separated list. Named certificates also filter the events by subject.')
-param certificateNames string = '*'
-
-@description('azd environment name; names the subscription, so several environments can share one vault.')
-param environmentName string
+@minLength(3)
+@maxLength(64)
+@description('Name of the event subscription (main.bicep output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME, from the environment name), so several environments can share one vault and its topic.')
+param eventSubscriptionName string
 
 @minValue(1)
 @maxValue(30)
@@ -33,21 +40,14 @@ param maxDeliveryAttempts int = 30
 @description('Minutes an event is retried before it is dead-lettered.')
 param eventTimeToLiveInMinutes int = 1440
 
-// The only Key Vault event the app handles. It does not subscribe to near-expiry or expired
-// events (CertificateNearExpiry, CertificateExpired): on_keyvault_event ignores them.
+// The Key Vault events the app handles: a new version to trust, and the expiry warnings it logs
+// and reconciles on.
 var includedEventTypes = [
   'Microsoft.KeyVault.CertificateNewVersionCreated'
+  'Microsoft.KeyVault.CertificateNearExpiry'
+  'Microsoft.KeyVault.CertificateExpired'
 ]
 var functionName = 'on_keyvault_event'
-var allCertificates = trim(certificateNames) == '*'
-// For Key Vault events the subject is the object name, so named certificates filter by subject.
-var subjectFilters = allCertificates ? [] : [
-  {
-    operatorType: 'StringIn'
-    key: 'subject'
-    values: split(replace(certificateNames, ' ', ''), ',')
-  }
-]
 
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
   name: systemTopicName
@@ -55,7 +55,7 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
 
 resource certificateEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: systemTopic
-  name: 'trustsync-${environmentName}'
+  name: eventSubscriptionName
   properties: {
     eventDeliverySchema: 'EventGridSchema'
     destination: {
@@ -67,9 +67,9 @@ resource certificateEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@
         preferredBatchSizeInKilobytes: 64
       }
     }
+    // Event types only: no subject or advanced filter (see the top of this file).
     filter: {
       includedEventTypes: includedEventTypes
-      advancedFilters: subjectFilters
     }
     // Explicit instead of relying on the service defaults: retry for a day (an APIM outage or
     // throttling outlasts minutes), then dead-letter rather than drop.

@@ -61,8 +61,21 @@ param trustIntermediates bool = true
 @description('AUDIT_SCHEDULE: six-field NCRONTAB schedule of the drift audit.')
 param auditSchedule string = '0 0 */6 * * *'
 
-@description('AUDIT_REMEDIATE: the drift audit also repairs the drift it finds.')
-param auditRemediate bool = false
+@allowed([
+  'false'
+  'additions'
+  'true'
+])
+@description('AUDIT_REMEDIATE: what the drift audit repairs: false = nothing (report only), additions = missing trust only (never removes), true = all drift.')
+param auditRemediate string = 'additions'
+
+@description('ROTATION_GRACE: how long a certificate version that stopped being the latest stays trusted, e.g. 24h.')
+param rotationGrace string = '24h'
+
+@minValue(0)
+@maxValue(365)
+@description('EXPIRY_WARNING_DAYS: the audit reports status expiring when a leaf or CA it depends on expires within this many days (0-365).')
+param expiryWarningDays int = 30
 
 @minValue(1)
 @maxValue(64)
@@ -84,12 +97,11 @@ param armEndpointOverride string = ''
 param identityType string = 'UserAssigned'
 
 @allowed([
-  'Auto'
   'FlexConsumption'
   'Dedicated'
 ])
-@description('Auto = Flex Consumption, except in Azure China where Flex Consumption is not offered and a Linux App Service plan is used.')
-param hostingPlan string = 'Auto'
+@description('Hosting plan. azd sets it from TRUSTSYNC_HOSTING_PLAN through the preprovision hook, which resolves Auto from the region offer (az functionapp list-flexconsumption-locations) and falls back to Dedicated.')
+param hostingPlan string = 'FlexConsumption'
 
 @description('SKU of the Linux App Service plan when the Dedicated plan is used.')
 param dedicatedPlanSku string = 'B1'
@@ -115,9 +127,62 @@ param flexMaximumInstanceCount int = 40
 @description('Redundancy of the host storage account. It holds only re-creatable state (deployment package, timer leases, function keys, dead letters); use ZRS where the region offers zones.')
 param storageSkuName string = 'Standard_LRS'
 
+@minValue(120)
+@maxValue(3600)
+@description('Function timeout in seconds; must equal functionTimeout in host.json (a test compares them). RUN_TIME_BUDGET is this minus runTimeMarginSeconds.')
+param functionTimeoutSeconds int = 600
+
+@minValue(10)
+@maxValue(300)
+@description('Seconds kept back from the function timeout so a run ends, logs and reports before the host stops it.')
+param runTimeMarginSeconds int = 60
+
+// ---------------------------------------------------------------------------------------------
+// Network
+// ---------------------------------------------------------------------------------------------
+
+@allowed([
+  'Public'
+  'Private'
+])
+@description('Public = storage and the app on public endpoints, protected by Entra ID. Private = the app joins a new virtual network (VNet integration); the host storage account and the existing Key Vault are reached through private endpoints, and host storage refuses public traffic.')
+param networkMode string = 'Public'
+
+@description('Private mode: address space of the new virtual network.')
+param vnetAddressPrefix string = '10.60.0.0/23'
+
+@description('Private mode: subnet the app is integrated into (delegated to the plan; Flex Consumption uses one address per instance).')
+param appSubnetPrefix string = '10.60.0.0/24'
+
+@description('Private mode: subnet of the private endpoints.')
+param privateEndpointSubnetPrefix string = '10.60.1.0/27'
+
+@description('Private mode: DNS servers of the virtual network, comma-separated (e.g. a hub DNS forwarder); empty = Azure DNS with the private DNS zones linked here.')
+param vnetDnsServers string = ''
+
+@description('Private mode: resource id of an existing privatelink.blob private DNS zone (e.g. in a hub); empty = create one here and link it to the virtual network.')
+param blobPrivateDnsZoneId string = ''
+
+@description('Private mode: resource id of an existing privatelink.vaultcore private DNS zone; empty = create one here and link it to the virtual network.')
+param keyVaultPrivateDnsZoneId string = ''
+
+@description('Private mode: request the Key Vault private endpoint for manual approval by the vault owner instead of approving it with the deploying identity.')
+param keyVaultPrivateEndpointManualApproval bool = false
+
+@description('Private mode: address ranges (CIDR), comma-separated, that may call the app besides Event Grid, e.g. the operators\' network for POST /api/resync.')
+param inboundAllowedIpRanges string = ''
+
 // ---------------------------------------------------------------------------------------------
 // Monitoring
 // ---------------------------------------------------------------------------------------------
+
+@allowed([
+  'Auto'
+  'Entra'
+  'ConnectionString'
+])
+@description('How the app authenticates its telemetry. Auto = Entra ID in the public cloud, where Entra-authenticated ingestion is documented, and the connection string elsewhere (Azure China, US Government), where it is not.')
+param telemetryAuthentication string = 'Auto'
 
 @minValue(30)
 @maxValue(730)
@@ -132,7 +197,10 @@ param alertEmail string = ''
 // ---------------------------------------------------------------------------------------------
 
 var cloudName = environment().name
-var useFlex = hostingPlan == 'FlexConsumption' || (hostingPlan == 'Auto' && cloudName != 'AzureChinaCloud')
+var useFlex = hostingPlan == 'FlexConsumption'
+var usePrivateNetwork = networkMode == 'Private'
+// Entra-authenticated Application Insights ingestion is documented for the public cloud only.
+var telemetryUsesEntra = (telemetryAuthentication == 'Entra') || ((telemetryAuthentication == 'Auto') && (cloudName == 'AzureCloud'))
 var useUserAssigned = identityType == 'UserAssigned'
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var allTags = union(tags, {
@@ -143,12 +211,28 @@ var vaultSubscriptionId = empty(keyVaultSubscriptionId) ? subscription().subscri
 // The vault URL is derived from the cloud DNS suffix instead of read from the vault, so this
 // deployment needs no permission on the vault resource group.
 var keyVaultUrl = 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
+var keyVaultId = '/subscriptions/${vaultSubscriptionId}/resourceGroups/${keyVaultResourceGroupName}/providers/Microsoft.KeyVault/vaults/${keyVaultName}'
 var deploymentContainerName = 'deployment-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var functionAppName = 'func-trustsync-${resourceToken}'
+var runTimeBudget = '${functionTimeoutSeconds - runTimeMarginSeconds}s'
+
+// Names built from the environment name (1-64 characters) must fit their resource's limit for
+// every valid environment name. A name that fits stays readable and unchanged; a longer one is cut
+// and made unique again with a hash of the whole name (50 + 1 + 13 = 64). The hooks read these from
+// the outputs below instead of building names of their own.
+var resourceGroupNameFull = 'rg-${environmentName}'
+var eventSubscriptionFull = 'trustsync-${environmentName}'
+var eventSubscriptionName = (length(eventSubscriptionFull) <= 64) ? eventSubscriptionFull : '${take(eventSubscriptionFull, 50)}-${uniqueString(eventSubscriptionFull)}'
+var accessDeploymentFull = 'trustsync-access-${environmentName}'
+var accessDeploymentName = (length(accessDeploymentFull) <= 64) ? accessDeploymentFull : '${take(accessDeploymentFull, 50)}-${uniqueString(accessDeploymentFull)}'
+var eventGridDeploymentFull = 'trustsync-eventgrid-${environmentName}'
+var eventGridDeploymentName = (length(eventGridDeploymentFull) <= 64) ? eventGridDeploymentFull : '${take(eventGridDeploymentFull, 50)}-${uniqueString(eventGridDeploymentFull)}'
+// System topic names allow 128 characters: 'evgt-trustsync-' + 64 always fits.
+var systemTopicName = 'evgt-trustsync-${environmentName}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
-  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  name: empty(resourceGroupName) ? resourceGroupNameFull : resourceGroupName
   location: location
   tags: allTags
 }
@@ -172,9 +256,60 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: allTags
     retentionInDays: logRetentionInDays
+    disableLocalAuth: telemetryUsesEntra
   }
 }
 
+module network 'modules/network.bicep' = if (usePrivateNetwork) {
+  name: 'trustsync-network'
+  scope: rg
+  params: {
+    vnetName: 'vnet-trustsync-${resourceToken}'
+    location: location
+    tags: allTags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    appSubnetDelegation: useFlex ? 'Microsoft.App/environments' : 'Microsoft.Web/serverFarms'
+    dnsServers: empty(vnetDnsServers) ? [] : split(replace(vnetDnsServers, ' ', ''), ',')
+    blobPrivateDnsZoneId: blobPrivateDnsZoneId
+    keyVaultPrivateDnsZoneId: keyVaultPrivateDnsZoneId
+  }
+}
+
+module storagePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNetwork) {
+  name: 'trustsync-storage-private-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-blob-${resourceToken}'
+    location: location
+    tags: allTags
+    subnetId: network!.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'blob'
+    privateDnsZoneId: network!.outputs.blobPrivateDnsZoneId
+    manualApproval: false
+  }
+}
+
+// The private endpoint lives in the app resource group (azd down removes it and its connection);
+// only the connection is recorded on the vault.
+module keyVaultPrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNetwork) {
+  name: 'trustsync-keyvault-private-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-vault-${resourceToken}'
+    location: location
+    tags: allTags
+    subnetId: network!.outputs.privateEndpointSubnetId
+    targetId: keyVaultId
+    groupId: 'vault'
+    privateDnsZoneId: network!.outputs.keyVaultPrivateDnsZoneId
+    manualApproval: keyVaultPrivateEndpointManualApproval
+  }
+}
+
+// Host storage: AzureWebJobsStorage and the deployment package. Private mode: private endpoint only.
 module storage 'modules/storage.bicep' = {
   name: 'trustsync-storage'
   scope: rg
@@ -183,8 +318,27 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: allTags
     skuName: storageSkuName
-    deploymentContainerName: deploymentContainerName
-    deadLetterContainerName: deadLetterContainerName
+    containerName: deploymentContainerName
+    publicNetworkAccess: usePrivateNetwork ? 'Disabled' : 'Enabled'
+    networkDefaultAction: usePrivateNetwork ? 'Deny' : 'Allow'
+  }
+}
+
+// Dead letters, in an account of their own: Event Grid writes them through the trusted-service
+// exception of the storage firewall, which applies only while public network access is Enabled
+// (with default action Deny in private mode). Keeping them apart lets the host storage refuse all
+// public traffic.
+module deadLetterStorage 'modules/storage.bicep' = {
+  name: 'trustsync-deadletter-storage'
+  scope: rg
+  params: {
+    name: 'sttsdl${resourceToken}'
+    location: location
+    tags: allTags
+    skuName: storageSkuName
+    containerName: deadLetterContainerName
+    publicNetworkAccess: 'Enabled'
+    networkDefaultAction: usePrivateNetwork ? 'Deny' : 'Allow'
   }
 }
 
@@ -217,6 +371,13 @@ module functionApp 'modules/function-app.bicep' = {
     auditSchedule: auditSchedule
     auditRemediate: auditRemediate
     maxConcurrency: maxConcurrency
+    rotationGrace: rotationGrace
+    expiryWarningDays: expiryWarningDays
+    runTimeBudget: runTimeBudget
+    telemetryUsesEntra: telemetryUsesEntra
+    virtualNetworkSubnetId: usePrivateNetwork ? network!.outputs.appSubnetId : ''
+    restrictInbound: usePrivateNetwork
+    inboundAllowedIpRanges: empty(inboundAllowedIpRanges) ? [] : split(replace(inboundAllowedIpRanges, ' ', ''), ',')
   }
 }
 
@@ -227,6 +388,7 @@ module appRbac 'modules/app-rbac.bicep' = {
     principalId: functionApp.outputs.principalId
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    grantTelemetryRole: telemetryUsesEntra
   }
 }
 
@@ -254,12 +416,22 @@ output AZURE_CLOUD string = cloudName
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id
 output AZURE_FUNCTION_APP_URL string = functionApp.outputs.url
-output TRUSTSYNC_HOSTING_PLAN_RESOLVED string = useFlex ? 'FlexConsumption' : 'Dedicated'
+// The plan actually deployed; the postprovision hook compares it with the preprovision hook's choice
+// (TRUSTSYNC_HOSTING_PLAN_RESOLVED), which an azd that does not reload its environment after a hook
+// would not have passed in.
+output TRUSTSYNC_HOSTING_PLAN_DEPLOYED string = useFlex ? 'FlexConsumption' : 'Dedicated'
+output TRUSTSYNC_NETWORK_MODE string = networkMode
+output TRUSTSYNC_TELEMETRY_AUTHENTICATION string = telemetryUsesEntra ? 'Entra' : 'ConnectionString'
 output TRUSTSYNC_PRINCIPAL_ID string = functionApp.outputs.principalId
 output TRUSTSYNC_KEYVAULT_NAME string = keyVaultName
 output TRUSTSYNC_KEYVAULT_RESOURCE_GROUP string = keyVaultResourceGroupName
 output TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID string = vaultSubscriptionId
 output TRUSTSYNC_APIM_RESOURCE_ID string = apimResourceId
 output TRUSTSYNC_CERTIFICATE_NAMES string = certificateNames
-output TRUSTSYNC_STORAGE_ACCOUNT_ID string = storage.outputs.id
+output TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID string = deadLetterStorage.outputs.id
 output TRUSTSYNC_DEADLETTER_CONTAINER string = deadLetterContainerName
+output TRUSTSYNC_ACTION_GROUP_ID string = alerts.outputs.actionGroupId
+output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME string = eventSubscriptionName
+output TRUSTSYNC_ACCESS_DEPLOYMENT_NAME string = accessDeploymentName
+output TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME string = eventGridDeploymentName
+output TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME string = systemTopicName

@@ -7,9 +7,10 @@ function Write-Log([string] $Message) { Write-Host "[trustsync] $Message" }
 function Stop-Hook([string] $Message) { [Console]::Error.WriteLine("[trustsync] ERROR: $Message"); exit 1 }
 
 # azd exports the environment (.azure/<env>/.env, main.bicep outputs included) to hooks. When a
-# hook is run by hand instead, read the same values from `azd env get-values`.
-function Import-AzdEnv {
-    if ($env:AZURE_ENV_NAME -and $env:AZURE_FUNCTION_APP_NAME) { return }
+# hook is run by hand instead, read the same values from `azd env get-values`. $Marker names a
+# variable the hook needs that only azd sets (default: a main.bicep output).
+function Import-AzdEnv([string] $Marker = 'AZURE_FUNCTION_APP_NAME') {
+    if ($env:AZURE_ENV_NAME -and [Environment]::GetEnvironmentVariable($Marker)) { return }
     if (-not (Get-Command azd -ErrorAction SilentlyContinue)) {
         Stop-Hook 'run this through azd (azd up / azd hooks run), or install azd'
     }
@@ -42,18 +43,59 @@ function Assert-Az {
     }
 }
 
-# Names shared by the hooks; deployment names are cut to ARM's 64 characters.
+# Records a value in the azd environment (.azure/<env>/.env) for the later hooks, and sets it here.
+function Set-AzdEnv([string] $Name, [string] $Value) {
+    if (Get-Command azd -ErrorAction SilentlyContinue) {
+        azd env set $Name $Value | Out-Null
+        if ($LASTEXITCODE -ne 0) { Stop-Hook "azd env set $Name failed" }
+    }
+    Set-Item -Path "env:$Name" -Value $Value
+}
+
+# Names shared by the hooks. main.bicep builds every name from the environment name so that each
+# fits its limit (azd stores them as outputs); an environment provisioned before those outputs
+# existed falls back to the names it was given then.
 function Get-TrustSyncNames {
     $cut = { param([string] $s) if ($s.Length -gt 64) { $s.Substring(0, 64) } else { $s } }
-    $topic = if ($env:TRUSTSYNC_EXISTING_SYSTEM_TOPIC) { $env:TRUSTSYNC_EXISTING_SYSTEM_TOPIC } else { "evgt-trustsync-$($env:AZURE_ENV_NAME)" }
-    $kvSubscription = if ($env:TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID) { $env:TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID } else { $env:AZURE_SUBSCRIPTION_ID }
+    $envName = $env:AZURE_ENV_NAME
+    $newTopic = Get-EnvOrDefault 'TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME' "evgt-trustsync-$envName"
+    $kvGroup = Get-EnvOrDefault 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP' ''
     [pscustomobject]@{
-        AccessDeployment    = & $cut "trustsync-access-$($env:AZURE_ENV_NAME)"
-        EventGridDeployment = & $cut "trustsync-eventgrid-$($env:AZURE_ENV_NAME)"
-        EventSubscription   = "trustsync-$($env:AZURE_ENV_NAME)"
-        SystemTopic         = $topic
-        KeyVaultSubscription = $kvSubscription
+        AccessDeployment     = Get-EnvOrDefault 'TRUSTSYNC_ACCESS_DEPLOYMENT_NAME' (& $cut "trustsync-access-$envName")
+        EventGridDeployment  = Get-EnvOrDefault 'TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME' (& $cut "trustsync-eventgrid-$envName")
+        EventSubscription    = Get-EnvOrDefault 'TRUSTSYNC_EVENT_SUBSCRIPTION_NAME' "trustsync-$envName"
+        NewSystemTopic       = $newTopic
+        KeyVaultSubscription = Get-EnvOrDefault 'TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID' $env:AZURE_SUBSCRIPTION_ID
+        # The system topic the postprovision hook resolved (the vault's existing one, or ours).
+        SystemTopic          = Get-EnvOrDefault 'TRUSTSYNC_SYSTEM_TOPIC_NAME' (Get-EnvOrDefault 'TRUSTSYNC_EXISTING_SYSTEM_TOPIC' $newTopic)
+        SystemTopicGroup     = Get-EnvOrDefault 'TRUSTSYNC_SYSTEM_TOPIC_RESOURCE_GROUP' (Get-EnvOrDefault 'TRUSTSYNC_EXISTING_SYSTEM_TOPIC_RESOURCE_GROUP' $kvGroup)
     }
+}
+
+# True when a permission entry grants $Action and does not exclude it. ARM matches
+# case-insensitively and '*' spans any characters, as -like does.
+function Test-ActionAllowed([string] $Action, [object[]] $Permissions) {
+    foreach ($entry in $Permissions) {
+        $granted = @($entry.actions | Where-Object { $Action -like $_ }).Count -gt 0
+        $excluded = @($entry.notActions | Where-Object { $Action -like $_ }).Count -gt 0
+        if ($granted -and -not $excluded) { return $true }
+    }
+    return $false
+}
+
+# Reads what the signed-in identity may do at $Scope (Microsoft.Authorization/permissions) and
+# returns the lines for each of $Actions it may not do. Permissions it cannot read are reported
+# and not held against the caller: ARM has the last word.
+function Get-MissingPermissions([string] $Label, [string] $Scope, [string[]] $Actions) {
+    $json = az rest --method get `
+        --url "$Scope/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" `
+        --query 'value[]' --output json 2>$null
+    if ($LASTEXITCODE -ne 0) {
+        Write-Log "could not read your permissions on $Label ($Scope); the deployments will tell if one is missing"
+        return @()
+    }
+    $permissions = @($json | ConvertFrom-Json)
+    return @($Actions | Where-Object { -not (Test-ActionAllowed $_ $permissions) } | ForEach-Object { "  $Label ($Scope): $_" })
 }
 
 function Get-EnvOrDefault([string] $Name, [string] $Default) {

@@ -5,9 +5,13 @@ log() { printf '[trustsync] %s\n' "$*"; }
 fail() { printf '[trustsync] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # azd exports the environment (.azure/<env>/.env, main.bicep outputs included) to hooks. When a
-# hook is run by hand instead, read the same values from `azd env get-values`.
+# hook is run by hand instead, read the same values from `azd env get-values`. The argument names
+# a variable the hook needs that only azd sets (default: a main.bicep output).
 load_azd_env() {
-  if [ -n "${AZURE_ENV_NAME:-}" ] && [ -n "${AZURE_FUNCTION_APP_NAME:-}" ]; then
+  marker=${1:-AZURE_FUNCTION_APP_NAME}
+  eval "marker_value=\${$marker:-}"
+  # shellcheck disable=SC2154 # assigned by the eval above
+  if [ -n "${AZURE_ENV_NAME:-}" ] && [ -n "$marker_value" ]; then
     return 0
   fi
   command -v azd >/dev/null 2>&1 || fail "run this through azd (azd up / azd hooks run), or install azd"
@@ -46,16 +50,79 @@ require_az() {
   fi
 }
 
-# Names shared by the hooks; deployment names are cut to ARM's 64 characters.
+# Records a value in the azd environment (.azure/<env>/.env) for the later hooks, and exports it.
+azd_env_set() {
+  if command -v azd >/dev/null 2>&1; then
+    azd env set "$1" "$2" >/dev/null || fail "azd env set $1 failed"
+  fi
+  export "$1=$2"
+}
+
+lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
+
+# Names shared by the hooks. main.bicep builds every name from the environment name so that each
+# fits its limit (azd stores them as outputs); an environment provisioned before those outputs
+# existed falls back to the names it was given then.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 trustsync_names() {
-  access_deployment=$(printf '%.64s' "trustsync-access-$AZURE_ENV_NAME")
-  eventgrid_deployment=$(printf '%.64s' "trustsync-eventgrid-$AZURE_ENV_NAME")
-  event_subscription="trustsync-$AZURE_ENV_NAME"
-  if [ -n "${TRUSTSYNC_EXISTING_SYSTEM_TOPIC:-}" ]; then
-    system_topic=$TRUSTSYNC_EXISTING_SYSTEM_TOPIC
-  else
-    system_topic="evgt-trustsync-$AZURE_ENV_NAME"
-  fi
+  access_deployment=${TRUSTSYNC_ACCESS_DEPLOYMENT_NAME:-$(printf '%.64s' "trustsync-access-$AZURE_ENV_NAME")}
+  eventgrid_deployment=${TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME:-$(printf '%.64s' "trustsync-eventgrid-$AZURE_ENV_NAME")}
+  event_subscription=${TRUSTSYNC_EVENT_SUBSCRIPTION_NAME:-"trustsync-$AZURE_ENV_NAME"}
+  new_system_topic=${TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME:-"evgt-trustsync-$AZURE_ENV_NAME"}
   kv_subscription=${TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID:-$AZURE_SUBSCRIPTION_ID}
+  # The system topic the postprovision hook resolved (the vault's existing one, or ours).
+  system_topic=${TRUSTSYNC_SYSTEM_TOPIC_NAME:-${TRUSTSYNC_EXISTING_SYSTEM_TOPIC:-$new_system_topic}}
+  system_topic_group=${TRUSTSYNC_SYSTEM_TOPIC_RESOURCE_GROUP:-${TRUSTSYNC_EXISTING_SYSTEM_TOPIC_RESOURCE_GROUP:-${TRUSTSYNC_KEYVAULT_RESOURCE_GROUP:-}}}
+}
+
+# action_allowed ACTION PERMISSIONS: 0 when a permission entry (a line "actions<TAB>notActions",
+# space-separated patterns) grants ACTION and does not exclude it. ARM matches case-insensitively
+# and '*' spans any characters, as a case pattern does.
+action_allowed() {
+  wanted=$(lower "$1")
+  set -f # the patterns hold '*': no file name expansion
+  result=1
+  # Tabs become '|' first: a tab is white space to read, so an empty actions field would vanish
+  # and the notActions would be read as actions.
+  while IFS='|' read -r actions not_actions; do
+    granted=false
+    for pattern in $(lower "$actions"); do
+      # shellcheck disable=SC2254 # the pattern is meant to be a pattern
+      case $wanted in $pattern) granted=true ;; esac
+    done
+    for pattern in $(lower "$not_actions"); do
+      # shellcheck disable=SC2254 # the pattern is meant to be a pattern
+      case $wanted in $pattern) granted=false ;; esac
+    done
+    if [ "$granted" = true ]; then
+      result=0
+      break
+    fi
+  done <<EOF
+$(printf '%s\n' "$2" | tr '\t' '|')
+EOF
+  set +f
+  return $result
+}
+
+# check_permissions LABEL SCOPE ACTION...: reads what the signed-in identity may do at SCOPE
+# (Microsoft.Authorization/permissions) and adds each ACTION it may not do to $missing_permissions.
+# Permissions it cannot read are reported and not held against the caller: ARM has the last word.
+missing_permissions=''
+check_permissions() {
+  label=$1
+  scope=$2
+  shift 2
+  permissions=$(az rest --method get \
+    --url "$scope/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" \
+    --query "value[].[join(' ', actions), join(' ', notActions)]" --output tsv 2>/dev/null) || {
+    log "could not read your permissions on $label ($scope); the deployments will tell if one is missing"
+    return 0
+  }
+  for action in "$@"; do
+    if ! action_allowed "$action" "$permissions"; then
+      missing_permissions="$missing_permissions
+  $label ($scope): $action"
+    fi
+  done
 }

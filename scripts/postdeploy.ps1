@@ -1,11 +1,11 @@
 # azd postdeploy hook (Windows): see postdeploy.sh, which this mirrors.
-# Deploys infra/eventgrid.bicep (the event subscription to on_keyvault_event) into the Key Vault
-# resource group once the function exists. Idempotent.
+# Deploys infra/eventgrid.bicep (the event subscription to on_keyvault_event, filtered by event type
+# only) into the resource group of the vault's system topic once the function exists. Idempotent.
 . (Join-Path $PSScriptRoot 'common.ps1')
 
 Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME',
-    'AZURE_FUNCTION_APP_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_STORAGE_ACCOUNT_ID',
+    'AZURE_FUNCTION_APP_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID',
     'TRUSTSYNC_DEADLETTER_CONTAINER')
 Assert-Az
 $names = Get-TrustSyncNames
@@ -29,15 +29,14 @@ Write-Log "deploying $($names.EventGridDeployment) (event subscription $($names.
 az deployment group create `
     --name $names.EventGridDeployment `
     --subscription $names.KeyVaultSubscription `
-    --resource-group $env:TRUSTSYNC_KEYVAULT_RESOURCE_GROUP `
+    --resource-group $names.SystemTopicGroup `
     --template-file infra/eventgrid.bicep `
     --parameters `
     "systemTopicName=$($names.SystemTopic)" `
     "functionAppId=$($env:AZURE_FUNCTION_APP_ID)" `
-    "deadLetterStorageAccountId=$($env:TRUSTSYNC_STORAGE_ACCOUNT_ID)" `
+    "deadLetterStorageAccountId=$($env:TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID)" `
     "deadLetterContainerName=$($env:TRUSTSYNC_DEADLETTER_CONTAINER)" `
-    "certificateNames=$(Get-EnvOrDefault 'TRUSTSYNC_CERTIFICATE_NAMES' '*')" `
-    "environmentName=$($env:AZURE_ENV_NAME)" `
+    "eventSubscriptionName=$($names.EventSubscription)" `
     --output none
 if ($LASTEXITCODE -ne 0) { Stop-Hook "deployment $($names.EventGridDeployment) failed" }
 

@@ -1,7 +1,8 @@
 #!/bin/sh
-# azd postdeploy hook: the Event Grid subscription that delivers
-# Microsoft.KeyVault.CertificateNewVersionCreated to on_keyvault_event (infra/eventgrid.bicep),
-# deployed into the Key Vault resource group as "trustsync-eventgrid-<env>".
+# azd postdeploy hook: the Event Grid subscription that delivers the vault's certificate events
+# (new version, near expiry, expired) to on_keyvault_event (infra/eventgrid.bicep), deployed into
+# the resource group of the vault's system topic as "trustsync-eventgrid-<env>". It filters by
+# event type only: CERTIFICATE_NAMES, the app setting, is the one list of certificates.
 # It runs after `azd deploy` because Event Grid validates an AzureFunction endpoint when the
 # subscription is written: the function must exist first. Idempotent (PUT of the same subscription).
 set -eu
@@ -10,7 +11,7 @@ set -eu
 
 load_azd_env
 require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME \
-  AZURE_FUNCTION_APP_ID TRUSTSYNC_KEYVAULT_RESOURCE_GROUP TRUSTSYNC_STORAGE_ACCOUNT_ID \
+  AZURE_FUNCTION_APP_ID TRUSTSYNC_KEYVAULT_RESOURCE_GROUP TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID \
   TRUSTSYNC_DEADLETTER_CONTAINER
 require_az
 trustsync_names
@@ -31,15 +32,14 @@ log "deploying $eventgrid_deployment (event subscription $event_subscription on 
 az deployment group create \
   --name "$eventgrid_deployment" \
   --subscription "$kv_subscription" \
-  --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP" \
+  --resource-group "$system_topic_group" \
   --template-file infra/eventgrid.bicep \
   --parameters \
     "systemTopicName=$system_topic" \
     "functionAppId=$AZURE_FUNCTION_APP_ID" \
-    "deadLetterStorageAccountId=$TRUSTSYNC_STORAGE_ACCOUNT_ID" \
+    "deadLetterStorageAccountId=$TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID" \
     "deadLetterContainerName=$TRUSTSYNC_DEADLETTER_CONTAINER" \
-    "certificateNames=${TRUSTSYNC_CERTIFICATE_NAMES:-*}" \
-    "environmentName=$AZURE_ENV_NAME" \
+    "eventSubscriptionName=$event_subscription" \
   --output none
 
 log "Event Grid delivers certificate events to on_keyvault_event"

@@ -3,7 +3,9 @@
 # resource group, before `azd down` deletes that resource group. It deletes exactly the resources
 # listed in the outputs of the two hook deployments (event subscription, role assignments, the
 # custom APIM role, the system topic if the hook created it) and never the Key Vault, the APIM
-# service or their resource groups. Safe to re-run: missing resources are skipped.
+# service or their resource groups. A system topic this environment did not create is never in
+# those outputs; one it created is kept while other event subscriptions still use it (other
+# deployments on the same vault). Safe to re-run: missing resources are skipped.
 set -eu
 # shellcheck source=scripts/common.sh
 . "$(dirname "$0")/common.sh"
@@ -19,7 +21,7 @@ deployed_ids() {
 }
 
 group_ids=$(deployed_ids az deployment group show --name "$eventgrid_deployment" \
-  --subscription "$kv_subscription" --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP")
+  --subscription "$kv_subscription" --resource-group "$system_topic_group")
 sub_ids=$(deployed_ids az deployment sub show --name "$access_deployment" --subscription "$AZURE_SUBSCRIPTION_ID")
 all_ids=$(printf '%s\n%s\n' "$group_ids" "$sub_ids")
 
@@ -38,15 +40,34 @@ delete_matching() {
     # shellcheck disable=SC2254 # the pattern is meant to be a pattern
     case $lower in
       $pattern)
-        log "deleting $id"
         case $lower in
           */providers/microsoft.authorization/roleassignments/*)
+            log "deleting $id"
             az role assignment delete --ids "$id" --output none || log "could not delete $id (already gone?)" ;;
           */providers/microsoft.authorization/roledefinitions/*)
             # A custom role is deleted through its assignable scope: the APIM resource group.
+            log "deleting $id"
             scope=$(printf '%s' "$TRUSTSYNC_APIM_RESOURCE_ID" | sed 's#/providers/.*##')
             az role definition delete --name "${id##*/}" --scope "$scope" --output none || log "could not delete $id (already gone?)" ;;
+          */providers/microsoft.eventgrid/systemtopics/*/eventsubscriptions/*)
+            log "deleting $id"
+            az resource delete --ids "$id" --output none || log "could not delete $id (already gone?)" ;;
+          */providers/microsoft.eventgrid/systemtopics/*)
+            # Ours, but maybe shared since: other deployments on this vault subscribe to it too.
+            topic_subscription=$(printf '%s' "$id" | cut -d/ -f3)
+            topic_group=$(printf '%s' "$id" | cut -d/ -f5)
+            topic_name=$(printf '%s' "$id" | cut -d/ -f9)
+            if ! others=$(az eventgrid system-topic event-subscription list --subscription "$topic_subscription" \
+              --resource-group "$topic_group" --system-topic-name "$topic_name" --query "[].name" --output tsv); then
+              log "kept system topic $topic_name: its event subscriptions could not be listed"
+            elif [ -n "$others" ]; then
+              log "kept system topic $topic_name: still used by event subscriptions $(printf '%s' "$others" | tr '\n' ' ')"
+            else
+              log "deleting $id"
+              az resource delete --ids "$id" --output none || log "could not delete $id (already gone?)"
+            fi ;;
           *)
+            log "deleting $id"
             az resource delete --ids "$id" --output none || log "could not delete $id (already gone?)" ;;
         esac
         ;;
@@ -61,6 +82,6 @@ delete_matching '*/providers/microsoft.eventgrid/systemtopics/*' '*/eventsubscri
 
 # The deployment records themselves (history only).
 az deployment group delete --name "$eventgrid_deployment" --subscription "$kv_subscription" \
-  --resource-group "$TRUSTSYNC_KEYVAULT_RESOURCE_GROUP" --output none 2>/dev/null || true
+  --resource-group "$system_topic_group" --output none 2>/dev/null || true
 az deployment sub delete --name "$access_deployment" --subscription "$AZURE_SUBSCRIPTION_ID" --output none 2>/dev/null || true
 log "access outside the app resource group removed; azd down now deletes the app resource group"

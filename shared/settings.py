@@ -343,7 +343,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     remediation = read("AUDIT_REMEDIATE", parse_remediation)
     grace = read("ROTATION_GRACE", lambda raw: parse_duration("ROTATION_GRACE", raw, at_most=_MAX_GRACE))
     warning_days = read("EXPIRY_WARNING_DAYS", lambda raw: _parse_int("EXPIRY_WARNING_DAYS", raw, 0, 365))
-    concurrency = read("MAX_CONCURRENCY", lambda raw: _parse_int("MAX_CONCURRENCY", raw, 1, 256))
+    concurrency = read("MAX_CONCURRENCY", lambda raw: _parse_int("MAX_CONCURRENCY", raw, 1, 64))
     if problems:
         raise SettingsError("; ".join(problems))
     cloud = _parsed(cloud)

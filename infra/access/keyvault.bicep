@@ -33,11 +33,14 @@ param certificateNames string
 @description('Grant per certificate and per secret when certificates are named.')
 param scopeToObjects bool
 
-@description('Name of an existing system topic of this vault; empty = create one.')
+@description('Name of an existing system topic of this vault; empty = create one named newSystemTopicName.')
 param existingSystemTopicName string
 
-@description('azd environment name.')
-param environmentName string
+@description('Resource group of the existing system topic; empty = the vault resource group.')
+param existingSystemTopicResourceGroup string
+
+@description('Name of the system topic to create when the vault has none (main.bicep output TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME).')
+param newSystemTopicName string
 
 @description('Tags.')
 param tags object
@@ -112,11 +115,13 @@ resource certificateReader 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }]
 
-// A vault can have only one system topic; reuse it when it exists (existingSystemTopicName).
-// Its system-assigned identity writes dead letters (deadletter.bicep), so the dead-letter
-// container needs no key or SAS.
+// A vault can have only one system topic; the postprovision hook finds it and passes its name when
+// it exists (another deployment of this app on the same vault, or any other owner), and this
+// deployment then only references it: it is not in this deployment's resources, so the predown
+// hook never deletes it. Its system-assigned identity writes dead letters (deadletter.bicep), so
+// the dead-letter container needs no key or SAS.
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (createSystemTopic) {
-  name: 'evgt-trustsync-${environmentName}'
+  name: newSystemTopicName
   location: keyVaultLocation
   tags: tags
   identity: {
@@ -130,7 +135,9 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (createS
 
 resource existingSystemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = if (!createSystemTopic) {
   name: existingSystemTopicName
+  scope: resourceGroup(empty(existingSystemTopicResourceGroup) ? resourceGroup().name : existingSystemTopicResourceGroup)
 }
 
 output systemTopicName string = createSystemTopic ? systemTopic.name : existingSystemTopic.name
+output systemTopicId string = createSystemTopic ? systemTopic.id : existingSystemTopic.id
 output systemTopicPrincipalId string = createSystemTopic ? systemTopic!.identity.principalId : existingSystemTopic!.identity.principalId

@@ -1,9 +1,13 @@
 // Azure Monitor log search alerts on the app telemetry in Log Analytics (workspace-based
 // Application Insights tables AppTraces and AppRequests):
-//   1. the drift audit found drift or failed (its one TRUSTSYNC_AUDIT record per run is not in-sync);
-//   2. a function execution failed;
-//   3. no audit record at all for a day (the timer stopped, the app is down, or telemetry is lost).
+//   1. the drift audit found drift, failed or only partly ran (its one TRUSTSYNC_AUDIT record per
+//      run is neither in-sync nor expiring);
+//   2. the latest audit record says a watched certificate is expiring (status expiring);
+//   3. a function execution failed;
+//   4. no audit record at all for a day (the timer stopped, the app is down, or telemetry is lost).
 // The optional email goes to an action group; without one the alerts still fire in the portal.
+// The Event Grid delivery alerts (dead letters, failed deliveries) use the same action group; they
+// are deployed with the system topic by the postprovision hook (access/eventgrid-alerts.bicep).
 
 @description('Region.')
 param location string
@@ -34,14 +38,27 @@ var actionGroups = hasEmail ? [
   actionGroup.id
 ] : []
 
-// The audit logs exactly one record per run: "TRUSTSYNC_AUDIT status=<in-sync|drift|failed> {json}".
-// A record whose status cannot be read counts as not in-sync: a malformed record is itself news.
+// The audit logs exactly one record per run:
+// "TRUSTSYNC_AUDIT status=<in-sync|drift|expiring|partial|failed> {json}".
+// A record whose status cannot be read counts as drift: a malformed record is itself news.
 var driftQuery = format('''
 AppTraces
 | where AppRoleName =~ '{0}'
 | where Message startswith "TRUSTSYNC_AUDIT "
 | extend status = extract(@"^TRUSTSYNC_AUDIT status=([a-z-]+)", 1, Message)
-| where status != "in-sync"
+| where status !in ("in-sync", "expiring")
+| project TimeGenerated, status, Message
+''', functionAppName)
+
+// Only the latest audit record counts: once the certificate is renewed and the next audit is
+// in-sync, the alert stops firing.
+var expiringQuery = format('''
+AppTraces
+| where AppRoleName =~ '{0}'
+| where Message startswith "TRUSTSYNC_AUDIT "
+| summarize arg_max(TimeGenerated, Message)
+| extend status = extract(@"^TRUSTSYNC_AUDIT status=([a-z-]+)", 1, Message)
+| where status == "expiring"
 | project TimeGenerated, status, Message
 ''', functionAppName)
 
@@ -118,6 +135,44 @@ resource driftAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
       ]
     }
     autoMitigate: false
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+// Evaluated every 6 hours over a day, so the latest audit record of the default 6-hourly schedule
+// is always in the window.
+resource expiringAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: 'alert-trustsync-expiring-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'APIM Trust Sync: certificate expiring'
+    description: 'The latest drift audit reports status expiring: a watched Key Vault certificate expires within EXPIRY_WARNING_DAYS. Renew it in Key Vault; the new version is trusted on its CertificateNewVersionCreated event.'
+    severity: 3
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT6H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: expiringQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
     actions: {
       actionGroups: actionGroups
     }
@@ -204,3 +259,6 @@ resource missingAuditAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' =
     }
   }
 }
+
+// Empty when no email is set; the Event Grid delivery alerts reuse it.
+output actionGroupId string = hasEmail ? actionGroup.id : ''

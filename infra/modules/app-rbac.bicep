@@ -11,6 +11,9 @@ param storageAccountName string
 @description('Application Insights component.')
 param applicationInsightsName string
 
+@description('Grant Monitoring Metrics Publisher on Application Insights (only when telemetry is sent with Entra ID).')
+param grantTelemetryRole bool
+
 var roleIds = {
   // The Functions host needs Storage Blob Data Owner on AzureWebJobsStorage (timer-trigger
   // singleton leases, function keys) and the Flex Consumption deployment container lives in the
@@ -40,7 +43,7 @@ resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantTelemetryRole) {
   name: guid(applicationInsights.id, principalId, roleIds.monitoringMetricsPublisher)
   scope: applicationInsights
   properties: {

@@ -1,6 +1,15 @@
 // The Function App (Python 3.11, v2 programming model) and its plan.
-// Flex Consumption by default; a Linux App Service plan where Flex Consumption is not offered
-// (Azure China). Both plans run without Azure Files and without any storage key.
+// Flex Consumption by default; a Linux App Service plan where the region does not offer Flex
+// Consumption (the preprovision hook decides). Both plans run without Azure Files and without any
+// storage key.
+//
+// Flex Consumption rejects a site whose siteConfig carries properties that only the other plans
+// have (ARM error 51021: "Site.SiteConfig.FtpsState, Site.SiteConfig.Use32BitWorkerProcess,
+// Site.SiteConfig.NetFrameworkVersion, Site.SiteConfig.FunctionsRuntimeScaleMonitoringEnabled for
+// Flex Consumption sites is invalid", and likewise LinuxFxVersion), even when they are null. So the
+// site's siteConfig holds only properties every plan accepts, and what only the Dedicated plan
+// takes (runtime stack, Always On, FTPS state) is a separate sites/config resource deployed for the
+// Dedicated plan alone.
 
 @description('Function App name.')
 param name string
@@ -73,11 +82,32 @@ param armEndpointOverride string
 @description('AUDIT_SCHEDULE')
 param auditSchedule string
 
-@description('AUDIT_REMEDIATE')
-param auditRemediate bool
+@description('AUDIT_REMEDIATE: false, additions or true')
+param auditRemediate string
 
 @description('MAX_CONCURRENCY')
 param maxConcurrency int
+
+@description('ROTATION_GRACE')
+param rotationGrace string
+
+@description('EXPIRY_WARNING_DAYS')
+param expiryWarningDays int
+
+@description('RUN_TIME_BUDGET: seconds a run may take, e.g. 540s (the function timeout less a margin).')
+param runTimeBudget string
+
+@description('true = telemetry is sent with Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING); false = with the connection string alone.')
+param telemetryUsesEntra bool
+
+@description('Subnet the app is integrated into (private network mode); empty = no VNet integration.')
+param virtualNetworkSubnetId string
+
+@description('true (private network mode) = inbound calls only from Event Grid (service tag AzureEventGrid) and inboundAllowedIpRanges.')
+param restrictInbound bool
+
+@description('Address ranges (CIDR) that may call the app besides Event Grid when restrictInbound is true.')
+param inboundAllowedIpRanges array
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -132,16 +162,28 @@ var trustSyncSettings = [
   }
   {
     name: 'AUDIT_REMEDIATE'
-    value: auditRemediate ? 'true' : 'false'
+    value: auditRemediate
   }
   {
     name: 'MAX_CONCURRENCY'
     value: string(maxConcurrency)
   }
+  {
+    name: 'ROTATION_GRACE'
+    value: rotationGrace
+  }
+  {
+    name: 'EXPIRY_WARNING_DAYS'
+    value: string(expiryWarningDays)
+  }
+  {
+    name: 'RUN_TIME_BUDGET'
+    value: runTimeBudget
+  }
 ]
 
 // Settings the Functions host reads: identity-based host storage (no AzureWebJobsStorage
-// connection string exists) and Entra-authenticated Application Insights ingestion.
+// connection string exists) and the Application Insights connection string.
 var hostSettings = [
   {
     name: 'AzureWebJobsStorage__credential'
@@ -155,6 +197,11 @@ var hostSettings = [
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: applicationInsights.properties.ConnectionString
   }
+]
+
+// Entra-authenticated ingestion (public cloud): the component then refuses the connection string
+// alone (monitoring.bicep disables local authentication in the same case).
+var entraTelemetrySettings = [
   {
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: useUserAssigned ? 'ClientId=${userAssignedIdentityClientId};Authorization=AAD' : 'Authorization=AAD'
@@ -191,7 +238,30 @@ var dedicatedOnlySettings = [
   }
 ]
 
-var appSettings = concat(trustSyncSettings, hostSettings, useUserAssigned ? userAssignedHostSettings : [], useFlex ? [] : dedicatedOnlySettings)
+var appSettings = concat(trustSyncSettings, hostSettings, telemetryUsesEntra ? entraTelemetrySettings : [], useUserAssigned ? userAssignedHostSettings : [], useFlex ? [] : dedicatedOnlySettings)
+
+var useVnet = !empty(virtualNetworkSubnetId)
+
+// Private network mode: Event Grid still pushes to the function over its public endpoint (push
+// delivery to an AzureFunction endpoint has no private path), so inbound is narrowed to the
+// AzureEventGrid service tag and the listed ranges. The scm site keeps its own rules (Entra-only
+// deployment, basic publishing credentials are off) so azd can still deploy.
+var eventGridInboundRule = [
+  {
+    name: 'event-grid'
+    action: 'Allow'
+    priority: 100
+    tag: 'ServiceTag'
+    ipAddress: 'AzureEventGrid'
+  }
+]
+var operatorInboundRules = [for (range, i) in inboundAllowedIpRanges: {
+  name: 'operators-${i}'
+  action: 'Allow'
+  priority: 200 + i
+  ipAddress: range
+}]
+var inboundRules = restrictInbound ? concat(eventGridInboundRule, operatorInboundRules) : []
 
 var identityConfig = useUserAssigned ? {
   type: 'UserAssigned'
@@ -250,7 +320,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_16: False positive: identity comes from identityConfig (UserAssigned by default, SystemAssigned by parameter), which checkov cannot evaluate; tests/infra/test_bicep_intent.py asserts both shapes.
   // checkov:skip=CKV_AZURE_71: Same false positive as CKV_AZURE_16: the managed identity is always set, through identityConfig.
   // checkov:skip=CKV_AZURE_17: Callers authenticate with function keys (resync is AuthLevel.FUNCTION, Event Grid uses the system key); Event Grid delivery presents no client certificate, so requiring one would stop certificate events.
-  // checkov:skip=CKV_AZURE_222: Event Grid pushes to the AzureFunction endpoint and operators call POST /api/resync; without VNet integration and private endpoints (not deployed) the public endpoint is the only path. HTTPS only, TLS 1.2, no basic-auth publishing, every function needs a key.
+  // checkov:skip=CKV_AZURE_222: Event Grid push delivery to an AzureFunction endpoint has no private path, so the site keeps its public endpoint in both network modes; private mode narrows inbound to the AzureEventGrid service tag and the listed ranges (ipSecurityRestrictions, default Deny). HTTPS only, TLS 1.2, no basic-auth publishing, every function needs a key.
+  // checkov:skip=CKV_AZURE_78: FTP is off through basicPublishingCredentialsPolicies ftp (allow false; FTP has no other sign-in). Flex Consumption rejects siteConfig.ftpsState, so the site leaves it out; the Dedicated plan also sets ftpsState Disabled in its sites/config resource.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design and the Dedicated fallback is one instance; missed work is not lost: Event Grid retries for 24 hours, then dead-letters, and the drift audit repairs drift.
   // checkov:skip=CKV_AZURE_213: App Service health check needs an anonymous HTTP endpoint to probe; the app exposes none on purpose (every function requires a key) and the Functions platform restarts an unhealthy host itself.
   name: name
@@ -267,18 +338,28 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
     functionAppConfig: useFlex ? flexFunctionAppConfig : null
+    virtualNetworkSubnetId: useVnet ? virtualNetworkSubnetId : null
+    // Only what every plan accepts (see the top of this file); nothing Flex Consumption rejects.
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
-      // Flex Consumption takes the runtime from functionAppConfig and must not set linuxFxVersion.
-      linuxFxVersion: useFlex ? null : 'Python|3.11'
-      // The Dedicated plan unloads idle apps, which would stop the drift-audit timer.
-      alwaysOn: !useFlex
+      ipSecurityRestrictions: inboundRules
+      ipSecurityRestrictionsDefaultAction: restrictInbound ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictionsUseMain: false
       appSettings: appSettings
     }
+  }
+}
+
+// Dedicated plan only: the runtime stack (Flex Consumption takes it from functionAppConfig), Always
+// On (an idle Dedicated app is unloaded, which would stop the drift-audit timer) and FTPS off. A
+// module of its own, so the Flex Consumption site never receives these properties.
+module dedicatedSiteConfig 'dedicated-site-config.bicep' = if (!useFlex) {
+  name: 'trustsync-dedicated-site-config'
+  params: {
+    siteName: site.name
   }
 }
 

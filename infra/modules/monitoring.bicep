@@ -1,6 +1,10 @@
-// Log Analytics + workspace-based Application Insights. Both refuse key-based ingestion and
-// queries (local auth disabled): the app sends telemetry with its managed identity
-// (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, role Monitoring Metrics Publisher in app-rbac.bicep).
+// Log Analytics + workspace-based Application Insights.
+// The workspace refuses shared-key access in every cloud. Application Insights refuses
+// connection-string-only (local) ingestion where the app sends telemetry with Entra ID
+// (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, role Monitoring Metrics Publisher in app-rbac.bicep):
+// the public cloud, the only one where Microsoft documents Entra-authenticated ingestion. In Azure
+// China and US Government the app sends with the connection string, so local authentication must
+// stay enabled there or no record would ever arrive (and 'no audit for a day' would fire forever).
 
 @description('Log Analytics workspace name.')
 param logAnalyticsName string
@@ -16,6 +20,9 @@ param tags object
 
 @description('Retention in days.')
 param retentionInDays int
+
+@description('true = Application Insights accepts only Entra-authenticated telemetry; false = the connection string alone is enough (clouds without Entra-authenticated ingestion).')
+param disableLocalAuth bool
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
   name: logAnalyticsName
@@ -41,9 +48,9 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: workspace.id
-    // Entra-only ingestion: the instrumentation key in the connection string is no longer a secret
-    // that lets anyone write telemetry.
-    DisableLocalAuth: true
+    // With Entra-only ingestion the instrumentation key in the connection string is no longer a
+    // secret that lets anyone write telemetry.
+    DisableLocalAuth: disableLocalAuth
     publicNetworkAccessForIngestion: 'Enabled'
     publicNetworkAccessForQuery: 'Enabled'
   }

@@ -1,6 +1,16 @@
-// Host storage of the Function App (AzureWebJobsStorage), its deployment package container (Flex
-// Consumption) and the Event Grid dead-letter container. Reached with Entra identities only:
-// shared keys are disabled, so no connection string exists anywhere in the deployment.
+// A storage account reached with Entra identities only: shared keys are disabled, so no connection
+// string exists anywhere in the deployment. main.bicep uses it twice:
+//   - host storage of the Function App (AzureWebJobsStorage) with the Flex Consumption deployment
+//     package container; in private network mode it refuses all public traffic and is reached
+//     through its private endpoint;
+//   - the Event Grid dead-letter container, in an account of its own: Event Grid writes dead letters
+//     through the storage firewall's trusted-service exception, which only applies while public
+//     network access is Enabled (default action Deny in private mode).
+//
+// The network properties are parameters, not expressions on a mode, so that `make check-infra` can
+// render each module call with the values main.bicep passes and checkov checks what each network
+// mode deploys. A skip marked [when name=value] applies only to calls where that parameter has that
+// value; the renderer drops it from the others, where the check must pass.
 
 @minLength(3)
 @maxLength(24)
@@ -16,15 +26,26 @@ param tags object
 @description('Replication SKU.')
 param skuName string
 
-@description('Container that holds the Flex Consumption deployment package.')
-param deploymentContainerName string
+@description('The blob container this account holds.')
+param containerName string
 
-@description('Container Event Grid writes undeliverable events to.')
-param deadLetterContainerName string
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+@description('Enabled = public endpoint (still Entra-only); Disabled = private endpoints only.')
+param publicNetworkAccess string
+
+@allowed([
+  'Allow'
+  'Deny'
+])
+@description('Storage firewall default action; Deny lets through only private endpoints and trusted Azure services.')
+param networkDefaultAction string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35: Default action Allow: the app has no VNet integration (Flex Consumption, and the China fallback plan, reach storage over its public endpoint). Every request still needs an Entra token with a data-plane role: shared keys, SAS and anonymous access are off, TLS 1.2 is required. Adding VNet integration plus private endpoints is the way to close it.
-  // checkov:skip=CKV_AZURE_59: Public network access stays enabled for the reason given for CKV_AZURE_35; access is identity-only.
+  // checkov:skip=CKV_AZURE_35: [when networkDefaultAction=Allow] Public network mode: the app has no VNet integration, so it reaches storage over the public endpoint. Every request still needs an Entra token with a data-plane role: shared keys, SAS and anonymous access are off, TLS 1.2 is required. Private network mode sets Deny.
+  // checkov:skip=CKV_AZURE_59: [when publicNetworkAccess=Enabled] Public network mode (host storage) or the dead-letter account: Event Grid writes dead letters through the trusted-service exception, which Azure applies only while public network access is Enabled; in private mode that account still denies by default. Access is identity-only.
   // checkov:skip=CKV_AZURE_206: LRS by default: the account holds only re-creatable state (deployment package, timer leases, function keys, dead letters) and ZRS is not offered in every region (some Azure China regions lack it); the storageSkuName parameter accepts Standard_ZRS, Standard_GRS and Standard_GZRS.
   name: name
   location: location
@@ -42,10 +63,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
     }
   }
 }
@@ -65,17 +86,9 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
-resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
-  name: deploymentContainerName
-  properties: {
-    publicAccess: 'None'
-  }
-}
-
-resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
-  name: deadLetterContainerName
+  name: containerName
   properties: {
     publicAccess: 'None'
   }

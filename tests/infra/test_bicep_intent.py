@@ -7,6 +7,7 @@ every app setting the code reads is set.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import re
@@ -19,13 +20,17 @@ from shared.settings import SETTINGS
 from tests.infra.bicep_model import (
     INFRA,
     REPO,
+    Evaluator,
     Resource,
     Template,
+    Unevaluable,
     all_resources,
     bicep_files,
     is_call,
     is_operator,
+    module_parameters,
     parse,
+    parse_expression,
     template,
     templates,
 )
@@ -80,6 +85,28 @@ def conditional(value: Any) -> dict[str, Any]:
 def one(resources: list[Resource]) -> Resource:
     assert len(resources) == 1, [r.symbol for r in resources]
     return resources[0]
+
+
+# The required parameters azd passes; names and ids are built from them.
+DEPLOYMENT = {
+    "environmentName": "dev",
+    "location": "westeurope",
+    "keyVaultName": "kv-certs",
+    "keyVaultResourceGroupName": "rg-security",
+    "apimResourceId": "/subscriptions/4444/resourceGroups/rg-apim/providers/Microsoft.ApiManagement/service/apim-prod",
+}
+
+
+def deployed(cloud: str = "AzureCloud", **parameters: Any) -> Evaluator:
+    """main.bicep evaluated for these parameter values (defaults for the rest) in a cloud."""
+    return Evaluator.for_template(template("main.bicep"), {**DEPLOYMENT, **parameters}, cloud)
+
+
+def module_call(main: Evaluator, symbol: str) -> tuple[bool, dict[str, Any]]:
+    """Whether main.bicep deploys a module with these parameters, and the values it passes."""
+    module = template("main.bicep").modules[symbol]
+    condition = True if module.condition is None else main.value(module.condition)
+    return condition, module_parameters(main, module)
 
 
 # --- the templates are valid for the tools that check them -------------------------------------
@@ -194,10 +221,14 @@ def test_flex_consumption_plan_runs_python_311() -> None:
     assert conditional(site().properties["functionAppConfig"])["true_value"] == "flexFunctionAppConfig"
 
 
-def test_hosting_plan_falls_back_only_in_azure_china() -> None:
+def test_hosting_plan_is_chosen_from_the_region_offer_not_the_cloud_name() -> None:
+    # The preprovision hook resolves Auto from az functionapp list-flexconsumption-locations
+    # (tests/infra/test_hooks.py); the template only takes its answer.
     main = template("main.bicep")
-    assert "AzureChinaCloud" in main.strings(main.variables["useFlex"])
-    assert main.parameters["hostingPlan"]["default"] == "Auto"
+    assert "AzureChinaCloud" not in main.strings(main.variables["useFlex"])
+    assert main.parameters["hostingPlan"]["decorators"][0]["argument"] == ["FlexConsumption", "Dedicated"]
+    for plan, flex in (("FlexConsumption", True), ("Dedicated", False)):
+        assert deployed(hostingPlan=plan).value("useFlex") is flex
 
 
 def test_app_always_runs_as_a_managed_identity() -> None:
@@ -248,15 +279,40 @@ def test_no_template_reads_a_key_or_builds_a_connection_string() -> None:
             assert secret_source not in text, f"{path.name} uses {secret_source}"
 
 
-def test_telemetry_is_entra_only() -> None:
+def test_telemetry_authentication_follows_the_cloud() -> None:
+    # Entra-authenticated ingestion is documented for the public cloud only: elsewhere a component
+    # that refuses local authentication would never receive a record.
+    expected = {
+        ("AzureCloud", "Auto"): True,
+        ("AzureChinaCloud", "Auto"): False,
+        ("AzureUSGovernment", "Auto"): False,
+        ("AzureChinaCloud", "Entra"): True,
+        ("AzureCloud", "ConnectionString"): False,
+    }
+    for (cloud, choice), entra in expected.items():
+        main = deployed(cloud=cloud, telemetryAuthentication=choice)
+        assert main.value("telemetryUsesEntra") is entra, (cloud, choice)
+        modules = {s: module_parameters(main, m) for s, m in template("main.bicep").modules.items()}
+        # Application Insights refuses connection-string-only ingestion exactly when the app uses Entra,
+        assert modules["monitoring"]["disableLocalAuth"] is entra
+        # the app sends the Entra authentication string only then,
+        assert modules["functionApp"]["telemetryUsesEntra"] is entra
+        # and gets the role that ingestion needs only then.
+        assert modules["appRbac"]["grantTelemetryRole"] is entra
     monitoring = template("modules/monitoring.bicep")
     components = one(monitoring.resources("Microsoft.Insights/components"))
-    assert components.properties["DisableLocalAuth"] is True
+    assert components.properties["DisableLocalAuth"] == "disableLocalAuth"
     workspace = one(monitoring.resources("Microsoft.OperationalInsights/workspaces"))
-    assert workspace.properties["features"]["disableLocalAuth"] is True
-    auth = conditional(settings_of("hostSettings")["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
+    assert workspace.properties["features"]["disableLocalAuth"] is True  # workspace keys: never
+    assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" not in settings_of("hostSettings")
+    auth = conditional(settings_of("entraTelemetrySettings")["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
     assert auth["false_value"] == "Authorization=AAD"
     assert auth["true_value"].endswith(";Authorization=AAD")
+    merged = call_args(template("modules/function-app.bicep").variables["appSettings"])
+    assert {"condition": "telemetryUsesEntra", "true_value": "entraTelemetrySettings", "false_value": []} in [
+        conditional(a) for a in merged if is_operator(a, "conditional")
+    ]
+    assert template("modules/app-rbac.bicep").resource("telemetryRole").condition == "grantTelemetryRole"
 
 
 # --- least privilege -------------------------------------------------------------------------------
@@ -396,10 +452,24 @@ def event_subscription() -> tuple[Template, Resource]:
     return eventgrid, one(eventgrid.resources("Microsoft.EventGrid/systemTopics/eventSubscriptions"))
 
 
-def test_event_subscription_filters_to_new_certificate_versions_only() -> None:
+def test_event_subscription_delivers_the_certificate_events_the_app_handles() -> None:
     eventgrid, subscription = event_subscription()
     types = eventgrid.deref(subscription.properties["filter"]["includedEventTypes"])
-    assert types == ["Microsoft.KeyVault.CertificateNewVersionCreated"]
+    assert types == [
+        "Microsoft.KeyVault.CertificateNewVersionCreated",
+        "Microsoft.KeyVault.CertificateNearExpiry",
+        "Microsoft.KeyVault.CertificateExpired",
+    ]
+
+
+def test_certificate_names_have_one_source_of_truth() -> None:
+    # CERTIFICATE_NAMES (the app setting) alone chooses certificates: the subscription filters by
+    # event type only, so changing the setting later cannot leave names without events, and a long
+    # list cannot hit Event Grid's limit on advanced filter values.
+    eventgrid, subscription = event_subscription()
+    assert set(subscription.properties["filter"]) == {"includedEventTypes"}
+    assert "certificateNames" not in eventgrid.parameters
+    assert "CERTIFICATE_NAMES" in app_settings()
 
 
 def test_event_subscription_targets_on_keyvault_event_one_event_at_a_time() -> None:
@@ -453,7 +523,13 @@ def alert_query(symbol: str) -> str:
 def test_alert_on_audit_records_that_are_not_in_sync() -> None:
     query = alert_query("driftAlert")
     assert 'startswith "TRUSTSYNC_AUDIT "' in query
-    assert 'status != "in-sync"' in query
+    assert 'status !in ("in-sync", "expiring")' in query
+
+
+def test_alert_when_the_latest_audit_reports_an_expiring_certificate() -> None:
+    query = alert_query("expiringAlert")
+    assert "arg_max(TimeGenerated, Message)" in query  # the last record only
+    assert 'status == "expiring"' in query
 
 
 def test_alert_on_function_failures() -> None:
@@ -504,3 +580,472 @@ def test_hooks_deploy_the_templates_that_exist() -> None:
     for script in sorted((REPO / "scripts").glob("post*.*")):
         for reference in re.findall(r"infra/[\w/.-]+\.bicep", script.read_text()):
             assert (REPO / reference).exists(), f"{script.name} deploys missing {reference}"
+
+
+# --- Flex Consumption accepts the site ------------------------------------------------------------------
+
+# siteConfig properties Flex Consumption rejects (ARM error 51021), even when null.
+FLEX_REJECTED_SITE_CONFIG = {
+    "ftpsState",
+    "use32BitWorkerProcess",
+    "netFrameworkVersion",
+    "functionsRuntimeScaleMonitoringEnabled",
+    "linuxFxVersion",
+    "windowsFxVersion",
+    "alwaysOn",
+}
+
+
+def test_flex_site_sends_no_site_config_property_flex_rejects() -> None:
+    site_config = site().properties["siteConfig"]
+    assert isinstance(site_config, dict), "siteConfig must be one literal object, the same for both plans"
+    assert not {key.lower() for key in site_config} & {key.lower() for key in FLEX_REJECTED_SITE_CONFIG}
+    # What only the Dedicated plan takes is a module that Flex Consumption never gets.
+    function_app = template("modules/function-app.bicep")
+    dedicated = function_app.modules["dedicatedSiteConfig"]
+    assert dedicated.condition == {"operator": {"type": "not", "operands": {"bool_value": "useFlex"}}}
+    web = one(template("modules/dedicated-site-config.bicep").resources("Microsoft.Web/sites/config"))
+    assert web.body["name"] == "web"
+    assert web.properties == {"linuxFxVersion": "Python|3.11", "alwaysOn": True, "ftpsState": "Disabled"}
+
+
+def test_ftp_and_basic_publishing_are_off_on_both_plans() -> None:
+    # Backs the in-line skip of CKV_AZURE_78: FTP is off without siteConfig.ftpsState.
+    policies = template("modules/function-app.bicep").resources(
+        "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    )
+    assert {(p.body["name"], p.properties["allow"], p.condition) for p in policies} == {
+        ("ftp", False, None),
+        ("scm", False, None),
+    }
+
+
+# --- app settings the app reads ---------------------------------------------------------------------------
+
+
+def test_new_settings_have_their_defaults() -> None:
+    settings = settings_of("trustSyncSettings")
+    for name in ("ROTATION_GRACE", "EXPIRY_WARNING_DAYS", "RUN_TIME_BUDGET", "AUDIT_REMEDIATE"):
+        assert name in settings
+    main = template("main.bicep")
+    remediate = main.parameters["auditRemediate"]
+    assert remediate["type"] == "string"
+    assert remediate["decorators"][0]["argument"] == ["false", "additions", "true"]
+    assert remediate["default"] == "additions"
+    values = module_call(deployed(), "functionApp")[1]
+    assert (values["rotationGrace"], values["expiryWarningDays"], values["auditRemediate"]) == ("24h", 30, "additions")
+
+
+def test_run_time_budget_is_the_function_timeout_less_a_margin() -> None:
+    host = json.loads((REPO / "host.json").read_text())
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout = hours * 3600 + minutes * 60 + seconds
+    main = template("main.bicep")
+    assert main.parameters["functionTimeoutSeconds"]["default"] == timeout, "keep it equal to host.json"
+    assert module_call(deployed(), "functionApp")[1]["runTimeBudget"] == f"{timeout - 60}s" == "540s"
+    assert module_call(deployed(runTimeMarginSeconds=120), "functionApp")[1]["runTimeBudget"] == f"{timeout - 120}s"
+
+
+# --- network mode -----------------------------------------------------------------------------------------
+
+PRIVATE_ONLY_MODULES = {"network", "storagePrivateEndpoint", "keyVaultPrivateEndpoint"}
+
+
+@pytest.mark.parametrize("plan", ["FlexConsumption", "Dedicated"])
+def test_public_mode_deploys_no_network(plan: str) -> None:
+    main = deployed(networkMode="Public", hostingPlan=plan)
+    for symbol in PRIVATE_ONLY_MODULES:
+        assert module_call(main, symbol)[0] is False, symbol
+    storage = module_call(main, "storage")[1]
+    assert (storage["publicNetworkAccess"], storage["networkDefaultAction"]) == ("Enabled", "Allow")
+    app = module_call(main, "functionApp")[1]
+    assert app["restrictInbound"] is False
+
+
+@pytest.mark.parametrize("plan", ["FlexConsumption", "Dedicated"])
+def test_private_mode_reaches_storage_and_key_vault_through_private_endpoints(plan: str) -> None:
+    main = deployed(networkMode="Private", hostingPlan=plan)
+    for symbol in PRIVATE_ONLY_MODULES:
+        assert module_call(main, symbol)[0] is True, symbol
+    # Host storage refuses public traffic; the app reaches it through its blob private endpoint.
+    storage = module_call(main, "storage")[1]
+    assert (storage["publicNetworkAccess"], storage["networkDefaultAction"]) == ("Disabled", "Deny")
+    main_template = template("main.bicep")
+    blob = main_template.modules["storagePrivateEndpoint"].params
+    assert blob["targetId"] == {
+        "operator": {
+            "type": "property_accessor",
+            "operands": {
+                "operand_1": "storage",
+                "operand_2": {
+                    "operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "id"}}
+                },
+            },
+        }
+    }
+    assert module_call(main, "storagePrivateEndpoint")[1]["groupId"] == "blob"
+    # The existing vault, by id, in its own subscription and resource group.
+    vault = module_call(main, "keyVaultPrivateEndpoint")[1]
+    assert vault["groupId"] == "vault"
+    assert vault["targetId"].endswith("/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/kv-certs")
+    assert module_call(deployed(networkMode="Private", keyVaultSubscriptionId="5555"), "keyVaultPrivateEndpoint")[1][
+        "targetId"
+    ].startswith("/subscriptions/5555/")
+    # Both endpoints register in the private DNS zones of the network module.
+    for symbol, zone in (
+        ("storagePrivateEndpoint", "blobPrivateDnsZoneId"),
+        ("keyVaultPrivateEndpoint", "keyVaultPrivateDnsZoneId"),
+    ):
+        assert zone in json.dumps(main_template.modules[symbol].params["privateDnsZoneId"])
+    endpoint = template("modules/private-endpoint.bicep")
+    group = one(endpoint.resources("Microsoft.Network/privateEndpoints/privateDnsZoneGroups"))
+    assert group.properties["privateDnsZoneConfigs"][0]["properties"]["privateDnsZoneId"] == "privateDnsZoneId"
+    # The app joins the network: VNet integration into the subnet delegated to its plan.
+    network = module_call(main, "network")[1]
+    delegation = {"FlexConsumption": "Microsoft.App/environments", "Dedicated": "Microsoft.Web/serverFarms"}[plan]
+    assert network["appSubnetDelegation"] == delegation
+    assert "appSubnetId" in json.dumps(main_template.modules["functionApp"].params["virtualNetworkSubnetId"])
+    assert conditional(site().properties["virtualNetworkSubnetId"]) == {
+        "condition": "useVnet",
+        "true_value": "virtualNetworkSubnetId",
+        "false_value": None,
+    }
+    app = module_call(main, "functionApp")[1]
+    assert app["restrictInbound"] is True
+
+
+def test_private_mode_inbound_is_event_grid_and_the_listed_ranges() -> None:
+    function_app = template("modules/function-app.bicep")
+    (rule,) = function_app.variables["eventGridInboundRule"]
+    assert (rule["tag"], rule["ipAddress"], rule["action"]) == ("ServiceTag", "AzureEventGrid", "Allow")
+    site_config = site().properties["siteConfig"]
+    assert conditional(site_config["ipSecurityRestrictionsDefaultAction"]) == {
+        "condition": "restrictInbound",
+        "true_value": "Deny",
+        "false_value": "Allow",
+    }
+    ranges = module_call(
+        deployed(networkMode="Private", inboundAllowedIpRanges="203.0.113.0/24, 198.51.100.7/32"), "functionApp"
+    )
+    assert ranges[1]["inboundAllowedIpRanges"] == ["203.0.113.0/24", "198.51.100.7/32"]
+
+
+@pytest.mark.parametrize(
+    ("cloud", "blob", "vault"),
+    [
+        ("AzureCloud", "privatelink.blob.core.windows.net", "privatelink.vaultcore.azure.net"),
+        ("AzureChinaCloud", "privatelink.blob.core.chinacloudapi.cn", "privatelink.vaultcore.azure.cn"),
+        ("AzureUSGovernment", "privatelink.blob.core.usgovcloudapi.net", "privatelink.vaultcore.usgovcloudapi.net"),
+    ],
+)
+def test_private_dns_zones_are_the_clouds_own(cloud: str, blob: str, vault: str) -> None:
+    network = template("modules/network.bicep")
+    evaluator = Evaluator.for_template(network, {"blobPrivateDnsZoneId": "", "keyVaultPrivateDnsZoneId": ""}, cloud)
+    assert evaluator.value("blobZoneName") == blob
+    assert evaluator.value("keyVaultZoneName") == vault
+
+
+def test_private_dns_zones_are_created_or_taken_as_given() -> None:
+    network = template("modules/network.bicep")
+    zones = network.resources("Microsoft.Network/privateDnsZones")
+    links = network.resources("Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+    assert {z.condition for z in zones} == {"createBlobZone", "createKeyVaultZone"}
+    assert {link.condition for link in links} == {"createBlobZone", "createKeyVaultZone"}
+    hub = "/subscriptions/9/resourceGroups/rg-hub/providers/Microsoft.Network/privateDnsZones/privatelink.blob.core.windows.net"
+    given = Evaluator.for_template(network, {"blobPrivateDnsZoneId": hub, "keyVaultPrivateDnsZoneId": ""})
+    assert given.value("createBlobZone") is False
+    assert given.value("createKeyVaultZone") is True
+    outputs = network.document["outputs"]
+    assert conditional(outputs["blobPrivateDnsZoneId"]["value"])["false_value"] == "blobPrivateDnsZoneId"
+    assert (
+        module_call(deployed(networkMode="Private", blobPrivateDnsZoneId=hub), "network")[1]["blobPrivateDnsZoneId"]
+        == hub
+    )
+
+
+def test_key_vault_private_endpoint_can_wait_for_manual_approval() -> None:
+    endpoint = one(template("modules/private-endpoint.bicep").resources("Microsoft.Network/privateEndpoints"))
+    automatic = conditional(endpoint.properties["privateLinkServiceConnections"])
+    manual = conditional(endpoint.properties["manualPrivateLinkServiceConnections"])
+    assert (automatic["condition"], automatic["true_value"], automatic["false_value"]) == (
+        "manualApproval",
+        [],
+        "connection",
+    )
+    assert (manual["condition"], manual["true_value"], manual["false_value"]) == ("manualApproval", "connection", [])
+
+
+def test_dead_letters_live_in_an_account_that_still_denies_by_default_in_private_mode() -> None:
+    # Event Grid reaches it through the trusted-service exception, which needs public network
+    # access Enabled; the host storage is separate so it can refuse public traffic entirely.
+    for mode, action in (("Public", "Allow"), ("Private", "Deny")):
+        values = module_call(deployed(networkMode=mode), "deadLetterStorage")[1]
+        assert (values["publicNetworkAccess"], values["networkDefaultAction"]) == ("Enabled", action)
+        assert values["containerName"] == "eventgrid-deadletter"
+    storage = one(template("modules/storage.bicep").resources("Microsoft.Storage/storageAccounts"))
+    assert storage.properties["networkAcls"]["bypass"] == "AzureServices"
+    main = template("main.bicep")
+    assert main.document["outputs"]["TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID"]["value"] == {
+        "operator": {
+            "type": "property_accessor",
+            "operands": {
+                "operand_1": "deadLetterStorage",
+                "operand_2": {
+                    "operator": {"type": "property_accessor", "operands": {"operand_1": "outputs", "operand_2": "id"}}
+                },
+            },
+        }
+    }
+
+
+def test_mode_dependent_skips_name_a_parameter_of_their_template() -> None:
+    # tests/infra/checkov_variants.py keeps a skip marked [when name=value] only for module calls
+    # that pass that value; a marker naming no parameter would never be filtered.
+    markers = 0
+    for path in bicep_files():
+        declared = Template(path).parameters
+        for match in re.finditer(r"checkov:skip=\S+:\s*\[when (\w+)=([^\]]+)\]", path.read_text()):
+            markers += 1
+            assert match[1] in declared, f"{path.name}: {match[1]} is not a parameter"
+            assert match[2] in declared[match[1]]["decorators"][0]["argument"], f"{path.name}: {match[2]} not allowed"
+    assert markers >= 2
+
+
+# --- lost events are not silent ----------------------------------------------------------------------------
+
+
+def metric_alert(symbol: str) -> dict[str, Any]:
+    alerts = template("access/eventgrid-alerts.bicep")
+    rule = alerts.resource(symbol)
+    assert rule.type == "Microsoft.Insights/metricAlerts"
+    assert rule.properties["scopes"] == ["systemTopicId"]
+    assert rule.properties["actions"] == "actionGroups"
+    (criterion,) = rule.properties["criteria"]["allOf"]
+    assert criterion["metricNamespace"] == "Microsoft.EventGrid/systemTopics"
+    # Only this deployment's event subscription: the topic may be shared.
+    (dimension,) = alerts.deref(criterion["dimensions"])
+    assert dimension["name"] == "EventSubscriptionName"
+    assert "eventSubscriptionName" in dimension["values"]
+    assert rule.condition is None
+    return dict(criterion)
+
+
+def test_alert_on_dead_lettered_events() -> None:
+    criterion = metric_alert("deadLetterAlert")
+    assert (criterion["metricName"], criterion["operator"], criterion["threshold"]) == (
+        "DeadLetteredCount",
+        "GreaterThan",
+        0,
+    )
+
+
+def test_alert_on_delivery_failures() -> None:
+    criterion = metric_alert("deliveryFailureAlert")
+    assert criterion["metricName"] == "DeliveryAttemptFailCount"
+    assert criterion["threshold"] == "deliveryFailuresPerHour"
+
+
+def test_delivery_alerts_use_the_app_action_group_and_watch_the_resolved_topic() -> None:
+    alerts = template("access/eventgrid-alerts.bicep")
+    groups = conditional(alerts.variables["actionGroups"])
+    assert groups["false_value"] == [{"actionGroupId": "actionGroupId"}]
+    assert template("modules/alerts.bicep").document["outputs"]["actionGroupId"]["value"] == {
+        "operator": {
+            "type": "conditional",
+            "operands": {
+                "condition": "hasEmail",
+                "true_value": {
+                    "operator": {
+                        "type": "property_accessor",
+                        "operands": {"operand_1": "actionGroup", "operand_2": "id"},
+                    }
+                },
+                "false_value": "",
+            },
+        }
+    }
+    assert "alerts" in json.dumps(template("main.bicep").document["outputs"]["TRUSTSYNC_ACTION_GROUP_ID"])
+    access = template("access.bicep")
+    module = access.modules["eventGridAlerts"]
+    assert module.params["actionGroupId"] == "actionGroupId"
+    assert module.params["eventSubscriptionName"] == "eventSubscriptionName"
+    assert "systemTopicId" in json.dumps(module.params["systemTopicId"])
+    # Into the app resource group (that of the dead-letter account), which azd down deletes.
+    assert "deadLetterIdParts" in json.dumps(module.body["scope"])
+
+
+# --- a vault's one system topic is shared, never taken over --------------------------------------------------
+
+
+def test_an_existing_system_topic_is_referenced_never_created() -> None:
+    keyvault = template("access/keyvault.bicep")
+    created = keyvault.resource("systemTopic")
+    assert created.condition == "createSystemTopic"
+    assert keyvault.variables["createSystemTopic"] == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "existingSystemTopicName"}}
+    }
+    assert created.body["name"] == "newSystemTopicName"
+    reused = keyvault.resource("existingSystemTopic")
+    assert reused.existing  # only referenced: not among the deployment's resources, so never deleted
+    assert "existingSystemTopicResourceGroup" in json.dumps(reused.body["scope"])
+
+
+# --- generated names fit their limits -------------------------------------------------------------------------
+
+NAME_LIMITS = {
+    "Microsoft.Resources/resourceGroups": 90,
+    "Microsoft.Resources/deployments": 64,
+    "Microsoft.Web/sites": 60,
+    "Microsoft.Web/serverfarms": 40,
+    "Microsoft.Storage/storageAccounts": 24,
+    "Microsoft.Storage/storageAccounts/blobServices/containers": 63,
+    "Microsoft.ManagedIdentity/userAssignedIdentities": 128,
+    "Microsoft.OperationalInsights/workspaces": 63,
+    "Microsoft.Insights/components": 260,
+    "Microsoft.Insights/actionGroups": 260,
+    "Microsoft.Insights/scheduledQueryRules": 260,
+    "Microsoft.Insights/metricAlerts": 260,
+    "Microsoft.Network/virtualNetworks": 64,
+    "Microsoft.Network/networkSecurityGroups": 80,
+    "Microsoft.Network/privateEndpoints": 64,
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks": 80,
+    "Microsoft.EventGrid/systemTopics": 128,
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions": 64,
+    "Microsoft.Network/privateDnsZones": 253,
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": 80,
+}
+# Child resources whose name the platform fixes.
+FIXED_NAMES = {
+    "Microsoft.Storage/storageAccounts/blobServices": {"default"},
+    "Microsoft.Web/sites/config": {"web"},
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": {"ftp", "scm"},
+}
+# azd environment names: 1-64 letters, digits and hyphens.
+ENVIRONMENT_NAMES = ["d", "prod", "x" * 40, "team-a-" + "p" * 43, "e" * 63, "z" * 64, "platform-apim-" + "q" * 50]
+
+
+def generated_names(environment_name: str) -> list[tuple[str, str, str]]:
+    """(where, type, name) for every name the deployment generates, evaluated."""
+    names = []
+    main_template = template("main.bicep")
+    main = deployed(environmentName=environment_name, networkMode="Private")
+    outputs = main_template.document["outputs"]
+
+    def add_template(owner: Template, evaluator: Evaluator, where: str) -> None:
+        for resource in owner.resources():
+            if resource.existing or resource.type.startswith("Microsoft.Authorization/"):
+                continue  # role definitions and assignments are named by guid()
+            names.append((f"{where}:{resource.symbol}", resource.type, evaluator.value(resource.body["name"])))
+        for symbol, module in owner.modules.items():
+            names.append((f"{where}:{symbol}", "Microsoft.Resources/deployments", evaluator.value(module.body["name"])))
+            target = Template((owner.path.parent / module.path).resolve())
+            add_template(
+                target, Evaluator.for_template(target, module_parameters(evaluator, module)), f"{where}>{symbol}"
+            )
+
+    add_template(main_template, main, "main.bicep")
+    for output, type_ in (
+        ("TRUSTSYNC_EVENT_SUBSCRIPTION_NAME", "Microsoft.EventGrid/systemTopics/eventSubscriptions"),
+        ("TRUSTSYNC_ACCESS_DEPLOYMENT_NAME", "Microsoft.Resources/deployments"),
+        ("TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME", "Microsoft.Resources/deployments"),
+        ("TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME", "Microsoft.EventGrid/systemTopics"),
+    ):
+        names.append((f"main.bicep output {output}", type_, main.value(outputs[output]["value"])))
+    # The hook deployments, with the values the hooks pass (main.bicep outputs among them).
+    hook_values = {
+        "environmentName": environment_name,
+        "apimResourceId": DEPLOYMENT["apimResourceId"],
+        "deadLetterStorageAccountId": "/subscriptions/1111/resourceGroups/rg-app/providers/Microsoft.Storage/storageAccounts/st",
+        "newSystemTopicName": main.value(outputs["TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME"]["value"]),
+        "eventSubscriptionName": main.value(outputs["TRUSTSYNC_EVENT_SUBSCRIPTION_NAME"]["value"]),
+        "existingSystemTopicName": "",
+    }
+    for name in ("access.bicep", "eventgrid.bicep"):
+        owner = template(name)
+        values = {k: v for k, v in hook_values.items() if k in owner.parameters}
+        add_template(owner, Evaluator.for_template(owner, values), name)
+    return names
+
+
+@pytest.mark.parametrize("environment_name", ENVIRONMENT_NAMES, ids=lambda n: f"{len(n)}-chars")
+def test_generated_names_fit_their_limits(environment_name: str) -> None:
+    names = generated_names(environment_name)
+    checked = {type_ for _, type_, _ in names}
+    assert "Microsoft.EventGrid/systemTopics/eventSubscriptions" in checked
+    for where, type_, name in names:
+        if type_ in FIXED_NAMES:
+            assert name in FIXED_NAMES[type_], f"{where}: {name!r}"
+            continue
+        assert type_ in NAME_LIMITS, f"{where}: no known limit for {type_}"
+        assert 1 <= len(name) <= NAME_LIMITS[type_], f"{where}: {type_} name {name!r} is {len(name)} characters"
+        if type_ == "Microsoft.Storage/storageAccounts":
+            assert re.fullmatch(r"[a-z0-9]{3,24}", name), name
+        if type_ == "Microsoft.EventGrid/systemTopics/eventSubscriptions":
+            assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", name), name
+
+
+def test_long_environment_names_keep_distinct_names() -> None:
+    # Two environments on one vault whose 64-character names differ only at the end must not share
+    # an event subscription or a deployment: the cut names carry a hash of the whole name.
+    first = {where: name for where, _, name in generated_names("platform-apim-westeurope-" + "a" * 38 + "1")}
+    second = {where: name for where, _, name in generated_names("platform-apim-westeurope-" + "a" * 38 + "2")}
+    # The names that live outside the environment's own resource group (shared scopes).
+    shared = [w for w in first if " output " in w or w.startswith(("access.bicep:", "eventgrid.bicep:"))]
+    assert len(shared) >= 8, shared
+    for where in shared:
+        assert first[where] != second[where], where
+
+
+def test_short_names_stay_as_they_were() -> None:
+    # A name that fits is not changed, so existing environments keep their event subscription.
+    names = {where: name for where, _, name in generated_names("dev")}
+    assert names["main.bicep output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME"] == "trustsync-dev"
+    assert names["main.bicep output TRUSTSYNC_ACCESS_DEPLOYMENT_NAME"] == "trustsync-access-dev"
+    assert names["main.bicep output TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME"] == "evgt-trustsync-dev"
+
+
+def test_conditions_are_parenthesised() -> None:
+    # pycep (and so checkov) binds ?: and ! more loosely than Bicep: `a <= 64 ? b : c` parses as
+    # `a <= (64 ? b : c)`. Such a parse shows up as a conditional inside a comparison, or a
+    # condition that is a bare literal.
+    comparisons = {
+        "equals",
+        "not_equals",
+        "less_than",
+        "less_than_or_equals",
+        "greater_than",
+        "greater_than_or_equals",
+        "and",
+        "or",
+    }
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            if is_operator(value):
+                kind = value["operator"]["type"]
+                operands = value["operator"]["operands"]
+                if kind in comparisons:
+                    for operand in operands.values():
+                        assert not is_operator(operand, "conditional"), f"{where}: parenthesise the condition"
+                if kind == "conditional":
+                    assert not isinstance(operands["condition"], (int, float)), f"{where}: parenthesise the condition"
+                if kind == "not":
+                    assert not is_operator(operands["bool_value"], "and"), f"{where}: write (!a) && b"
+                    assert not is_operator(operands["bool_value"], "or"), f"{where}: write (!a) || b"
+            for item in value.values():
+                walk(item, where)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, where)
+
+    for path in bicep_files():
+        walk(parse(path), path.name)
+        # Interpolations are parsed by the evaluator; check those too.
+        for text in re.findall(r"\$\{([^{}]*)\}", path.read_text()):
+            with contextlib.suppress(Exception):  # not every ${...} in a comment is an expression
+                walk(parse_expression(text), path.name)
+
+
+def test_evaluator_refuses_what_it_cannot_know() -> None:
+    with pytest.raises(Unevaluable):
+        deployed().value(template("main.bicep").modules["functionApp"].params["storageAccountName"])

@@ -1,15 +1,18 @@
 """The azd hooks (scripts/*.sh), run for real against a recording stand-in for the Azure CLI.
 
 The stand-in `az` logs every call and answers the few queries the hooks make, so these tests
-check what the hooks would do in Azure: which template they deploy where, with which parameters,
-what they refuse to do, and what the predown hook deletes (and in which order). The PowerShell
-twins are not run: no PowerShell is installable here.
+check what the hooks would do in Azure: which hosting plan they choose, which permissions they
+require where, which template they deploy where, with which parameters, which system topic they
+use, what they refuse to do, and what the predown hook deletes (and in which order). The
+PowerShell twins are not run (no PowerShell is installable here); test_powershell_hooks_mirror
+checks that they make the same az calls and pass the same deployment parameters.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,23 +31,58 @@ import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_AZ_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
-joined = " ".join(args)
+env = os.environ.get
 if args[:2] == ["account", "show"]:
     sys.exit(0)
 if args[:2] == ["cloud", "show"]:
-    print(os.environ.get("FAKE_AZ_CLOUD", "AzureCloud"))
+    print(env("FAKE_AZ_CLOUD", "AzureCloud"))
 elif args[:2] == ["keyvault", "show"]:
-    print(os.environ.get("FAKE_KV_RBAC", "true"))
-    print("chinanorth3" if os.environ.get("FAKE_AZ_CLOUD") == "AzureChinaCloud" else "westeurope")
+    print(env("FAKE_KV_RBAC", "true"))
+    print("chinanorth3" if env("FAKE_AZ_CLOUD") == "AzureChinaCloud" else "westeurope")
+    print(env("FAKE_KV_ID", "/subscriptions/3333/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/kv-certs"))
+elif args[:2] == ["functionapp", "list-flexconsumption-locations"]:
+    locations = env("FAKE_FLEX_LOCATIONS", "westeurope\\nnortheurope")
+    if locations == "<fail>":
+        sys.exit(2)
+    print(locations)
+elif args[:1] == ["rest"]:
+    # Microsoft.Authorization/permissions of the caller at the URL's scope: the longest key of
+    # FAKE_PERMISSIONS the URL contains wins; default: everything.
+    url = args[args.index("--url") + 1]
+    table = json.loads(env("FAKE_PERMISSIONS", "{}"))
+    keys = sorted((k for k in table if k in url), key=len, reverse=True)
+    entries = table[keys[0]] if keys else [["*", ""]]
+    if entries == "<fail>":
+        sys.exit(1)
+    for actions, not_actions in entries:
+        print(actions + "\\t" + not_actions)
+elif args[:3] == ["eventgrid", "system-topic", "list"]:
+    print(env("FAKE_SYSTEM_TOPICS", ""))
+elif args[:3] == ["eventgrid", "system-topic", "show"]:
+    print(env("FAKE_TOPIC_IDENTITY", "SystemAssigned"))
+elif args[:4] == ["eventgrid", "system-topic", "event-subscription", "list"]:
+    print(env("FAKE_TOPIC_SUBSCRIPTIONS", ""))
 elif args[:3] == ["functionapp", "function", "show"]:
     counter = os.environ["FAKE_AZ_LOG"] + ".polls"
     polls = int(open(counter).read()) if os.path.exists(counter) else 0
     open(counter, "w").write(str(polls + 1))
-    sys.exit(0 if polls >= int(os.environ.get("FAKE_FUNCTION_READY_AFTER", "0")) else 3)
+    sys.exit(0 if polls >= int(env("FAKE_FUNCTION_READY_AFTER", "0")) else 3)
 elif args[:3] == ["deployment", "group", "show"]:
-    print(os.environ.get("FAKE_GROUP_RESOURCES", ""))
+    print(env("FAKE_GROUP_RESOURCES", ""))
 elif args[:3] == ["deployment", "sub", "show"]:
-    print(os.environ.get("FAKE_SUB_RESOURCES", ""))
+    print(env("FAKE_SUB_RESOURCES", ""))
+"""
+
+# The stand-in azd: `azd env get-values` prints FAKE_AZD_VALUES, `azd env set` is recorded in the
+# same log as az calls (as ["azd", ...]).
+FAKE_AZD = """\
+#!{python}
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_AZ_LOG"], "a") as log:
+    log.write(json.dumps(["azd", *args]) + "\\n")
+if args[:2] == ["env", "get-values"]:
+    print(os.environ.get("FAKE_AZD_VALUES", ""))
 """
 
 ENV = {
@@ -65,10 +103,17 @@ ENV = {
         "/providers/Microsoft.ApiManagement/service/apim-prod"
     ),
     "TRUSTSYNC_CERTIFICATE_NAMES": "*",
-    "TRUSTSYNC_STORAGE_ACCOUNT_ID": "/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.Storage/storageAccounts/st1",
+    "TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID": "/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.Storage/storageAccounts/st1",
     "TRUSTSYNC_DEADLETTER_CONTAINER": "eventgrid-deadletter",
     "TRUSTSYNC_POLL_SECONDS": "0",
+    # main.bicep outputs: the names it built from the environment name.
+    "TRUSTSYNC_EVENT_SUBSCRIPTION_NAME": "trustsync-dev",
+    "TRUSTSYNC_ACCESS_DEPLOYMENT_NAME": "trustsync-access-dev",
+    "TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME": "trustsync-eventgrid-dev",
+    "TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME": "evgt-trustsync-dev",
+    "TRUSTSYNC_ACTION_GROUP_ID": "/subscriptions/1111/resourceGroups/rg-dev/providers/Microsoft.Insights/actionGroups/ag",
 }
+VAULT_ID = "/subscriptions/3333/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/kv-certs"
 
 
 @dataclass
@@ -94,9 +139,10 @@ class Run:
 def bin_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "bin"
     directory.mkdir()
-    az = directory / "az"
-    az.write_text(FAKE_AZ.format(python=sys.executable))
-    az.chmod(0o755)
+    for name, script in (("az", FAKE_AZ), ("azd", FAKE_AZD)):
+        tool = directory / name
+        tool.write_text(script.replace("{python}", sys.executable))
+        tool.chmod(0o755)
     return directory
 
 
@@ -118,6 +164,10 @@ def run_hook(shell: str, hook: str, bin_dir: Path, **overrides: str) -> Run:
     return Run(result.returncode, result.stdout + result.stderr, calls)
 
 
+def azd_env_sets(run: Run) -> dict[str, str]:
+    return {call[3]: call[4] for call in run.calls_to("azd", "env", "set")}
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_postprovision_deploys_access_with_the_vault_region(shell: str, bin_dir: Path) -> None:
     run = run_hook(shell, "postprovision", bin_dir)
@@ -133,6 +183,9 @@ def test_postprovision_deploys_access_with_the_vault_region(shell: str, bin_dir:
     assert parameters["certificateNames"] == "*"
     assert parameters["scopeKeyVaultRolesToObjects"] == "true"
     assert parameters["existingSystemTopicName"] == ""
+    assert parameters["newSystemTopicName"] == "evgt-trustsync-dev"
+    assert parameters["eventSubscriptionName"] == "trustsync-dev"  # the delivery alerts watch it
+    assert parameters["actionGroupId"] == ENV["TRUSTSYNC_ACTION_GROUP_ID"]
     # The vault is read in its own subscription; nothing changes the caller's az context.
     (show,) = run.calls_to("keyvault", "show")
     assert show[show.index("--subscription") + 1] == ENV["TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID"]
@@ -176,15 +229,26 @@ def test_postdeploy_waits_for_the_function_then_subscribes(shell: str, bin_dir: 
     parameters = run.parameters(deploy)
     assert parameters["systemTopicName"] == "evgt-trustsync-dev"  # the name access/keyvault.bicep gives it
     assert parameters["functionAppId"] == ENV["AZURE_FUNCTION_APP_ID"]
+    assert parameters["eventSubscriptionName"] == "trustsync-dev"
+    # One list of certificates: the app setting. The subscription is not filtered by name.
+    assert "certificateNames" not in parameters
     assert "/api/resync" in run.output
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_postdeploy_uses_an_existing_system_topic(shell: str, bin_dir: Path) -> None:
-    run = run_hook(shell, "postdeploy", bin_dir, TRUSTSYNC_EXISTING_SYSTEM_TOPIC="kv-certs-events")
+def test_postdeploy_subscribes_on_the_topic_postprovision_resolved(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "postdeploy",
+        bin_dir,
+        TRUSTSYNC_SYSTEM_TOPIC_NAME="kv-certs-events",
+        TRUSTSYNC_SYSTEM_TOPIC_RESOURCE_GROUP="rg-events",
+    )
     assert run.returncode == 0, run.output
     (deploy,) = run.calls_to("deployment", "group", "create")
     assert run.parameters(deploy)["systemTopicName"] == "kv-certs-events"
+    # The event subscription is a child of the topic: deployed into the topic's resource group.
+    assert deploy[deploy.index("--resource-group") + 1] == "rg-events"
 
 
 KV = "/subscriptions/3333/resourceGroups/rg-security"
@@ -243,11 +307,388 @@ def test_predown_is_a_no_op_when_nothing_was_deployed(shell: str, bin_dir: Path)
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_hook_run_by_hand_reads_the_azd_environment(shell: str, bin_dir: Path) -> None:
-    azd = bin_dir / "azd"
     values = "\n".join(f'{key}="{value}"' for key, value in ENV.items())
-    azd.write_text(f"#!/bin/sh\ncat <<'EOF'\n{values}\nEOF\n")
-    azd.chmod(0o755)
-    run = run_hook(shell, "postdeploy", bin_dir, AZURE_FUNCTION_APP_NAME="<unset>", AZURE_ENV_NAME="<unset>")
+    run = run_hook(
+        shell,
+        "postdeploy",
+        bin_dir,
+        AZURE_FUNCTION_APP_NAME="<unset>",
+        AZURE_ENV_NAME="<unset>",
+        TRUSTSYNC_EVENT_SUBSCRIPTION_NAME="<unset>",
+        FAKE_AZD_VALUES=values.replace('"trustsync-dev"', '"trustsync-from-azd"'),
+    )
+    assert run.returncode == 0, run.output
+    assert run.calls_to("azd", "env", "get-values")
+    (deploy,) = run.calls_to("deployment", "group", "create")
+    assert run.parameters(deploy)["eventSubscriptionName"] == "trustsync-from-azd"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_hooks_fall_back_to_the_names_of_an_older_environment(shell: str, bin_dir: Path) -> None:
+    # An environment provisioned before main.bicep output the names: the names it had then.
+    unset = {
+        name: "<unset>"
+        for name in (
+            "TRUSTSYNC_EVENT_SUBSCRIPTION_NAME",
+            "TRUSTSYNC_ACCESS_DEPLOYMENT_NAME",
+            "TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME",
+            "TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME",
+        )
+    }
+    run = run_hook(shell, "postdeploy", bin_dir, **unset)
     assert run.returncode == 0, run.output
     (deploy,) = run.calls_to("deployment", "group", "create")
-    assert run.parameters(deploy)["environmentName"] == "dev"
+    assert deploy[deploy.index("--name") + 1] == "trustsync-eventgrid-dev"
+    assert run.parameters(deploy)["eventSubscriptionName"] == "trustsync-dev"
+    assert run.parameters(deploy)["systemTopicName"] == "evgt-trustsync-dev"
+
+
+# --- preprovision: the hosting plan ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_auto_plan_is_flex_where_the_region_offers_it(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_HOSTING_PLAN="<unset>")
+    assert run.returncode == 0, run.output
+    (listing,) = run.calls_to("functionapp", "list-flexconsumption-locations")
+    assert listing[listing.index("--subscription") + 1] == ENV["AZURE_SUBSCRIPTION_ID"]
+    assert azd_env_sets(run)["TRUSTSYNC_HOSTING_PLAN_RESOLVED"] == "FlexConsumption"
+    assert "hosting plan: FlexConsumption (westeurope offers Flex Consumption)" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_auto_plan_matches_display_names_of_regions(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_FLEX_LOCATIONS="North Europe\nWest Europe")
+    assert run.returncode == 0, run.output
+    assert azd_env_sets(run)["TRUSTSYNC_HOSTING_PLAN_RESOLVED"] == "FlexConsumption"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_auto_plan_falls_back_to_dedicated_where_flex_is_not_offered(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        AZURE_LOCATION="chinanorth2",
+        AZURE_CLOUD="AzureChinaCloud",
+        FAKE_AZ_CLOUD="AzureChinaCloud",
+        FAKE_FLEX_LOCATIONS="chinanorth3\nchinaeast3",
+        TRUSTSYNC_HOSTING_PLAN="Auto",
+    )
+    assert run.returncode == 0, run.output
+    assert azd_env_sets(run)["TRUSTSYNC_HOSTING_PLAN_RESOLVED"] == "Dedicated"
+    assert "hosting plan: Dedicated (chinanorth2 does not offer Flex Consumption" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_auto_plan_in_a_china_region_that_offers_flex_is_flex(shell: str, bin_dir: Path) -> None:
+    # The choice follows the region's offer, not the cloud's name.
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        AZURE_LOCATION="chinanorth3",
+        AZURE_CLOUD="AzureChinaCloud",
+        FAKE_AZ_CLOUD="AzureChinaCloud",
+        FAKE_FLEX_LOCATIONS="chinanorth3",
+    )
+    assert run.returncode == 0, run.output
+    assert azd_env_sets(run)["TRUSTSYNC_HOSTING_PLAN_RESOLVED"] == "FlexConsumption"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_auto_plan_is_dedicated_when_the_offer_cannot_be_read(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_FLEX_LOCATIONS="<fail>")
+    assert run.returncode == 0, run.output
+    assert azd_env_sets(run)["TRUSTSYNC_HOSTING_PLAN_RESOLVED"] == "Dedicated"
+    assert "could not be listed" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_explicit_flex_in_a_region_without_it_fails_before_provision(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell, "preprovision", bin_dir, TRUSTSYNC_HOSTING_PLAN="FlexConsumption", FAKE_FLEX_LOCATIONS="northeurope"
+    )
+    assert run.returncode != 0
+    assert "does not offer it" in run.output
+    assert not run.calls_to("azd", "env", "set")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_explicit_dedicated_is_kept(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_HOSTING_PLAN="Dedicated")
+    assert run.returncode == 0, run.output
+    assert azd_env_sets(run)["TRUSTSYNC_HOSTING_PLAN_RESOLVED"] == "Dedicated"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_unknown_plan_is_refused(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_HOSTING_PLAN="Consumption")
+    assert run.returncode != 0
+    assert "use Auto, FlexConsumption or Dedicated" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_stops_when_the_provisioned_plan_is_not_the_chosen_one(shell: str, bin_dir: Path) -> None:
+    same = run_hook(
+        shell,
+        "postprovision",
+        bin_dir,
+        TRUSTSYNC_HOSTING_PLAN_RESOLVED="Dedicated",
+        TRUSTSYNC_HOSTING_PLAN_DEPLOYED="Dedicated",
+    )
+    assert same.returncode == 0, same.output
+    (bin_dir / "az.log").unlink()  # the second run's calls only
+    stale = run_hook(
+        shell,
+        "postprovision",
+        bin_dir,
+        TRUSTSYNC_HOSTING_PLAN_RESOLVED="Dedicated",
+        TRUSTSYNC_HOSTING_PLAN_DEPLOYED="FlexConsumption",
+    )
+    assert stale.returncode != 0
+    assert "run azd provision again" in stale.output
+    assert not stale.calls_to("deployment")
+
+
+def test_main_parameters_take_the_resolved_plan() -> None:
+    parameters = json.loads((REPO / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert parameters["hostingPlan"]["value"].startswith("${TRUSTSYNC_HOSTING_PLAN_RESOLVED")
+
+
+# --- preprovision: permissions ---------------------------------------------------------------------
+
+APIM_GROUP = "/subscriptions/44444444-4444-4444-4444-444444444444/resourceGroups/rg-apim"
+VAULT_GROUP = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/rg-security"
+USER_ACCESS_ADMINISTRATOR = [["*/read Microsoft.Authorization/* Microsoft.Support/*", ""]]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_permissions_are_read_at_each_scope_the_deployment_writes_to(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir)
+    assert run.returncode == 0, run.output
+    urls = [call[call.index("--url") + 1] for call in run.calls_to("rest")]
+    assert urls == [
+        f"/subscriptions/{ENV['AZURE_SUBSCRIPTION_ID']}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01",
+        f"{VAULT_GROUP}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01",
+        f"{APIM_GROUP}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01",
+    ]
+    assert "every action the deployment needs is granted" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_user_access_administrator_on_the_apim_group_is_not_enough(shell: str, bin_dir: Path) -> None:
+    # The hook deploys into that resource group: Microsoft.Resources/deployments/write.
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=json.dumps({"rg-apim": USER_ACCESS_ADMINISTRATOR}))
+    assert run.returncode != 0
+    assert f"APIM resource group ({APIM_GROUP}): Microsoft.Resources/deployments/write" in run.output
+    assert "roleDefinitions/write" not in run.output  # that one User Access Administrator has
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_owner_and_contributor_plus_rbac_administrator_pass(shell: str, bin_dir: Path) -> None:
+    contributor_and_rbac_admin = [
+        [
+            "*",
+            "Microsoft.Authorization/*/Delete Microsoft.Authorization/*/Write Microsoft.Authorization/elevateAccess/Action",
+        ],
+        ["Microsoft.Authorization/roleAssignments/write Microsoft.Authorization/roleAssignments/delete */read", ""],
+    ]
+    owner = [["*", ""]]
+    permissions = {"rg-security": contributor_and_rbac_admin, "rg-apim": owner, "/subscriptions/1111": owner}
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=json.dumps(permissions))
+    assert run.returncode == 0, run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_not_actions_take_a_granted_action_away(shell: str, bin_dir: Path) -> None:
+    # Contributor alone on the APIM group: '*' minus Microsoft.Authorization/*/Write.
+    contributor = [["*", "Microsoft.Authorization/*/Delete Microsoft.Authorization/*/Write"]]
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=json.dumps({"rg-apim": contributor}))
+    assert run.returncode != 0
+    assert f"APIM resource group ({APIM_GROUP}): Microsoft.Authorization/roleDefinitions/write" in run.output
+    assert f"APIM resource group ({APIM_GROUP}): Microsoft.Authorization/roleAssignments/write" in run.output
+    assert "Microsoft.Resources/deployments/write" not in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_private_mode_needs_approval_of_the_vault_private_endpoint(shell: str, bin_dir: Path) -> None:
+    no_approval = [["*", "Microsoft.KeyVault/vaults/privateEndpointConnectionsApproval/action"]]
+    permissions = json.dumps({"rg-security": no_approval})
+    public = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=permissions)
+    assert public.returncode == 0, public.output
+    private = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=permissions, TRUSTSYNC_NETWORK_MODE="Private")
+    assert private.returncode != 0
+    assert "privateEndpointConnectionsApproval/action" in private.output
+    manual = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        FAKE_PERMISSIONS=permissions,
+        TRUSTSYNC_NETWORK_MODE="Private",
+        TRUSTSYNC_KEYVAULT_PRIVATE_ENDPOINT_MANUAL_APPROVAL="true",
+    )
+    assert manual.returncode == 0, manual.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_unreadable_permissions_are_reported_not_held_against_you(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=json.dumps({"rg-apim": "<fail>"}))
+    assert run.returncode == 0, run.output
+    assert "could not read your permissions on APIM resource group" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_permission_check_can_be_skipped(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        FAKE_PERMISSIONS=json.dumps({"rg-apim": USER_ACCESS_ADMINISTRATOR}),
+        TRUSTSYNC_SKIP_PERMISSION_CHECK="true",
+    )
+    assert run.returncode == 0, run.output
+    assert not run.calls_to("rest")
+
+
+# --- postprovision: the vault's one system topic ----------------------------------------------------
+
+
+def topic_line(source: str, name: str, group: str, env_tag: str, identity: str = "SystemAssigned") -> str:
+    return "\t".join([source, name, group, env_tag, identity])
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_creates_a_topic_when_the_vault_has_none(shell: str, bin_dir: Path) -> None:
+    other_vault = VAULT_ID.replace("kv-certs", "kv-other")
+    run = run_hook(shell, "postprovision", bin_dir, FAKE_SYSTEM_TOPICS=topic_line(other_vault, "t", "rg", ""))
+    assert run.returncode == 0, run.output
+    (listing,) = run.calls_to("eventgrid", "system-topic", "list")
+    assert listing[listing.index("--subscription") + 1] == ENV["TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID"]
+    (deploy,) = run.calls_to("deployment", "sub", "create")
+    assert run.parameters(deploy)["existingSystemTopicName"] == ""
+    assert azd_env_sets(run) == {
+        "TRUSTSYNC_SYSTEM_TOPIC_NAME": "evgt-trustsync-dev",
+        "TRUSTSYNC_SYSTEM_TOPIC_RESOURCE_GROUP": "rg-security",
+        "TRUSTSYNC_SYSTEM_TOPIC_OWNED": "true",
+    }
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_reuses_the_topic_another_deployment_created(shell: str, bin_dir: Path) -> None:
+    # Another environment (another APIM service) watches the same vault and created its topic.
+    # The id's case differs, as ARM ids often do.
+    topics = topic_line(VAULT_ID.upper(), "evgt-trustsync-prod-apim1", "rg-security", "prod-apim1")
+    run = run_hook(shell, "postprovision", bin_dir, FAKE_SYSTEM_TOPICS=topics)
+    assert run.returncode == 0, run.output
+    (deploy,) = run.calls_to("deployment", "sub", "create")
+    parameters = run.parameters(deploy)
+    assert parameters["existingSystemTopicName"] == "evgt-trustsync-prod-apim1"
+    assert parameters["existingSystemTopicResourceGroup"] == "rg-security"
+    assert azd_env_sets(run)["TRUSTSYNC_SYSTEM_TOPIC_OWNED"] == "false"
+    assert azd_env_sets(run)["TRUSTSYNC_SYSTEM_TOPIC_NAME"] == "evgt-trustsync-prod-apim1"
+    assert "never deleting it" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_reuses_a_topic_in_another_resource_group(shell: str, bin_dir: Path) -> None:
+    topics = topic_line(VAULT_ID, "kv-certs-events", "rg-events", "", "SystemAssigned, UserAssigned")
+    run = run_hook(shell, "postprovision", bin_dir, FAKE_SYSTEM_TOPICS=topics)
+    assert run.returncode == 0, run.output
+    (deploy,) = run.calls_to("deployment", "sub", "create")
+    assert run.parameters(deploy)["existingSystemTopicResourceGroup"] == "rg-events"
+    assert azd_env_sets(run)["TRUSTSYNC_SYSTEM_TOPIC_RESOURCE_GROUP"] == "rg-events"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_keeps_owning_the_topic_it_created(shell: str, bin_dir: Path) -> None:
+    # Re-running azd up: the topic found is this environment's own, so it stays in the deployment
+    # (and the predown hook may delete it).
+    topics = topic_line(VAULT_ID, "evgt-trustsync-dev", "rg-security", "dev")
+    run = run_hook(shell, "postprovision", bin_dir, FAKE_SYSTEM_TOPICS=topics)
+    assert run.returncode == 0, run.output
+    (deploy,) = run.calls_to("deployment", "sub", "create")
+    assert run.parameters(deploy)["existingSystemTopicName"] == ""
+    assert azd_env_sets(run)["TRUSTSYNC_SYSTEM_TOPIC_OWNED"] == "true"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_refuses_a_topic_without_a_system_identity(shell: str, bin_dir: Path) -> None:
+    topics = topic_line(VAULT_ID, "kv-certs-events", "rg-security", "", "None")
+    run = run_hook(shell, "postprovision", bin_dir, FAKE_SYSTEM_TOPICS=topics)
+    assert run.returncode != 0
+    assert "az eventgrid system-topic update --name kv-certs-events" in run.output
+    assert not run.calls_to("deployment")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_postprovision_uses_the_topic_named_by_the_operator(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "postprovision", bin_dir, TRUSTSYNC_EXISTING_SYSTEM_TOPIC="kv-certs-events")
+    assert run.returncode == 0, run.output
+    assert not run.calls_to("eventgrid", "system-topic", "list")
+    (show,) = run.calls_to("eventgrid", "system-topic", "show")
+    assert show[show.index("--resource-group") + 1] == "rg-security"
+    (deploy,) = run.calls_to("deployment", "sub", "create")
+    assert run.parameters(deploy)["existingSystemTopicName"] == "kv-certs-events"
+    assert azd_env_sets(run)["TRUSTSYNC_SYSTEM_TOPIC_OWNED"] == "false"
+
+
+# --- predown: a shared topic survives ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predown_keeps_its_topic_while_other_deployments_use_it(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "predown",
+        bin_dir,
+        FAKE_GROUP_RESOURCES=EVENT_SUBSCRIPTION,
+        FAKE_SUB_RESOURCES=TOPIC,
+        FAKE_TOPIC_SUBSCRIPTIONS="trustsync-prod-apim2",
+    )
+    assert run.returncode == 0, run.output
+    deletions = [call for call in run.calls if "delete" in call and call[0] != "deployment"]
+    assert deletions == [["resource", "delete", "--ids", EVENT_SUBSCRIPTION, "--output", "none"]]
+    (listing,) = run.calls_to("eventgrid", "system-topic", "event-subscription", "list")
+    assert listing[listing.index("--system-topic-name") + 1] == "evgt-trustsync-dev"
+    assert listing[listing.index("--resource-group") + 1] == "rg-security"
+    assert "kept system topic evgt-trustsync-dev: still used by event subscriptions trustsync-prod-apim2" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predown_never_deletes_a_topic_it_did_not_create(shell: str, bin_dir: Path) -> None:
+    # A reused topic is only referenced by the access deployment: not among its resources.
+    shared = f"{KV}/providers/Microsoft.EventGrid/systemTopics/evgt-trustsync-prod-apim1"
+    run = run_hook(
+        shell,
+        "predown",
+        bin_dir,
+        TRUSTSYNC_SYSTEM_TOPIC_NAME="evgt-trustsync-prod-apim1",
+        FAKE_GROUP_RESOURCES=f"{shared}/eventSubscriptions/trustsync-dev",
+        FAKE_SUB_RESOURCES=KV_ASSIGNMENT,
+    )
+    assert run.returncode == 0, run.output
+    deleted = [call[call.index("--ids") + 1] for call in run.calls_to("resource", "delete")]
+    assert deleted == [f"{shared}/eventSubscriptions/trustsync-dev"]
+    assert not run.calls_to("eventgrid", "system-topic", "event-subscription", "list")
+
+
+# --- the PowerShell twins ------------------------------------------------------------------------------
+
+
+def az_commands(text: str) -> set[str]:
+    """The az and azd commands a script names outside comments: the words before the first option."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return {m[1] + m[2] for m in re.finditer(r"(?<![\w-])(azd?)((?: [a-z][a-z-]*)+)", code)}
+
+
+def deployment_parameters(text: str) -> set[str]:
+    return set(re.findall(r'"(\w+)=\$', text))
+
+
+@pytest.mark.parametrize("hook", ["preprovision", "postprovision", "postdeploy", "predown"])
+def test_powershell_hooks_mirror(hook: str) -> None:
+    sh = (REPO / "scripts" / f"{hook}.sh").read_text() + (REPO / "scripts" / "common.sh").read_text()
+    ps = (REPO / "scripts" / f"{hook}.ps1").read_text() + (REPO / "scripts" / "common.ps1").read_text()
+    assert az_commands(sh) == az_commands(ps)
+    assert deployment_parameters(sh) == deployment_parameters(ps)

@@ -403,7 +403,7 @@ def test_a_bad_resync_request_is_a_400_naming_the_problem_and_no_call(
         ("TRUST_INTERMEDIATES", "maybe", "TRUST_INTERMEDIATES must be true or false, not 'maybe'"),
         ("AUDIT_REMEDIATE", "sometimes", "AUDIT_REMEDIATE must be false, additions or true"),
         ("AZURE_CLOUD", "AzureMars", "AZURE_CLOUD must be one of"),
-        ("MAX_CONCURRENCY", "0", "MAX_CONCURRENCY must be between 1 and 256, not 0"),
+        ("MAX_CONCURRENCY", "0", "MAX_CONCURRENCY must be between 1 and 64, not 0"),
         ("MAX_CONCURRENCY", "eight", "MAX_CONCURRENCY must be a whole number"),
         ("APIM_GATEWAYS", "gw-west,,gw-east", "APIM_GATEWAYS has an empty entry"),
         ("APIM_GATEWAYS", "managed", "APIM_GATEWAYS must not name 'managed'"),
