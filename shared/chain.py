@@ -114,7 +114,7 @@ class Certificate:
     def from_der(cls, der: bytes) -> Certificate:
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError as error:
+        except (ValueError, x509.InvalidVersion) as error:
             raise ChainError(f"not a DER certificate: {error}") from None
         return cls.from_x509(cert)
 
@@ -218,7 +218,7 @@ def _read_pem(value: str) -> tuple[Certificate, ...]:
             raise ChainError(f"PEM certificate #{number} is not valid base64") from None
         try:
             certificates.append(Certificate.from_x509(x509.load_der_x509_certificate(der)))
-        except ValueError as error:
+        except (ValueError, x509.InvalidVersion) as error:
             raise ChainError(f"PEM certificate #{number} cannot be parsed: {error}") from None
         position = end + len(_PEM_END)
     if not certificates:
@@ -628,7 +628,10 @@ def _may_not_issue(cert: x509.Certificate) -> str:
 
 
 def _key_problem(cert: Certificate) -> str:
-    key = cert.parsed.public_key()
+    try:
+        key = cert.parsed.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return f"{cert.subject} has a public key that cannot be read"
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MINIMUM_RSA_BITS:
         return f"{cert.subject} has a {key.key_size}-bit RSA key: at least {MINIMUM_RSA_BITS} bits are required to sign"
     if isinstance(key, dsa.DSAPublicKey):

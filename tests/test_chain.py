@@ -605,3 +605,28 @@ def test_a_self_signed_leaf_is_accepted_iff_trusted_and_valid() -> None:
         == "no trusted anchor: CN=self.example is not on the gateway"
     )
     assert not verdict(leaf, trusted=[leaf], untrusted=[], at=NOW + timedelta(days=400)).accepted
+
+
+def test_a_certificate_with_an_unknown_version_is_a_clear_error() -> None:
+    issued = make_certificate("odd.example")
+    der = issued.certificate.public_bytes(serialization.Encoding.DER)
+    version = der.index(bytes.fromhex("a003020102"))  # [0] EXPLICIT INTEGER 2 (v3)
+    odd = der[: version + 4] + b"\x6a" + der[version + 5 :]
+    pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(odd).decode() + "-----END CERTIFICATE-----\n"
+    with pytest.raises(ChainError, match="cannot be parsed"):
+        read_secret(pem, PEM_CONTENT_TYPE)
+    with pytest.raises(ChainError, match="not a DER certificate"):
+        Certificate.from_der(odd)
+
+
+def test_an_issuer_whose_public_key_cannot_be_read_is_a_refusal_not_a_crash() -> None:
+    root = make_certificate("Root", is_ca=True, key=new_key("ec"))
+    leaf = make_certificate("leaf.example", issuer=root)
+    der = root.certificate.public_bytes(serialization.Encoding.DER)
+    point = root.certificate.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    broken = der.replace(point, b"\x04" + b"\x00" * (len(point) - 1))  # not a point on the curve
+    certificates = [Certificate.from_x509(leaf.certificate), Certificate.from_der(broken)]
+    with pytest.raises(ChainRejected):
+        trust_path(certificates, leaf_thumbprint=certificates[0].sha1_thumbprint, at=datetime.now(UTC))
