@@ -8,6 +8,8 @@ a production estate does between rotations:
   ago and trusted on every gateway; the run is the event for version 2 (a new leaf from the same
   CAs, or a new leaf from a new root and intermediate). A repetition rotates a certificate of its
   own (``orders-2``, ...) in the same estate, so its CA lists hold a few more entries (one page);
+- every key is RSA-2048 in a PFX as Key Vault writes it (3DES/SHA-1, 2,000 iterations), except in
+  the rows marked ECDSA (P-256), which measure what the key type costs;
 - full audit: C certificates with one version each, issued from C/10 private hierarchies (root →
   intermediate), so APIM holds C/5 CAs, each trusted on all 25 gateways; the run is the timer's
   audit (``AUDIT_REMEDIATE=false``), which finds the estate in sync.
@@ -24,7 +26,7 @@ from typing import Any
 
 from bench import model
 from emulator import Emulator
-from emulator.pki import Hierarchy, pfx_secret
+from emulator.pki import Hierarchy, KeyType, pfx_secret
 from shared.chain import Certificate
 from shared.plan import certificate_id_for
 
@@ -57,30 +59,33 @@ class Scenario:
     kind: str  # "leaf" | "chain" | "audit"
     gateways: int
     certificates: int = 1
+    key_type: KeyType = "rsa"  # RSA-2048 in a 3DES/SHA-1 PFX, as Key Vault issues them by default
 
     @property
     def title(self) -> str:
+        keys = " ECDSA" if self.key_type == "ec" else ""
         if self.kind == "audit":
-            return f"(c) full audit C={self.certificates} G={self.gateways}"
+            return f"(c) full audit C={self.certificates} G={self.gateways}{keys}"
         what = "leaf-only rotation" if self.kind == "leaf" else "new-chain rotation"
-        return f"({'a' if self.kind == 'leaf' else 'b'}) {what} G={self.gateways}"
+        return f"({'a' if self.kind == 'leaf' else 'b'}) {what} G={self.gateways}{keys}"
+
+    def hierarchy(self, organization: str) -> Hierarchy:
+        return Hierarchy(intermediates=1, organization=organization, key_type=self.key_type)
 
     def material(self, repetition: int = 1) -> Material:
         if self.kind == "audit":
-            pkis = [
-                Hierarchy(intermediates=1, organization=f"Org{n:03d}") for n in range(max(1, self.certificates // 10))
-            ]
+            pkis = [self.hierarchy(f"Org{n:03d}") for n in range(max(1, self.certificates // 10))]
             secrets = [
                 (f"svc-{n:04d}", _secret(pkis[n % len(pkis)], f"svc-{n:04d}.internal.example"))
                 for n in range(self.certificates)
             ]
             return Material(secrets, [der for pki in pkis for der in _cas(pki)])
-        pki = Hierarchy(intermediates=1, organization=f"Contoso{repetition}")
+        pki = self.hierarchy(f"Contoso{repetition}")
         material = Material([(f"orders-{repetition}", _secret(pki, "orders.internal.example"))], _cas(pki))
         if self.kind == "leaf":
             material.new_version = _secret(pki, "orders.internal.example")
         else:
-            new_pki = Hierarchy(intermediates=1, organization=f"Fabrikam{repetition}")
+            new_pki = self.hierarchy(f"Fabrikam{repetition}")
             material.new_version = _secret(new_pki, "orders.internal.example")
             material.new_cas = _cas(new_pki)
         return material
@@ -145,7 +150,9 @@ SCENARIOS = (
     Scenario("b1", "chain", gateways=1),
     Scenario("b10", "chain", gateways=10),
     Scenario("b25", "chain", gateways=25),
+    Scenario("b25ec", "chain", gateways=25, key_type="ec"),
     Scenario("c50", "audit", gateways=25, certificates=50),
     Scenario("c200", "audit", gateways=25, certificates=200),
+    Scenario("c200ec", "audit", gateways=25, certificates=200, key_type="ec"),
     Scenario("c1000", "audit", gateways=25, certificates=1000),
 )

@@ -68,18 +68,10 @@ class MissingCertificates(Exception):
 
 
 class Engine:
-    def __init__(
-        self,
-        settings: Settings,
-        vault: VaultPort,
-        apim: ApimPort,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
+    def __init__(self, settings: Settings, vault: VaultPort, apim: ApimPort) -> None:
         self.settings = settings
         self.vault = vault
         self.apim = apim
-        self.clock = clock
 
     async def run(self, scope: Scope, mode: Mode) -> Report:
         """One run. Azure failures end up in the report (and make it retryable); bugs propagate."""
@@ -122,7 +114,7 @@ class _Run:
         self.settings = engine.settings
         self.vault = engine.vault
         self.apim = engine.apim
-        self.now = engine.clock()
+        self.now = datetime.now(UTC)
         self.scope = scope
         self.mode = mode
         self.report = report

@@ -1,4 +1,4 @@
-"""Request budgets (issue 5), counted from the emulator's request records of the real functions.
+"""Request budgets, counted from the emulator's request records of the real functions.
 
 Reads and writes are Key Vault and ARM requests. Identity token requests (``identity.token``) and
 Key Vault's bodiless challenge (``kv.challenge``, a 401 each SDK client gets once) are protocol

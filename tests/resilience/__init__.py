@@ -1,1 +1,1 @@
-"""Resilience suites: faults, crashes, concurrency, bad input, secrecy, trust safety (issue 3)."""
+"""Resilience suites: faults, crashes, concurrency, bad input, secrecy, trust safety."""

@@ -1,4 +1,4 @@
-"""Item 5: bad input, end to end. Each case reaches the product the way it would in Azure (an Event Grid
+"""Bad input, end to end. Each case reaches the product the way it would in Azure (an Event Grid
 delivery, a Key Vault secret read through the real SDK, an HTTP request, an app setting) and gets one
 clear log line (or an HTTP 400) naming the problem, and nothing is written.
 """

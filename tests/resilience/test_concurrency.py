@@ -1,4 +1,4 @@
-"""Item 3: duplicate, reordered and concurrent deliveries converge; repeats write nothing; APIM never
+"""Duplicate, reordered and concurrent deliveries converge; repeats write nothing; APIM never
 holds a certificate twice; a concurrent change is detected (If-Match), not overwritten.
 
 Real threads run real invocations at once. Where a test needs one precise interleaving, an emulator

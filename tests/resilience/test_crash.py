@@ -1,4 +1,4 @@
-"""Item 2: a run stopped after its k-th write, for every k, is repaired by the next run, and at no point
+"""A run stopped after its k-th write, for every k, is repaired by the next run, and at no point
 (checked before every single write, and after the crash) does a gateway stop trusting a CA that the
 current or the previous version of a bound certificate needs.
 

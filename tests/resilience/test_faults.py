@@ -1,4 +1,4 @@
-"""Item 1: a fault on any single call of a rotation is absorbed by the SDK's retries, or fails the
+"""A fault on any single call of a rotation is absorbed by the SDK's retries, or fails the
 invocation with a clear error, after which the next delivery converges. Trust is never lost meanwhile.
 
 Every call of the two runs is enumerated in a census (checked against a fault-free run), and each

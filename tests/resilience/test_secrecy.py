@@ -1,4 +1,4 @@
-"""Item 6: the private keys in Key Vault's certificate secrets never leave the process. Every log line (all
+"""The private keys in Key Vault's certificate secrets never leave the process. Every log line (all
 loggers at DEBUG, the Azure SDK's included), every request the app sends, every answer it gives, and
 every error it raises is searched for the keys in every encoding; every uploaded PFX holds one CA
 certificate and no key.

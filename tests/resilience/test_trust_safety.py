@@ -1,4 +1,4 @@
-"""Item 4: never widen or break trust. Entries the app did not create are never changed or deleted; a CA
+"""Never widen or break trust. Entries the app did not create are never changed or deleted; a CA
 another bound certificate needs survives; expired CAs are reported, not trusted; bad gateway settings
 are clear errors; `managed` is never touched; nothing outside the bound chains is ever trusted.
 """
