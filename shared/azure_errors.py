@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.identity import CredentialUnavailableError as NoCredential
 
 from shared.ports import AzureCallError, CredentialUnavailableError, NotFoundError
 
@@ -26,13 +25,11 @@ def translated(what: str) -> Iterator[None]:
     kept: never a request or response body, which could hold a secret."""
     try:
         yield
-    except NoCredential:
-        # One line for the whole run, whichever call met it first: the fix is the same for all.
-        raise CredentialUnavailableError(_NO_CREDENTIAL) from None
     except ResourceNotFoundError as error:
         raise NotFoundError(f"{what}: not found ({_code(error)})", code=_code(error)) from None
     except ClientAuthenticationError as error:
         if error.status_code is None:  # the credential failed before any service answered
+            # One line for the whole run, whichever call met it first: the fix is the same for all.
             raise CredentialUnavailableError(f"{_NO_CREDENTIAL} ({_first_line(error.message)})") from None
         raise _http_error(what, error) from None
     except HttpResponseError as error:

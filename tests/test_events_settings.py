@@ -264,3 +264,9 @@ class TestResyncBody:
     def test_bad_bodies(self, body: bytes, message: str) -> None:
         with pytest.raises(ValueError, match=message):
             parse_resync_body(body)
+
+
+def test_an_event_id_with_the_default_port_names_the_watched_vault() -> None:
+    settings = load_settings({**BASE, "CERTIFICATE_NAMES": "mycert"})
+    event = data(Id="https://SAMPLE-KV.vault.azure.net:443/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    assert isinstance(route(CERTIFICATE_NEW_VERSION_CREATED, "e1", event, settings), Reconcile)

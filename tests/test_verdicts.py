@@ -9,6 +9,7 @@ from shared.chain import Authority, Certificate, Role, TrustPath
 from shared.desired import Desired, DesiredAuthority, NeededLeaf
 from shared.plan import ActionKind, Observed, certificate_id_for, plan_narrowing
 from shared.ports import ApimCertificate
+from shared.report import Mode, Report, RunStatus, Scope
 from shared.verdicts import judge, keep_accepted
 
 NOW = datetime.now(UTC)
@@ -124,3 +125,12 @@ def test_removals_that_break_nothing_all_go_ahead() -> None:
     narrowing = plan_narrowing(desired(), observed, ["gw"]).actions
     assert keep_accepted(narrowing, desired(), observed, ["gw"], at=NOW) == (narrowing, ())
     assert len(narrowing) == 2
+
+
+def test_a_rejected_verdict_alone_means_the_run_is_not_in_sync() -> None:
+    root = cert(ROOT)
+    observed = Observed(ours(root), {"gw": {certificate_id_for(root): True}})
+    report = Report(Scope(), Mode.DRY_RUN, verdicts=judge(desired(), observed, ["gw"], at=NOW))
+    assert report.outcomes == [] and report.conflicts == []  # noqa: PT018 - nothing else says drift
+    assert report.status is RunStatus.DRIFT
+    assert report.to_dict()["verdicts"]["rejected"][0]["gateway"] == "gw"

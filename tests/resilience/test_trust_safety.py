@@ -262,3 +262,30 @@ def test_nothing_outside_the_bound_chains_is_ever_trusted(emu: Emulator, monkeyp
     assert any("not on the chain" in w for w in answer.body["warnings"])
     assert applied_writes(emu) == 2 + 2 * len(GATEWAYS)
     assert trusted(emu) == {gw: dict.fromkeys(expected, True) for gw in GATEWAYS}
+
+
+def test_an_id_that_only_looks_like_ours_is_never_untrusted_or_deleted(emu: Emulator) -> None:
+    """Someone uploaded a partner's root as `trustsync-partner-root` and trusts it on both gateways; and
+    another certificate sits under the very id the app would give a CA it needs. Neither is the app's."""
+    partner = Certificate.from_x509(make_certificate("Partner Root", is_ca=True).certificate)
+    emu.apim.add_certificate("trustsync-partner-root", partner.der)
+    for gateway in GATEWAYS:
+        emu.apim.set_gateway_ca(gateway, "trustsync-partner-root", trusted=True)
+    pki = Hierarchy(intermediates=1)
+    backend = import_version(emu, "orders", pki)
+    root = backend.authorities[-1]
+    squatter = Certificate.from_x509(make_certificate("Squatter", is_ca=True).certificate)
+    emu.apim.add_certificate(certificate_id_for(root), squatter.der)  # our exact id, another certificate
+    before = {c.id: c.etag for c in emu.apim.certificates.values()}
+
+    answer = resync()
+
+    assert answer.status == 200, answer.body
+    assert writes_to_foreign_ids(emu) == []
+    for gateway in GATEWAYS:
+        assert emu.apim.gateway_cas(gateway)["trustsync-partner-root"] is True
+    assert {c.id: c.etag for c in emu.apim.certificates.values()}.items() >= before.items()  # nothing overwritten
+    assert emu.apim.certificates[certificate_id_for(root)].thumbprint == squatter.sha1_thumbprint
+    (conflict,) = answer.body["conflicts"]
+    assert certificate_id_for(root) in conflict
+    assert answer.body["status"] == "drift"  # the root cannot be trusted until the squatter is removed
