@@ -27,12 +27,14 @@ from shared.chain import (
     verdict,
 )
 from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, route
-from shared.settings import load_settings
+from shared.handlers import parse_resync_body
+from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings
 
+APIM_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim"
 SETTINGS = load_settings(
     {
         "KEYVAULT_URL": "https://sample-kv.vault.azure.net",
-        "APIM_RESOURCE_ID": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim",
+        "APIM_RESOURCE_ID": APIM_ID,
         "CERTIFICATE_NAMES": "mycert",
     }
 )
@@ -244,3 +246,64 @@ def test_forged_issuer_in_bag_is_never_chained() -> None:
     forged = Certificate.from_x509(_FORGED.certificate)
     with pytest.raises(ChainRejected, match="but no certificate of that name signed it"):
         trust_path(read_secret(value, PEM_CONTENT_TYPE), leaf_thumbprint=forged.sha1_thumbprint, at=NOW)
+
+
+bodies = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["certificates", "dryRun", "other"]) | st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=bodies.map(lambda value: json.dumps(value).encode())
+    | st.binary(max_size=64)
+    | st.integers(min_value=1, max_value=5_000).map(lambda depth: b"[" * depth + b"]" * depth)
+)
+def test_a_resync_body_is_accepted_whole_or_refused_with_a_reason(body: bytes) -> None:
+    try:
+        parsed: tuple[frozenset[str] | None, bool] | ValueError = parse_resync_body(body)
+    except ValueError as error:
+        parsed = error
+    if isinstance(parsed, ValueError):
+        assert str(parsed)  # a reason for the 400
+        return
+    names, dry_run = parsed
+    assert isinstance(dry_run, bool)
+    if names is not None:  # named certificates: a non-empty set of valid names, as the body listed them
+        assert names
+        assert names == frozenset(json.loads(body)["certificates"])
+        assert all(is_keyvault_object_name(name) for name in names)
+    elif body.strip():
+        assert "certificates" not in json.loads(body)  # every certificate only when the field is left out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.sampled_from(["https://kv.vault.azure.net", "https://KV.vault.azure.net:443/", "https://127.0.0.1:8443"])
+    | st.builds(
+        lambda scheme, host, port, tail: f"{scheme}://{host}{port}{tail}",
+        st.sampled_from(["https", "http", "HTTPS", ""]),
+        st.sampled_from(["kv.vault.azure.net", "kv", "[::1]", "[bad", "kv.vault.azure.cn", ""]),
+        st.sampled_from(["", ":443", ":8443", ":x", ":99999"]),
+        st.sampled_from(["", "/", "/secrets", "?a=b", "#f"]),
+    )
+    | st.text(max_size=40),
+    concurrency=st.sampled_from(["", "0", "1", "64", "65", "x", "-3"]),
+)
+def test_settings_are_normalized_or_refused_naming_each_bad_one(url: str, concurrency: str) -> None:
+    env = {"KEYVAULT_URL": url, "APIM_RESOURCE_ID": APIM_ID, "MAX_CONCURRENCY": concurrency}
+    try:
+        loaded: Settings | SettingsError = load_settings(env)
+    except SettingsError as error:
+        loaded = error
+    if isinstance(loaded, SettingsError):
+        assert "KEYVAULT_URL" in str(loaded) or "MAX_CONCURRENCY" in str(loaded)
+        return
+    assert loaded.keyvault_url == loaded.keyvault_url.lower()
+    assert not loaded.keyvault_url.endswith((":443", "/"))
+    assert 1 <= loaded.max_concurrency <= 64
