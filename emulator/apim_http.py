@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -31,6 +32,7 @@ from .wire import HttpError, Request, Response, format_retry_after, parse_json_o
 T = TypeVar("T")
 
 API_VERSION: Final = "2024-05-01"
+_API_VERSION_FORM = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _PROVIDER_PREFIX: Final = (
     "subscriptions",
     None,
@@ -68,7 +70,9 @@ class ArmApi:
         tenant_id: str,
         page_size: Callable[[], int],
         base_url: Callable[[], str],
+        offered_versions: Callable[[], tuple[str, ...]] = lambda: (API_VERSION,),
     ) -> None:
+        self._offered_versions = offered_versions
         self._services = services
         self._issuer = issuer
         self._audience = audience
@@ -82,7 +86,7 @@ class ArmApi:
 
         def guarded() -> Response:
             self._authenticate(request, token)
-            self._check_api_version(request)
+            self._check_api_version(request, self._offered_versions())
             if names is None:
                 raise HttpError(
                     _arm_error(404, "NotFound", f"The emulator does not model {request.method} {request.path}.")
@@ -203,7 +207,7 @@ class ArmApi:
         return _arm_error(401, code, message, {"WWW-Authenticate": challenge})
 
     @staticmethod
-    def _check_api_version(request: Request) -> None:
+    def _check_api_version(request: Request, offered: tuple[str, ...]) -> None:
         version = request.query.get("api-version")
         if not version:
             raise HttpError(
@@ -213,9 +217,18 @@ class ArmApi:
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
             )
-        if version != API_VERSION:
-            message = f"The api-version '{version}' is invalid. The supported versions are '{API_VERSION}'."
-            raise HttpError(_arm_error(400, "InvalidApiVersionParameter", message))
+        if version in offered:
+            return
+        if _API_VERSION_FORM.match(version):
+            # ARM's answer for a well-formed version the resource provider does not offer in this cloud.
+            message = (
+                f"No registered resource provider found for location 'chinanorth3' and API version '{version}' "
+                f"for type 'service'. The supported api-versions are '{', '.join(offered)}'. "
+                "The supported locations are 'chinanorth3, chinaeast2'."
+            )
+            raise HttpError(_arm_error(400, "NoRegisteredProviderFound", message))
+        message = f"The api-version '{version}' is invalid. The supported versions are '{', '.join(offered)}'."
+        raise HttpError(_arm_error(400, "InvalidApiVersionParameter", message))
 
     # -- handlers --------------------------------------------------------------------------------
 

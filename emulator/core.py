@@ -14,6 +14,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .apim import ApimService
+from .apim_http import API_VERSION as ARM_API_VERSION
 from .apim_http import ArmApi
 from .certs import CertificateMaterial
 from .eventgrid import vault_topic
@@ -63,6 +64,9 @@ class Emulator:
         self.arm_audience = arm_audience
         self.tenant_id = tenant_id
         self.latency = latency  # seconds added to every Key Vault / ARM request
+        # The Microsoft.ApiManagement api-versions this cloud's Resource Manager offers (a sovereign
+        # cloud may lag behind the public one).
+        self.arm_api_versions: tuple[str, ...] = (ARM_API_VERSION,)
         self.recorder = Recorder()
         self.faults = Faults()
         self.tokens = TokenIssuer(token_lifetime, user_assigned_client_ids)
@@ -82,6 +86,7 @@ class Emulator:
                 tenant_id=tenant_id,
                 page_size=lambda: self.page_size,
                 base_url=lambda: self.url,
+                offered_versions=lambda: self.arm_api_versions,
             )
 
             def resolve_https(request: Request) -> Call:

@@ -296,12 +296,16 @@ def test_service_and_several_services(emu: Emulator, arm: ApiManagementClient, c
     assert missing.value.error.code == "ResourceNotFound"
 
 
-def test_only_api_version_2024_05_01_is_served(emu: Emulator, env: object) -> None:
+@pytest.mark.parametrize(
+    ("version", "code"),
+    [("2022-08-01", "NoRegisteredProviderFound"), ("2022-8", "InvalidApiVersionParameter")],
+)
+def test_only_the_offered_api_versions_are_served(emu: Emulator, env: object, version: str, code: str) -> None:
     client = ApiManagementClient(
         ManagedIdentityCredential(**FAST_RETRY),
         emu.apim.subscription_id,
         base_url=emu.arm_endpoint,
-        api_version="2022-08-01",
+        api_version=version,
         **FAST_RETRY,
     )
 
@@ -310,7 +314,8 @@ def test_only_api_version_2024_05_01_is_served(emu: Emulator, env: object) -> No
 
     assert raised.value.status_code == 400
     assert raised.value.error is not None
-    assert raised.value.error.code == "InvalidApiVersionParameter"
+    assert raised.value.error.code == code
+    assert "2024-05-01" in str(raised.value.error.message)  # ARM names what it offers
 
 
 def test_token_audience_must_be_the_configured_arm_audience(monkeypatch: pytest.MonkeyPatch) -> None:

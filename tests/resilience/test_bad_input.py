@@ -465,3 +465,18 @@ def test_without_any_azure_credential_the_answer_is_one_line_saying_how_to_log_i
     assert "az login" in error
     assert "managed identity" in error
     assert emu.count() == 0
+
+
+def test_a_cloud_without_the_api_version_says_so_and_names_the_versions_it_offers(emu: Emulator) -> None:
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+    emu.arm_api_versions = ("2021-08-01", "2022-08-01")  # a sovereign cloud that lags behind
+
+    answer = resync()
+
+    assert answer.status == 500
+    assert len(answer.body["errors"]) == 1  # the first APIM call says it; nothing else is attempted
+    (error,) = answer.body["errors"]
+    assert "HTTP 400 NoRegisteredProviderFound" in error
+    assert "does not offer the api-version the app uses" in error
+    assert "it offers: 2021-08-01, 2022-08-01" in error
+    assert emu.count(writes=True) == 0
