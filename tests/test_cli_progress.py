@@ -52,9 +52,9 @@ def run_cli(*argv: str, on_terminal: bool) -> Ran:
     environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
     environment.pop("NO_COLOR", None)
     if not on_terminal:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
             command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False
-        )  # noqa: S603
+        )
         return Ran(done.returncode, done.stdout, done.stderr)
     (out_master, out_slave), (err_master, err_slave) = _terminal(), _terminal()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
