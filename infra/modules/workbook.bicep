@@ -28,8 +28,8 @@ param displayName string = 'APIM Trust Sync'
 var content = replace(replace(replace(replace(replace(loadTextContent('workbook.json'), '__FUNCTION_APP_NAME__', functionAppName), '__WORKSPACE_ID__', workspaceId), '__KEYVAULT_ID__', keyVaultId), '__UPPER_EVENT_SUBSCRIPTION_NAME__', toUpper(eventSubscriptionName)), '__EVENT_SUBSCRIPTION_NAME__', eventSubscriptionName)
 
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
-  // A stable name per workspace and app: redeploying updates the same workbook.
-  name: guid(workspaceId, functionAppName, 'trustsync-workbook')
+  // A stable name (workbook names are GUIDs) per resource group and app: redeploying updates it.
+  name: guid(resourceGroup().id, functionAppName, 'trustsync-workbook')
   location: location
   tags: tags
   kind: 'shared'
