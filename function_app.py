@@ -8,13 +8,16 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.handlers import TrustSync
 from shared.settings import SettingsError
+from shared.telemetry import Trigger
 
 # The SDKs log every HTTP request at INFO: too much for Application Insights, and nothing we need.
 for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
+telemetry.configure()  # metrics and correlated records to Application Insights, when its connection string is set
 app = func.FunctionApp()
 trust_sync = TrustSync()
 with contextlib.suppress(SettingsError):
@@ -23,21 +26,24 @@ with contextlib.suppress(SettingsError):
 
 @app.function_name("on_keyvault_event")
 @app.event_grid_trigger(arg_name="event")
-async def on_keyvault_event(event: func.EventGridEvent) -> None:
+async def on_keyvault_event(event: func.EventGridEvent, context: func.Context) -> None:
     """Key Vault → Event Grid (Event Grid or CloudEvents schema) → reconcile the certificate it names."""
     # The worker hands over an EventGridEvent or, for the CloudEvents schema, a CloudEvent.
     event_type = getattr(event, "event_type", None) or getattr(event, "type", None)
-    await trust_sync.handle_event(event_type, event.id, event.get_json())
+    async with telemetry.invocation(Trigger.EVENT, context, event_id=event.id):
+        await trust_sync.handle_event(event_type, event.id, event.get_json())
 
 
 @app.function_name("resync")
 @app.route(route="resync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
-async def resync(req: func.HttpRequest) -> func.HttpResponse:
-    answer = await trust_sync.handle_resync(req.get_body())
+async def resync(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    async with telemetry.invocation(Trigger.RESYNC, context):
+        answer = await trust_sync.handle_resync(req.get_body())
     return func.HttpResponse(json.dumps(answer.body, indent=2), status_code=answer.status, mimetype="application/json")
 
 
 @app.function_name("drift_audit")
 @app.timer_trigger(arg_name="timer", schedule="%AUDIT_SCHEDULE%", run_on_startup=False, use_monitor=True)
-async def drift_audit(timer: func.TimerRequest) -> None:
-    await trust_sync.handle_audit()
+async def drift_audit(timer: func.TimerRequest, context: func.Context) -> None:
+    async with telemetry.invocation(Trigger.AUDIT, context):
+        await trust_sync.handle_audit()

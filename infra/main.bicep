@@ -405,6 +405,20 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+// The operators' workbook over the same workspace (verdict matrix, expiry horizon, rotations, failures).
+module workbook 'modules/workbook.bicep' = {
+  name: 'trustsync-workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: allTags
+    workspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    functionAppName: functionAppName
+    keyVaultId: keyVaultId
+    eventSubscriptionName: eventSubscriptionName
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Outputs: azd writes them to the environment (.azure/<env>/.env), where the hooks read them.
 // ---------------------------------------------------------------------------------------------
@@ -431,6 +445,7 @@ output TRUSTSYNC_CERTIFICATE_NAMES string = certificateNames
 output TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID string = deadLetterStorage.outputs.id
 output TRUSTSYNC_DEADLETTER_CONTAINER string = deadLetterContainerName
 output TRUSTSYNC_ACTION_GROUP_ID string = alerts.outputs.actionGroupId
+output TRUSTSYNC_WORKBOOK_ID string = workbook.outputs.id
 output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME string = eventSubscriptionName
 output TRUSTSYNC_ACCESS_DEPLOYMENT_NAME string = accessDeploymentName
 output TRUSTSYNC_EVENTGRID_DEPLOYMENT_NAME string = eventGridDeploymentName

@@ -7,6 +7,7 @@
    trusted, and the previous one stays trusted while the old certificate version is still valid.
 4. ``POST /api/resync`` plans (dry run) and, once the old version is retired, removes what nobody needs.
 5. Someone untrusts a CA by hand; ``drift_audit`` reports it, then repairs it.
+6. The expiry horizon: what expires next, per certificate version and per gateway.
 """
 
 from __future__ import annotations
@@ -79,9 +80,35 @@ def show_report(body: dict[str, Any]) -> None:
         print(f"  {DIM}note: {warning}{RESET}")
 
 
-def chain(root: Issued, issuing_name: str, host: str) -> tuple[Issued, Issued]:
+def show_horizon(expiry: dict[str, Any]) -> None:
+    """Each needed certificate version's leaf and earliest CA, and each gateway's earliest trusted CA."""
+    now = datetime.now(UTC)
+    rows: list[tuple[datetime, str, str]] = []
+    for item in expiry["certificates"]:
+        where = f"certificate {item['certificate']} ({item['version'][:8]}…)"
+        rows.append((datetime.fromisoformat(item["leafExpires"]), where, "leaf"))
+        if item["earliestCaExpires"]:
+            rows.append((datetime.fromisoformat(item["earliestCaExpires"]), where, f"earliest CA {item['earliestCa']}"))
+    for item in expiry["gateways"]:
+        rows.append(
+            (datetime.fromisoformat(item["earliestExpires"]), f"gateway {item['gateway']}", item["certificateId"])
+        )
+    table(
+        ((f"{when:%Y-%m-%d}", str((when - now).days), where, what) for when, where, what in sorted(rows)),
+        ("EXPIRES", "DAYS LEFT", "WHERE", "WHAT"),
+    )
+    within = expiry["expiring"] or ["nothing"]
+    print(f"  within EXPIRY_WARNING_DAYS={expiry['warningDays']}: {'; '.join(within)}")
+    print(
+        f"  {DIM}In Azure the same horizon is the TRUSTSYNC_HORIZON records and the trustsync.expiry.seconds metric"
+        f" (the workbook's 'What will break next'); the audit says status=expiring inside the window.{RESET}"
+    )
+
+
+def chain(root: Issued, issuing_name: str, host: str, *, leaf_days: int | None = None) -> tuple[Issued, Issued]:
     issuing = make_certificate(issuing_name, issuer=root, is_ca=True)
-    return issuing, make_certificate(host, issuer=issuing)
+    not_after = datetime.now(UTC) + timedelta(days=leaf_days) if leaf_days is not None else None
+    return issuing, make_certificate(host, issuer=issuing, not_after=not_after)
 
 
 def main() -> int:
@@ -130,8 +157,10 @@ def main() -> int:
         deliver_pending()
         print(f"  the same event delivered again (Event Grid is at-least-once): {emu.count(writes=True)} writes")
 
-        step("3. Rotate the issuing CA: new version imported with the Key Vault SDK, as PEM")
-        issuing_2, leaf_2 = chain(root, "Contoso Issuing CA 2", "orders.internal.contoso")
+        step(
+            "3. Rotate the issuing CA: new version imported with the Key Vault SDK, as PEM (a 20-day server certificate)"
+        )
+        issuing_2, leaf_2 = chain(root, "Contoso Issuing CA 2", "orders.internal.contoso", leaf_days=20)
         client = CertificateClient(emu.keyvault_url, ManagedIdentityCredential())
         client.import_certificate(
             VAULT_CERTIFICATE,
@@ -159,6 +188,9 @@ def main() -> int:
         os.environ["AUDIT_REMEDIATE"] = "true"
         print(f"  drift_audit (AUDIT_REMEDIATE=true) logs:\n{_audit(functions)}")
         print(f"  drift_audit again:\n{_audit(functions)}")
+
+        step('6. Expiry horizon: what expires next (POST /api/resync {"dryRun": true}, its "expiry")')
+        show_horizon(_resync(functions, {"dryRun": True})["expiry"])
 
         step("Summary")
         wanted = {

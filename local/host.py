@@ -9,7 +9,9 @@ import asyncio
 import atexit
 import functools
 import inspect
+import secrets
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -44,9 +46,12 @@ def _indexed() -> dict[str, Callable[..., Any]]:
 
 
 def _as_worker_calls(function: Callable[..., Any]) -> Callable[..., Any]:
+    wants_context = "context" in inspect.signature(function).parameters
+
     @functools.wraps(function)
     def call(*args: Any) -> Any:
-        result = function(*args)
+        # As the worker does: a function with a `context` parameter gets the invocation's context.
+        result = function(*args, **({"context": Invocation(function.__name__)} if wants_context else {}))
         if inspect.isawaitable(result):
             return asyncio.run_coroutine_threadsafe(_awaited(result), _worker_loop()).result()
         return result
@@ -72,6 +77,72 @@ def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
 
     asyncio.run_coroutine_threadsafe(function_app.trust_sync.close(), loop).result(timeout=30)
     loop.call_soon_threadsafe(loop.stop)
+
+
+class _Trace(func._abc.TraceContext):
+    def __init__(self) -> None:
+        # A W3C traceparent, as the host passes the worker its trace of the invocation.
+        self._parent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _Retry(func._abc.RetryContext):
+    @property
+    def retry_count(self) -> int:
+        return 0
+
+    @property
+    def max_retry_count(self) -> int:
+        return 0
+
+    @property
+    def exception(self) -> func._abc.RpcException:
+        raise NotImplementedError
+
+
+class Invocation(func.Context):
+    """The `func.Context` the worker hands a function: a new invocation id and trace each call."""
+
+    def __init__(self, function_name: str) -> None:
+        self._function_name = function_name
+        self._invocation_id = str(uuid.uuid4())
+        self._trace = _Trace()
+        self._local = threading.local()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> type[threading.local]:
+        return self._local  # type: ignore[return-value]  # the ABC's annotation says type; the worker hands an instance
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return ""
+
+    @property
+    def trace_context(self) -> func._abc.TraceContext:
+        return self._trace
+
+    @property
+    def retry_context(self) -> func._abc.RetryContext:
+        return _Retry()
 
 
 def event_grid_event(event: Mapping[str, Any]) -> func.EventGridEvent:

@@ -44,15 +44,19 @@ from shared.ports import (
     ApimPort,
     AzureCallError,
     GatewayCas,
+    NoProgress,
     NotFoundError,
+    Progress,
     VaultPort,
     VersionInfo,
+    Work,
 )
 from shared.report import GatewayEntries, GatewayEntry, Mode, Outcome, Report, Scope, Status
 from shared.settings import MANAGED_GATEWAY, Settings
 from shared.verdicts import judge, keep_accepted
 
 log = logging.getLogger("trustsync")
+ACTION_LOG_PREFIX = "TRUSTSYNC_ACTION"  # one record per action of a run; queries and the workbook look for it
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
 
@@ -68,10 +72,13 @@ class MissingCertificates(Exception):
 
 
 class Engine:
-    def __init__(self, settings: Settings, vault: VaultPort, apim: ApimPort) -> None:
+    def __init__(
+        self, settings: Settings, vault: VaultPort, apim: ApimPort, *, progress: Progress | None = None
+    ) -> None:
         self.settings = settings
         self.vault = vault
         self.apim = apim
+        self.progress = progress or NoProgress()
 
     async def run(self, scope: Scope, mode: Mode) -> Report:
         """One run. Azure failures end up in the report (and make it retryable); bugs propagate."""
@@ -119,6 +126,7 @@ class _Run:
         self.mode = mode
         self.report = report
         self.limit = asyncio.Semaphore(self.settings.max_concurrency)
+        self.progress = engine.progress
 
     async def execute(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -127,6 +135,7 @@ class _Run:
 
             async def start_uploads() -> tuple[Uploads, dict[str, asyncio.Task[Outcome]]]:
                 uploads = plan_uploads(await desired_task, await certificates_task)
+                self.planned_writes(uploads.actions)
                 started = {a.certificate_id: tasks.create_task(self.write(a)) for a in uploads.actions}
                 return uploads, started
 
@@ -145,6 +154,7 @@ class _Run:
                 uploads, uploading = await uploads_task
                 plan = plan_additions(gateway, desired, cas, uploads, certificates)
                 self.report.conflicts.extend(plan.conflicts)
+                self.planned_writes(plan.actions)
                 outcomes = await asyncio.gather(*(self.put(a, uploading.get(a.certificate_id)) for a in plan.actions))
                 return _Gateway(gateway, cas, tuple(outcomes))
 
@@ -206,6 +216,7 @@ class _Run:
             self.report.warn("nothing taken away: Key Vault could not be read again before removing (see errors)")
             return last_look, observed
         narrowing = self.plan_narrowing(last_look, observed, selected)
+        self.planned_writes(narrowing)
         entries = [a for a in narrowing if a.kind is not ActionKind.DELETE_CERTIFICATE]
         outcomes = list(await asyncio.gather(*(self.write(action) for action in entries)))
         still_referenced = {o.action.certificate_id.lower() for o in outcomes if o.status is not Status.APPLIED}
@@ -213,6 +224,7 @@ class _Run:
             if action.kind is not ActionKind.DELETE_CERTIFICATE:
                 continue
             if action.certificate_id.lower() in still_referenced:
+                self.progress.done(Work.WRITES)
                 outcomes.append(Outcome(action, Status.SKIPPED, "not deleted: removing it from a gateway failed"))
             else:
                 outcomes.append(await self.write(action))
@@ -249,6 +261,7 @@ class _Run:
     async def certificate_names(self) -> AsyncIterator[list[str]]:
         named = self.scope.certificates if self.scope.certificates is not None else self.settings.certificates.names
         if named is not None:
+            self.progress.planned(Work.KEYVAULT_READS, len(named))
             yield sorted(named)
             return
         pages = self.vault.certificate_names()
@@ -258,11 +271,12 @@ class _Run:
                 page = await anext(pages, None)
             if page is None:
                 return
+            self.progress.planned(Work.KEYVAULT_READS, len(page))
             yield page
 
     async def read_certificate(self, name: str) -> _Certificate:
         try:
-            versions = await self.call(self.vault.versions, name)
+            versions = await self.read(self.vault.versions, name)
         except NotFoundError:
             # Deleted: retired like a certificate whose versions are all disabled, so the clean-up of
             # the others goes on; named in CERTIFICATE_NAMES, it is a setting to fix.
@@ -280,13 +294,14 @@ class _Run:
             # Retired on purpose: it needs nothing, so what only it needed may go in a full run.
             self.report.warn(f"certificate {name} has no enabled version: nothing of it is trusted")
             return _Certificate(name, ())
+        self.progress.planned(Work.KEYVAULT_READS, len(chosen))
         paths = await asyncio.gather(*(self.read_path(name, version) for version in chosen))
         found = tuple(path for path in paths if path is not None)
         return _Certificate(name, found if len(found) == len(paths) else None)
 
     async def read_path(self, name: str, version: VersionInfo) -> VersionPath | None:
         try:
-            secret = await self.call(self.vault.secret, name, version.version)
+            secret = await self.read(self.vault.secret, name, version.version)
         except AzureCallError as error:
             # Key Vault has just listed this version, so even a 404 is a passing inconsistency (or a
             # deletion since), not bad input: a retry re-lists and settles it either way.
@@ -326,6 +341,7 @@ class _Run:
 
     async def put(self, action: Action, upload: asyncio.Task[Outcome] | None) -> Outcome:
         if upload is not None and (await upload).status is Status.FAILED:
+            self.progress.done(Work.WRITES)
             return Outcome(action, Status.SKIPPED, f"not set: uploading {action.certificate_id} failed")
         return await self.write(action)
 
@@ -339,7 +355,13 @@ class _Run:
         except AzureCallError as error:
             self.report.fail(str(error), retryable=True)
             return Outcome(action, Status.FAILED, str(error))
+        finally:
+            self.progress.done(Work.WRITES)
         return Outcome(action, Status.APPLIED)
+
+    def planned_writes(self, actions: Sequence[Action]) -> None:
+        if self.mode is not Mode.DRY_RUN and actions:
+            self.progress.planned(Work.WRITES, len(actions))
 
     async def _apply(self, action: Action) -> None:
         if action.kind is ActionKind.UPLOAD_CERTIFICATE:
@@ -355,6 +377,13 @@ class _Run:
             await self.apim.remove_gateway_ca(action.gateway, action.certificate_id)
         else:
             await self.apim.delete_certificate(action.certificate_id)
+
+    async def read(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """A Key Vault read, counted as done for the progress whether it worked or not."""
+        try:
+            return await self.call(function, *args)
+        finally:
+            self.progress.done(Work.KEYVAULT_READS)
 
     async def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """One Azure call, holding the limiter while it is in flight."""
@@ -391,7 +420,20 @@ def _leaves(group: BaseExceptionGroup[E]) -> Iterator[E]:
 
 def _log(report: Report) -> None:
     for outcome in report.outcomes:
-        log.info("%s %s", outcome.status.value, outcome.action.describe())
+        action = outcome.action
+        # The attributes are custom dimensions once exported (names: shared.telemetry.Dim).
+        dimensions = {
+            "action": action.kind.value,
+            "certificateId": action.certificate_id,
+            "status": outcome.status.value,
+        }
+        log.info(
+            "%s %s %s",
+            ACTION_LOG_PREFIX,
+            outcome.status.value,
+            action.describe(),
+            extra=dimensions | ({"gateway": action.gateway} if action.gateway else {}),
+        )
     # Warnings (a missing root, a retired certificate) and conflicts (an entry not ours that blocks the
     # desired trust) reach the log too: an event run's report goes nowhere else.
     for message in report.warnings:

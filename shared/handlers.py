@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 from shared.connect import ClientPool
 from shared.engine import Engine
 from shared.events import EventError, Ignore, route
+from shared.ports import NoProgress, Progress
 from shared.report import Mode, Report, Scope
 from shared.settings import (
     Remediation,
@@ -26,6 +28,7 @@ from shared.settings import (
     load_settings,
     unbound_certificates,
 )
+from shared.telemetry import Telemetry, Trigger, annotate, correlate, current, install_correlation
 
 log = logging.getLogger("trustsync")
 
@@ -47,9 +50,12 @@ class HttpAnswer:
 
 
 class TrustSync:
-    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, environ: Mapping[str, str] = os.environ, telemetry: Telemetry | None = None) -> None:
         self.environ = environ
         self.clients = ClientPool(environ)
+        self.telemetry = telemetry or Telemetry()  # metrics and summary records of each run
+        self.progress: Progress = NoProgress()  # the CLI shows it on a terminal
+        install_correlation()  # every trustsync record carries the run's trigger, invocation and event
 
     def settings(self) -> Settings:
         """The settings for one invocation; a configuration error is logged (one line naming every
@@ -63,13 +69,28 @@ class TrustSync:
 
     def engine(self, settings: Settings) -> Engine:
         clients = self.clients.clients_for(settings)
-        return Engine(settings, clients.vault, clients.apim)
+        return Engine(settings, clients.vault, clients.apim, progress=self.progress)
+
+    async def run(self, settings: Settings, scope: Scope, mode: Mode) -> Report:
+        """One engine run, recorded: its metrics and its TRUSTSYNC_RUN, _VERDICT and _HORIZON records."""
+        started = time.monotonic()
+        report = await self.engine(settings).run(scope, mode)
+        self.telemetry.record(report, seconds=time.monotonic() - started)
+        return report
 
     async def close(self) -> None:
         await self.clients.close()
 
     async def handle_event(self, event_type: object, event_id: object, data: object) -> Report | None:
         """Reconcile the certificate a Key Vault event names. Raises `RetryableError` when a retry can help."""
+        with correlate(
+            trigger=current().trigger or Trigger.EVENT,
+            event_id=str(event_id)[:100] if event_id else None,
+            event_type=event_type[:200] if isinstance(event_type, str) else None,
+        ):
+            return await self._handle_event(event_type, event_id, data)
+
+    async def _handle_event(self, event_type: object, event_id: object, data: object) -> Report | None:
         settings = self.settings()
         try:
             decision = route(event_type, event_id, data, settings)
@@ -81,6 +102,7 @@ class TrustSync:
             log.info("ignored event %s: %s", event_id, decision.reason)
             return None
         event = decision.event
+        annotate(certificate=decision.certificate_name)
         if event.is_expiry:
             days = "unknown" if event.expires is None else (event.expires - datetime.now(UTC)).days
             log.warning(
@@ -90,6 +112,7 @@ class TrustSync:
                 event.version,
                 event.event_type,
                 days,
+                extra={"version": event.version or "", **({"daysLeft": days} if isinstance(days, int) else {})},
             )
         log.info(
             "event %s: %s for certificate %s (version %s)",
@@ -99,13 +122,17 @@ class TrustSync:
             event.version,
         )
         scope = Scope(certificates=frozenset({decision.certificate_name}))
-        report = await self.engine(settings).run(scope, Mode.ADDITIONS)
+        report = await self.run(settings, scope, Mode.ADDITIONS)
         if report.retryable:
             raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
         return report
 
     async def handle_resync(self, body: bytes) -> HttpAnswer:
         """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""
+        with correlate(trigger=current().trigger or Trigger.RESYNC):
+            return await self._handle_resync(body)
+
+    async def _handle_resync(self, body: bytes) -> HttpAnswer:
         try:
             settings = self.settings()
         except SettingsError as error:
@@ -118,15 +145,20 @@ class TrustSync:
         if unbound:
             return HttpAnswer(400, {"error": f"certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}"})
         mode = Mode.DRY_RUN if dry_run else Mode.FULL
-        report = await self.engine(settings).run(Scope(certificates=certificates), mode)
+        annotate(certificate=next(iter(certificates)) if certificates is not None and len(certificates) == 1 else None)
+        report = await self.run(settings, Scope(certificates=certificates), mode)
         if report.missing:
             return HttpAnswer(404, {"error": f"certificates: not in Key Vault: {', '.join(report.missing)}"})
         return HttpAnswer(500 if report.errors else 200, report.to_dict())
 
     async def handle_audit(self) -> Report:
         """The drift audit: a full-scope run that writes what AUDIT_REMEDIATE allows, and one log record."""
+        with correlate(trigger=current().trigger or Trigger.AUDIT):
+            return await self._handle_audit()
+
+    async def _handle_audit(self) -> Report:
         settings = self.settings()
-        report = await self.engine(settings).run(Scope(), _AUDIT_MODES[settings.audit_remediate])
+        report = await self.run(settings, Scope(), _AUDIT_MODES[settings.audit_remediate])
         level = {"in-sync": logging.INFO, "expiring": logging.WARNING, "drift": logging.WARNING}.get(
             report.status.value, logging.ERROR
         )

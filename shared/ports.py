@@ -8,6 +8,7 @@ types and exceptions into these at the edge; the tests implement them in memory.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,3 +103,33 @@ class ApimPort(Protocol):
     async def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None: ...
 
     async def delete_certificate(self, certificate_id: str) -> None: ...
+
+
+class Work(enum.StrEnum):
+    """What a run's progress counts."""
+
+    KEYVAULT_READS = "Key Vault reads"  # version lists and secrets
+    WRITES = "writes"  # APIM uploads, gateway CA puts, removals, deletions
+
+
+class Progress(Protocol):
+    """Told, as a run goes, how much work it has found to do and how much is done.
+
+    `planned` grows as the run discovers work (a certificate's versions tell how many secrets to
+    read); `done` follows each call that finished, failed or not. The engine calls these only;
+    what shows them (the CLI's progress bar) is an adapter.
+    """
+
+    def planned(self, work: Work, count: int = 1) -> None: ...
+
+    def done(self, work: Work, count: int = 1) -> None: ...
+
+
+class NoProgress:
+    """Progress nobody watches: the functions, the tests."""
+
+    def planned(self, work: Work, count: int = 1) -> None:
+        pass
+
+    def done(self, work: Work, count: int = 1) -> None:
+        pass

@@ -26,7 +26,14 @@ def point_app_at(emu: Emulator, patch: pytest.MonkeyPatch) -> None:
     """The process environment of a Function App configured for the emulator (and nothing else)."""
     for setting in SETTINGS:
         patch.delenv(setting.name, raising=False)
-    for name in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY"):
+    # No telemetry leaves the tests: without a connection string the app exports nothing.
+    for name in (
+        "AZURE_CLIENT_ID",
+        "MSI_ENDPOINT",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    ):
         patch.delenv(name, raising=False)
     for name, value in emu.environ().items():
         patch.setenv(name, value)

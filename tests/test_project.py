@@ -66,6 +66,26 @@ def test_the_core_loads_nothing_from_azure(module: str) -> None:
     assert azure_modules_loaded_by(module) == []
 
 
+def modules_loaded_by(module: str, roots: tuple[str, ...]) -> list[str]:
+    """The modules under `roots` in ``sys.modules`` after importing `module` in a fresh interpreter."""
+    probe = f"import sys, {module}; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))"
+    result = subprocess.run(  # noqa: S603 - our own interpreter and a probe made here
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("module", [f"shared.{name}" for name in CORE])
+def test_the_core_loads_neither_opentelemetry_nor_rich(module: str) -> None:
+    # Telemetry (shared.telemetry) and the CLI's progress bars are edges; the engine only calls Progress.
+    assert modules_loaded_by(module, ("opentelemetry", "rich")) == []
+
+
+def test_the_functions_do_not_load_rich_nor_the_distro_unless_telemetry_is_configured() -> None:
+    loaded = modules_loaded_by("function_app", ("rich", "azure"))
+    assert not [m for m in loaded if m == "rich" or m.startswith("azure.monitor")]
+
+
 def test_the_purity_probe_sees_an_adapter_imported_by_the_core() -> None:
     # The same probe on the composition root, which imports the adapters, finds the SDK: the check can fail.
     assert "azure.core" in azure_modules_loaded_by("shared.handlers")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -335,6 +336,8 @@ class Evaluator:
             result = len(args[0])
         elif kind == "unique_string":
             result = unique_string(*args)
+        elif kind == "guid":  # Bicep's guid() is a name-based UUID of its arguments: same shape here
+            result = str(uuid.uuid5(uuid.NAMESPACE_URL, "-".join(map(self._text, args))))
         elif kind == "empty":
             result = not args[0]
         elif kind == "trim":

@@ -546,6 +546,20 @@ def test_alert_email_is_optional() -> None:
     assert group.condition == "hasEmail"
 
 
+def test_the_workbook_is_deployed_with_the_app_over_its_workspace() -> None:
+    workbook = template("modules/workbook.bicep")
+    (resource,) = workbook.resources("Microsoft.Insights/workbooks")
+    assert resource.body["kind"] == "shared"
+    assert resource.properties["category"] == "workbook"
+    assert resource.properties["sourceId"] == "workspaceId"
+    assert '"load_text_content"' in json.dumps(workbook.variables["content"])  # loadTextContent(workbook.json)
+    assert "workbook.json" in json.dumps(workbook.variables["content"])
+    main = template("main.bicep")
+    passed = main.modules["workbook"].body["params"]
+    assert "monitoring" in json.dumps(passed["workspaceId"])
+    assert (passed["keyVaultId"], passed["eventSubscriptionName"]) == ("keyVaultId", "eventSubscriptionName")
+
+
 def test_function_names_match_the_code() -> None:
     code = REPO / "function_app.py"
     if not code.exists():
@@ -905,6 +919,7 @@ NAME_LIMITS = {
     "Microsoft.Insights/actionGroups": 260,
     "Microsoft.Insights/scheduledQueryRules": 260,
     "Microsoft.Insights/metricAlerts": 260,
+    "Microsoft.Insights/workbooks": 36,  # a GUID
     "Microsoft.Network/virtualNetworks": 64,
     "Microsoft.Network/networkSecurityGroups": 80,
     "Microsoft.Network/privateEndpoints": 64,
