@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.identity import CredentialUnavailableError as NoCredential
 
-from shared.ports import AzureCallError, CredentialUnavailableError, NotFoundError
+from shared.ports import AzureCallError, CredentialUnavailableError, NotFoundError, Throttled
 
 # ARM's answer when a cloud's Resource Manager does not offer an api-version for a resource type.
 _API_VERSION_NOT_OFFERED = "NoRegisteredProviderFound"
@@ -26,6 +26,8 @@ def translated(what: str) -> Iterator[None]:
     kept: never a request or response body, which could hold a secret."""
     try:
         yield
+    except Throttled as error:  # the pacer's, from inside the SDK call: name the call too
+        raise Throttled(f"{what}: {error}") from None
     except NoCredential:
         raise CredentialUnavailableError(f"{what}: {_NO_CREDENTIAL}") from None
     except ResourceNotFoundError as error:

@@ -9,8 +9,9 @@ scope and mode:
 - a full-scope run (a resync of everything, the audit) may also take away what the app created
   and nothing needs any more, once every addition is in and after one last look at Key Vault.
 
-Every Azure call goes through one limiter (`MAX_CONCURRENCY` calls in flight); everything else is
-tasks awaiting what they need, so a run reads as the dependency graph it is:
+Every Azure call goes through one limiter (`MAX_CONCURRENCY` calls in flight) and the pacer
+(`shared.pacing`: ARM's and Key Vault's limits, a priority per call, the run's time budget);
+everything else is tasks awaiting what they need, so a run reads as the dependency graph it is:
 
     Key Vault: names → versions → secrets → paths ─┐
     APIM: certificate list ────────────────────────┴→ uploads ─┐
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.chain import ChainError, read_secret, trust_path
 from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
+from shared.pacing import Kind, Pacer
 from shared.plan import (
     Action,
     ActionKind,
@@ -43,6 +45,7 @@ from shared.ports import (
     AzureCallError,
     GatewayCas,
     NotFoundError,
+    Throttled,
     VaultPort,
     VersionInfo,
 )
@@ -52,6 +55,21 @@ from shared.settings import MANAGED_GATEWAY, Settings
 log = logging.getLogger("trustsync")
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
+
+# -- pacing (begin) ---------------------------------------------------------------------------------
+# What goes first when ARM's limits make calls wait (a lower rank first; any scoped run's calls
+# before any full-scope run's): reads, which every write waits for; a needed CA that no gateway
+# trusts (its upload and its puts); a copy missing on one more gateway, or an isTrusted to raise;
+# then removals and deletions, which start only once every addition is in.
+_READ, _FIRST, _NEXT, _NARROW = 0, 1, 2, 3
+_LIMIT_OF = {
+    ActionKind.UPLOAD_CERTIFICATE: Kind.ARM_WRITES,
+    ActionKind.SET_GATEWAY_CA: Kind.ARM_WRITES,
+    ActionKind.REMOVE_GATEWAY_CA: Kind.ARM_DELETES,
+    ActionKind.DELETE_CERTIFICATE: Kind.ARM_DELETES,
+}
+_LEFT = "not started: the run's time budget ran out; the next run continues from what APIM holds"
+# -- pacing (end) -----------------------------------------------------------------------------------
 
 
 class MissingCertificates(Exception):
@@ -72,19 +90,26 @@ class Engine:
         apim: ApimPort,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pacer: Pacer | None = None,
     ) -> None:
         self.settings = settings
         self.vault = vault
         self.apim = apim
         self.clock = clock
+        self.pacer = pacer or Pacer()  # the clients' (shared by the runs on a worker); unlimited alone
 
-    async def run(self, scope: Scope, mode: Mode) -> Report:
-        """One run. Azure failures end up in the report (and make it retryable); bugs propagate."""
+    async def run(self, scope: Scope, mode: Mode, *, budget: timedelta | None = None) -> Report:
+        """One run. Azure failures end up in the report (and make it retryable); bugs propagate.
+
+        Writes start only while the run is within `budget` (RUN_TIME_BUDGET by default); what does
+        not fit is reported as left (``partial``) for the next run, which continues from APIM's state.
+        """
         if mode is Mode.FULL and not scope.is_full:
             mode = Mode.ADDITIONS  # only a full-scope run sees enough to take anything away
         report = Report(scope, mode)
+        budget = budget or self.settings.run_time_budget
         try:
-            await _Run(self, scope, mode, report).execute()
+            await _Run(self, scope, mode, report, budget).execute()
         except* AzureCallError as failures:
             for failure in _leaves(failures):
                 report.fail(str(failure), retryable=True)
@@ -92,6 +117,9 @@ class Engine:
             for error in _leaves(missing):
                 report.missing = sorted(set(report.missing) | set(error.names))
                 report.fail(str(error), retryable=False)
+        if left := report.left():
+            counts = ", ".join(f"{kind}: {count}" for kind, count in left.items())
+            report.warn(f"time budget of {budget.total_seconds():g}s ran out; left for the next run: {counts}")
         _log(report)
         return report
 
@@ -115,7 +143,7 @@ class _Gateway:
 
 
 class _Run:
-    def __init__(self, engine: Engine, scope: Scope, mode: Mode, report: Report) -> None:
+    def __init__(self, engine: Engine, scope: Scope, mode: Mode, report: Report, budget: timedelta) -> None:
         self.settings = engine.settings
         self.vault = engine.vault
         self.apim = engine.apim
@@ -124,6 +152,8 @@ class _Run:
         self.mode = mode
         self.report = report
         self.limit = asyncio.Semaphore(self.settings.max_concurrency)
+        self.lane = engine.pacer.lane(urgent=not scope.is_full, budget=budget.total_seconds())
+        self.trusted: set[str] = set()  # ids (lower case) some gateway read so far trusts
 
     async def execute(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -132,7 +162,7 @@ class _Run:
 
             async def start_uploads() -> tuple[Uploads, dict[str, asyncio.Task[Outcome]]]:
                 uploads = plan_uploads(await desired_task, await certificates_task)
-                started = {a.certificate_id: tasks.create_task(self.write(a)) for a in uploads.actions}
+                started = {a.certificate_id: tasks.create_task(self.write(a, _FIRST)) for a in uploads.actions}
                 return uploads, started
 
             uploads_task = tasks.create_task(start_uploads())
@@ -150,7 +180,9 @@ class _Run:
                 uploads, uploading = await uploads_task
                 plan = plan_additions(gateway, desired, cas, uploads, certificates)
                 self.report.conflicts.extend(plan.conflicts)
-                outcomes = await asyncio.gather(*(self.put(a, uploading.get(a.certificate_id)) for a in plan.actions))
+                outcomes = await asyncio.gather(
+                    *(self.put(a, uploading.get(a.certificate_id), self.rank(a, uploading)) for a in plan.actions)
+                )
                 return _Gateway(gateway, cas, tuple(outcomes))
 
             gateway_tasks = [tasks.create_task(sync_gateway(gateway)) for gateway in selected]
@@ -186,7 +218,8 @@ class _Run:
         if not (desired.complete and observed.complete):
             self.report.warn("nothing taken away: not every bound certificate and gateway could be read (see errors)")
             return
-        if self.mode is not Mode.FULL or any(outcome.status is not Status.APPLIED for outcome in additions):
+        out_of_time = self.lane.time_left <= 0
+        if self.mode is not Mode.FULL or any(o.status is not Status.APPLIED for o in additions) or out_of_time:
             planned = plan_narrowing(desired, observed, selected)
             self.report.warnings.extend(planned.notes)
             if self.mode is Mode.DRY_RUN:
@@ -194,9 +227,11 @@ class _Run:
             elif self.mode is Mode.ADDITIONS:
                 why = "not applied: this run only adds trust"
                 self.report.outcomes.extend(Outcome(action, Status.PLANNED, why) for action in planned.actions)
-            else:
+            elif any(outcome.status in (Status.FAILED, Status.SKIPPED) for outcome in additions):
                 why = "not applied: an addition failed, so trust is left as wide as it was"
                 self.report.outcomes.extend(Outcome(action, Status.SKIPPED, why) for action in planned.actions)
+            else:  # additions left for the next run, or no time left: removals wait for every addition
+                self.report.outcomes.extend(Outcome(action, Status.DEFERRED, _LEFT) for action in planned.actions)
             return
 
         # The last look: a rotation that landed while the additions ran is needed, not an orphan.
@@ -207,15 +242,18 @@ class _Run:
         narrowing = plan_narrowing(last_look, observed, selected)
         self.report.warnings.extend(narrowing.notes)
         entries = [a for a in narrowing.actions if a.kind is not ActionKind.DELETE_CERTIFICATE]
-        outcomes = list(await asyncio.gather(*(self.write(action) for action in entries)))
-        still_referenced = {o.action.certificate_id.lower() for o in outcomes if o.status is not Status.APPLIED}
+        outcomes = list(await asyncio.gather(*(self.write(action, _NARROW) for action in entries)))
+        unfinished = {o.action.certificate_id.lower(): o.status for o in outcomes if o.status is not Status.APPLIED}
+        still_referenced = {cid for cid, status in unfinished.items() if status is not Status.DEFERRED}
         for action in narrowing.actions:
             if action.kind is not ActionKind.DELETE_CERTIFICATE:
                 continue
             if action.certificate_id.lower() in still_referenced:
                 outcomes.append(Outcome(action, Status.SKIPPED, "not deleted: removing it from a gateway failed"))
+            elif action.certificate_id.lower() in unfinished:
+                outcomes.append(Outcome(action, Status.DEFERRED, _LEFT))
             else:
-                outcomes.append(await self.write(action))
+                outcomes.append(await self.write(action, _NARROW))
         self.report.outcomes.extend(outcomes)
 
     # -- Key Vault --------------------------------------------------------------------------------
@@ -247,7 +285,8 @@ class _Run:
         while True:
             # Each page's reads start while the next page is fetched: C certificates are C/25 pages.
             async with self.limit:
-                page = await anext(pages, None)
+                with self.lane.calling(_READ):
+                    page = await anext(pages, None)
             if page is None:
                 return
             yield page
@@ -311,23 +350,43 @@ class _Run:
     async def gateway_cas(self, gateway: str) -> GatewayCas | None:
         """A gateway's certificate authorities; None (and an error) when they cannot be read."""
         try:
-            return await self.call(self.apim.gateway_cas, gateway)
+            cas = await self.call(self.apim.gateway_cas, gateway)
         except AzureCallError as error:
             self.report.fail(str(error), retryable=True)
             return None
+        self.trusted.update(certificate_id.lower() for certificate_id, trusted in cas.items() if trusted)
+        return cas
 
-    async def put(self, action: Action, upload: asyncio.Task[Outcome] | None) -> Outcome:
-        if upload is not None and (await upload).status is Status.FAILED:
-            return Outcome(action, Status.SKIPPED, f"not set: uploading {action.certificate_id} failed")
-        return await self.write(action)
+    def rank(self, action: Action, uploading: Mapping[str, object]) -> int:
+        """First a CA no gateway trusts yet (it is being uploaded, or no gateway read so far trusts it)."""
+        nowhere = action.certificate_id in uploading or action.certificate_id.lower() not in self.trusted
+        return _FIRST if nowhere else _NEXT
 
-    async def write(self, action: Action) -> Outcome:
+    async def put(self, action: Action, upload: asyncio.Task[Outcome] | None, rank: int) -> Outcome:
+        if upload is not None:
+            uploaded = (await upload).status
+            if uploaded is Status.FAILED:
+                return Outcome(action, Status.SKIPPED, f"not set: uploading {action.certificate_id} failed")
+            if uploaded is Status.DEFERRED:
+                return Outcome(action, Status.DEFERRED, _LEFT)
+        return await self.write(action, rank)
+
+    async def write(self, action: Action, rank: int) -> Outcome:
         if self.mode is Mode.DRY_RUN:
             return Outcome(action, Status.PLANNED)
+        # The time budget: a write starts only with a token had before the run's deadline.
+        admitted = await self.lane.admit(_LIMIT_OF[action.kind], rank)
+        if admitted is None:
+            return Outcome(action, Status.DEFERRED, _LEFT)
         log.debug("%s", action.describe())
         try:
             async with self.limit:
-                await self._apply(action)
+                with self.lane.calling(rank, prepaid=admitted):  # an unused token is given back
+                    if self.lane.time_left <= 0:
+                        return Outcome(action, Status.DEFERRED, _LEFT)
+                    await self._apply(action)
+        except Throttled as error:
+            return Outcome(action, Status.DEFERRED, f"{_LEFT} ({error})")
         except AzureCallError as error:
             self.report.fail(str(error), retryable=True)
             return Outcome(action, Status.FAILED, str(error))
@@ -349,10 +408,11 @@ class _Run:
             await self.apim.delete_certificate(action.certificate_id)
 
     async def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One Azure call, holding the limiter while it is in flight."""
+        """One Azure call, holding the limiter while it is in flight; its requests are paced as reads."""
         log.debug("%s %s", getattr(function, "__name__", "call"), " ".join(a for a in args if isinstance(a, str)))
         async with self.limit:
-            return await function(*args)
+            with self.lane.calling(_READ):
+                return await function(*args)
 
 
 def _leaves(group: BaseExceptionGroup[E]) -> Iterator[E]:

@@ -11,13 +11,13 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.connect import ClientPool
 from shared.engine import Engine
 from shared.events import EventError, Ignore, route
-from shared.report import Mode, Report, Scope
+from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import (
     Remediation,
     Settings,
@@ -33,6 +33,9 @@ AUDIT_LOG_PREFIX = "TRUSTSYNC_AUDIT"  # the audit's one log record per run; the 
 EXPIRY_LOG_PREFIX = "TRUSTSYNC_EXPIRY"  # one record per near-expiry or expired event
 MAX_RESYNC_BODY_BYTES = 64 * 1024
 MAX_RESYNC_CERTIFICATES = 1000
+# Azure's front end drops an HTTP request after 230 s whatever the function timeout: a resync stops
+# starting writes in time to answer (partial, with what is left) before that.
+HTTP_ANSWER_BUDGET = timedelta(seconds=220)
 _AUDIT_MODES = {Remediation.REPORT: Mode.DRY_RUN, Remediation.ADDITIONS: Mode.ADDITIONS, Remediation.ALL: Mode.FULL}
 
 
@@ -63,7 +66,7 @@ class TrustSync:
 
     def engine(self, settings: Settings) -> Engine:
         clients = self.clients.clients_for(settings)
-        return Engine(settings, clients.vault, clients.apim)
+        return Engine(settings, clients.vault, clients.apim, pacer=clients.pacer)
 
     async def close(self) -> None:
         await self.clients.close()
@@ -102,6 +105,10 @@ class TrustSync:
         report = await self.engine(settings).run(scope, Mode.ADDITIONS)
         if report.retryable:
             raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
+        if report.status is RunStatus.PARTIAL:
+            # What the rotation needs is not all in yet: a redelivery (minutes away, not the next audit)
+            # continues from what APIM holds; the writes already made are not repeated.
+            raise RetryableError(f"event {event_id}: partial, left for a redelivery: {report.left()}")
         return report
 
     async def handle_resync(self, body: bytes) -> HttpAnswer:
@@ -118,7 +125,8 @@ class TrustSync:
         if unbound:
             return HttpAnswer(400, {"error": f"certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}"})
         mode = Mode.DRY_RUN if dry_run else Mode.FULL
-        report = await self.engine(settings).run(Scope(certificates=certificates), mode)
+        budget = min(settings.run_time_budget, HTTP_ANSWER_BUDGET)
+        report = await self.engine(settings).run(Scope(certificates=certificates), mode, budget=budget)
         if report.missing:
             return HttpAnswer(404, {"error": f"certificates: not in Key Vault: {', '.join(report.missing)}"})
         return HttpAnswer(500 if report.errors else 200, report.to_dict())
@@ -127,7 +135,9 @@ class TrustSync:
         """The drift audit: a full-scope run that writes what AUDIT_REMEDIATE allows, and one log record."""
         settings = self.settings()
         report = await self.engine(settings).run(Scope(), _AUDIT_MODES[settings.audit_remediate])
-        level = {"in-sync": logging.INFO, "drift": logging.WARNING}.get(report.status.value, logging.ERROR)
+        level = {"in-sync": logging.INFO, "drift": logging.WARNING, "partial": logging.WARNING}.get(
+            report.status.value, logging.ERROR
+        )
         log.log(
             level,
             "%s status=%s %s",
