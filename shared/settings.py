@@ -176,9 +176,11 @@ _UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(h
 _MAX_GRACE = timedelta(days=366)
 _MAX_RUN_TIME_BUDGET = timedelta(days=1)
 # A limit: "250+25/s" (a bucket of 250 refilled at 25 a second) or "1200/h" (1,200 an hour: a bucket
-# of 1,200 refilled over the hour); the period is a duration whose amount may be left out ("/s" = "/1s").
+# of 1,200 refilled over the hour); the period is a duration whose amount may be left out ("/s" = "/1s")
+# or a fraction (a window scaled down for a test: "50/0.5s").
 _LIMIT = re.compile(
-    r"^(?P<capacity>\d{1,7}(?:\.\d+)?)(?:\+(?P<refill>\d{1,7}(?:\.\d+)?))?/(?P<period>\d{0,6}[smhd])$", re.IGNORECASE
+    r"^(?P<capacity>\d{1,7}(?:\.\d+)?)(?:\+(?P<refill>\d{1,7}(?:\.\d+)?))?/(?P<period>(?:\d{1,6}(?:\.\d+)?)?[smhd])$",
+    re.IGNORECASE,
 )
 # ARM's limits as each cloud documents them: the token buckets, or (Azure China) the hourly limits.
 _CLOUD_LIMITS: Final[Mapping[str, RateLimits]] = {"AzureChinaCloud": HOURLY}
@@ -341,7 +343,7 @@ def _parse_limit(name: str, spec: str) -> Limit | None:
     if not match:
         raise SettingsError(f"{name}: a limit looks like 200+10/s, 1200/h or none, not {spec!r}")
     period = match["period"]
-    seconds = (int(period[:-1] or "1") * _UNITS[period[-1].lower()]).total_seconds()
+    seconds = float(period[:-1] or "1") * _UNITS[period[-1].lower()].total_seconds()
     capacity = float(match["capacity"])
     refill = float(match["refill"] or match["capacity"])
     if capacity < 1 or refill <= 0 or seconds <= 0:
