@@ -15,8 +15,11 @@ The model, per limit (``Kind``):
   (``x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}``). The estimate is reset to
   that count, plus what has refilled since the request was sent, less the tokens taken since:
   other workers and other runs of the same identity drain the same bucket, and the count is the
-  only truth they share. A 429 blocks the limit until its ``Retry-After`` has passed; the request
-  that got it did not count, and goes again (the edge's loop, ``Pacer.paced``).
+  only truth they share. An estimate nothing has confirmed for as long as the bucket takes to
+  refill from empty (a new worker, an idle one) is not trusted with a burst: until an answer
+  comes, at most ``PROBE`` of the capacity goes out unanswered. A 429 blocks the limit until its
+  ``Retry-After`` has passed; the request that got it did not count, and goes again (the edge's
+  loop, ``Pacer.paced``).
 - **Priorities.** Waiters are served by (urgency, rank, arrival): a scoped run (an event) before
   any full-scope run, and within a run, what matters most first (the engine's ranks). Full-scope
   runs leave a reserve in the bucket (``RESERVE`` of the capacity) that only scoped runs take,
@@ -46,6 +49,8 @@ from shared.ports import Throttled
 R = TypeVar("R")
 
 RESERVE: Final = 0.1  # the share of a bucket's capacity that full-scope runs leave to scoped runs
+PROBE: Final = 0.1  # the share of the capacity sent unanswered while the estimate is unconfirmed
+_AWAIT_ANSWER: Final = 1.0  # seconds a waiter for an answer sleeps at most before it looks again
 DEFAULT_RETRY_AFTER: Final = 1.0  # seconds a 429 without Retry-After blocks its limit
 TOO_MANY_REQUESTS: Final = 429
 
@@ -137,9 +142,12 @@ class Bucket:
         self.updated = now
         self.blocked_until = -math.inf
         self.issued = 0  # tokens taken so far: a ticket's seq is its place in this count
+        self.in_flight = 0  # tokens taken whose request has not been answered (or given back) yet
+        self.answered_at = -math.inf  # when the service last answered a request of this limit
         self.observed = 0  # seq of the request whose answer the estimate was last reset from
         self._voided: list[int] = []  # seqs taken that the service will not count (refunded, throttled)
         self.reserve = min(limit.capacity * reserve, limit.capacity - 1) if limit else 0.0
+        self.probe = max(1.0, limit.capacity * PROBE) if limit else math.inf
 
     def _refill(self, now: float) -> None:
         if self.limit is not None and now > self.updated:
@@ -152,6 +160,9 @@ class Bucket:
         blocked = max(0.0, self.blocked_until - now)
         if self.limit is None:
             return blocked
+        unconfirmed = now - self.answered_at > self.limit.capacity / self.limit.per_second
+        if unconfirmed and self.in_flight >= self.probe:
+            return max(blocked, _AWAIT_ANSWER)  # or sooner: an answer wakes the waiters
         short = 1.0 + (self.reserve if urgency > SCOPED else 0.0) - self.tokens
         return max(blocked, short / self.limit.per_second if short > 0 else 0.0)
 
@@ -159,13 +170,21 @@ class Bucket:
         self._refill(now)
         self.tokens -= 1
         self.issued += 1
+        self.in_flight += 1
         return self.issued
+
+    def answered(self, now: float, *, heard: bool) -> None:
+        """A request of this limit is over: answered by the service (`heard`), or lost on the way."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if heard:
+            self.answered_at = max(self.answered_at, now)
 
     def refund(self, seq: int, now: float) -> None:
         """A token taken for a request that was never sent."""
         self._refill(now)
         if self.limit is not None:
             self.tokens = min(self.limit.capacity, self.tokens + 1)
+        self.in_flight = max(0, self.in_flight - 1)
         insort(self._voided, seq)
 
     def observe(self, seq: int, sent_at: float, now: float, remaining: int | None) -> None:
@@ -271,9 +290,11 @@ class Pacer:
 
     def settle(self, ticket: Ticket, answer: Answer | None) -> None:
         """What the service answered to the request of `ticket` (None: no answer, it may have counted)."""
-        if answer is None:
-            return
         bucket, now = self.buckets[ticket.kind], self.clock()
+        bucket.answered(now, heard=answer is not None)
+        if answer is None:
+            self._kick(ticket.kind)
+            return
         if answer.status == TOO_MANY_REQUESTS:
             bucket.throttle(ticket.seq, now, answer.retry_after)
         else:

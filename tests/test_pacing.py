@@ -67,8 +67,15 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
 # -- one bucket, by explicit times ----------------------------------------------------------------------
 
 
+def confirmed(limit: Limit | None) -> Bucket:
+    """A bucket whose estimate an answer has just confirmed (so it is not probing)."""
+    bucket = Bucket(limit, T0)
+    bucket.answered_at = T0
+    return bucket
+
+
 def test_a_bucket_gives_its_capacity_at_once_then_one_token_per_refill_interval() -> None:
-    bucket = Bucket(Limit(5, 10), T0)
+    bucket = confirmed(Limit(5, 10))
     for _ in range(5):
         assert bucket.wait(T0, SCOPED) == 0
         bucket.take(T0)
@@ -77,7 +84,7 @@ def test_a_bucket_gives_its_capacity_at_once_then_one_token_per_refill_interval(
 
 
 def test_full_runs_leave_a_tenth_of_the_bucket_to_scoped_runs() -> None:
-    bucket = Bucket(Limit(40, 10), T0)
+    bucket = confirmed(Limit(40, 10))
     taken = 0
     while bucket.wait(T0, FULL) == 0:
         bucket.take(T0)
@@ -91,14 +98,14 @@ def test_full_runs_leave_a_tenth_of_the_bucket_to_scoped_runs() -> None:
 
 
 def test_the_remaining_count_resets_the_estimate_less_the_tokens_taken_since() -> None:
-    bucket = Bucket(Limit(200, 10), T0)  # the documented writes bucket: the model thinks 200 are there
+    bucket = confirmed(Limit(200, 10))  # the documented writes bucket: the model thinks 200 are there
     first, *_ = (bucket.take(T0) for _ in range(3))
     bucket.observe(first, sent_at=T0, now=T0, remaining=39)  # the service has 40, not 200: it says 39 left
     assert bucket.tokens == pytest.approx(37)  # the two taken after the first are spent too
 
 
 def test_the_remaining_count_can_raise_the_estimate_too() -> None:
-    bucket = Bucket(Limit(200, 10), T0)
+    bucket = confirmed(Limit(200, 10))
     bucket.tokens = 0  # e.g. after a 429 seen by this worker
     seq = bucket.take(T0)
     bucket.observe(seq, sent_at=T0, now=T0, remaining=150)  # the service refilled more than the model
@@ -106,7 +113,7 @@ def test_the_remaining_count_can_raise_the_estimate_too() -> None:
 
 
 def test_an_answer_older_than_the_last_one_used_changes_nothing() -> None:
-    bucket = Bucket(Limit(200, 10), T0)
+    bucket = confirmed(Limit(200, 10))
     early, late = bucket.take(T0), bucket.take(T0)
     bucket.observe(late, sent_at=T0, now=T0, remaining=20)
     bucket.observe(early, sent_at=T0, now=T0, remaining=100)  # counted before `late`: stale
@@ -114,14 +121,14 @@ def test_an_answer_older_than_the_last_one_used_changes_nothing() -> None:
 
 
 def test_what_refilled_since_the_request_was_sent_counts() -> None:
-    bucket = Bucket(Limit(200, 10), T0)
+    bucket = confirmed(Limit(200, 10))
     seq = bucket.take(T0)
     bucket.observe(seq, sent_at=T0, now=T0 + 0.5, remaining=0)  # answered half a second later
     assert bucket.tokens == pytest.approx(5)
 
 
 def test_a_429_blocks_until_retry_after_and_does_not_count_the_throttled_request() -> None:
-    bucket = Bucket(Limit(40, 10), T0)
+    bucket = confirmed(Limit(40, 10))
     throttled, pending = bucket.take(T0), bucket.take(T0)
     bucket.throttle(throttled, now=T0, retry_after=2.0)
     assert bucket.wait(T0 + 1.9, SCOPED) == pytest.approx(0.1)  # blocked, whatever the tokens
@@ -133,7 +140,7 @@ def test_a_429_blocks_until_retry_after_and_does_not_count_the_throttled_request
 
 
 def test_a_refunded_token_comes_back_and_is_not_counted_as_spent() -> None:
-    bucket = Bucket(Limit(10, 1), T0)
+    bucket = confirmed(Limit(10, 1))
     unused, used = bucket.take(T0), bucket.take(T0)
     bucket.refund(unused, T0)
     assert bucket.tokens == pytest.approx(9)
@@ -141,8 +148,28 @@ def test_a_refunded_token_comes_back_and_is_not_counted_as_spent() -> None:
     assert bucket.tokens == pytest.approx(9)
 
 
+def test_an_unconfirmed_estimate_sends_a_tenth_of_the_bucket_then_waits_for_an_answer() -> None:
+    bucket = Bucket(Limit(200, 10), T0)  # a new worker: the model says 200, nothing has confirmed it
+    for _ in range(20):
+        assert bucket.wait(T0, FULL) == 0
+        bucket.take(T0)
+    assert bucket.wait(T0, FULL) > 0  # another worker may have drained the bucket: ask first
+    bucket.answered(T0, heard=True)
+    assert bucket.wait(T0, FULL) == 0
+
+
+def test_an_estimate_older_than_a_refill_from_empty_is_unconfirmed_again() -> None:
+    bucket = confirmed(Limit(200, 10))
+    for _ in range(20):
+        bucket.take(T0)
+    assert bucket.wait(T0 + 20, FULL) == 0  # 20 s: what the bucket takes to refill from empty
+    assert bucket.wait(T0 + 20.5, FULL) > 0
+    bucket.answered(T0 + 20.5, heard=False)  # a lost answer confirms nothing, but frees a place
+    assert bucket.wait(T0 + 20.5, FULL) == 0
+
+
 def test_without_a_model_only_a_429_makes_anything_wait() -> None:
-    bucket = Bucket(None, T0)
+    bucket = confirmed(None)
     for _ in range(10_000):
         bucket.take(T0)
     assert bucket.wait(T0, FULL) == 0
@@ -157,15 +184,23 @@ def paced_pacer(clock: FakeClock, limit: Limit) -> Pacer:
     return Pacer(RateLimits(arm_writes=limit), clock=clock, sleep=clock.sleep)
 
 
+async def request(pacer: Pacer, priority: Priority, deadline: float | None = None) -> Ticket | None:
+    """A token for a write, whose request is then answered at once (no remaining count)."""
+    ticket = await pacer.acquire(Kind.ARM_WRITES, priority, deadline)
+    if ticket is not None:
+        pacer.settle(ticket, Answer(200))
+    return ticket
+
+
 def test_tokens_go_to_scoped_runs_first_then_by_rank_then_in_order_of_arrival() -> None:
     async def test() -> None:
         clock = FakeClock()
         pacer = paced_pacer(clock, Limit(1, 1))
-        await pacer.acquire(Kind.ARM_WRITES, Priority(FULL), None)  # the bucket is empty now
+        await request(pacer, Priority(FULL))  # the bucket is empty now
         served: list[str] = []
 
         async def wait(name: str, priority: Priority) -> None:
-            assert await pacer.acquire(Kind.ARM_WRITES, priority, None) is not None
+            assert await request(pacer, priority) is not None
             served.append(name)
 
         waiters = [
@@ -195,11 +230,11 @@ def test_an_event_takes_the_reserve_at_once_while_a_full_run_waits_for_refills()
     async def test() -> None:
         clock = FakeClock()
         pacer = paced_pacer(clock, Limit(40, 10))
-        full = [asyncio.create_task(pacer.acquire(Kind.ARM_WRITES, Priority(FULL, 1), None)) for _ in range(50)]
+        full = [asyncio.create_task(request(pacer, Priority(FULL, 1))) for _ in range(50)]
         await settle()
         assert sum(task.done() for task in full) == 36  # all but the reserve
 
-        event = [await pacer.acquire(Kind.ARM_WRITES, Priority(SCOPED, 1), None) for _ in range(4)]
+        event = [await request(pacer, Priority(SCOPED, 1)) for _ in range(4)]
 
         assert all(ticket is not None for ticket in event)  # no waiting at all
         await clock.advance(1.45)  # the full run goes on at the refill rate once the event is served
@@ -215,14 +250,14 @@ def test_a_waiter_that_cannot_have_a_token_before_its_deadline_gets_none_at_the_
         clock = FakeClock()
         pacer = paced_pacer(clock, Limit(2, 1))
         deadline = clock.now + 1.5
-        tickets = [asyncio.create_task(pacer.acquire(Kind.ARM_WRITES, Priority(SCOPED), deadline)) for _ in range(5)]
+        tickets = [asyncio.create_task(request(pacer, Priority(SCOPED), deadline)) for _ in range(5)]
         await settle()
         await clock.advance(1.0)
         assert [t.done() for t in tickets] == [True, True, True, False, False]
         await clock.advance(0.5)
         results = [t.result() for t in tickets]
         assert [r is not None for r in results] == [True, True, True, False, False]
-        assert await pacer.acquire(Kind.ARM_WRITES, Priority(SCOPED), deadline) is None  # past it: at once
+        assert await request(pacer, Priority(SCOPED), deadline) is None  # past it: at once
 
     run(test)
 
