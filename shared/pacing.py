@@ -13,7 +13,10 @@ The model, per limit (``Kind``):
   Vault: 4,000 transactions per 10 s per vault). A request takes one token; with none, it waits.
 - **What the service says wins.** ARM reports the tokens left after each request
   (``x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}``). The estimate is reset to
-  that count, plus what has refilled since the request was sent, less the tokens taken since:
+  that count, as of its answer (what refilled while the answer travelled, or while the request
+  waited for a connection, is not credited: a cushion, never a 429), less the tokens taken since
+  and those taken before whose requests are still unanswered (admitted earlier, they may be
+  counted later):
   other workers and other runs of the same identity drain the same bucket, and the count is the
   only truth they share. An estimate nothing has confirmed for as long as the bucket takes to
   refill from empty (a new worker, an idle one) is not trusted with a burst: until an answer
@@ -124,13 +127,12 @@ FULL: Final = 1
 _UNKNOWN_CALLER: Final = Priority(FULL, 1_000)  # a request made outside any run
 
 
-@dataclass
+@dataclass(frozen=True)
 class Ticket:
-    """One token taken: its place in the order tokens were taken, and when its request went out."""
+    """One token taken, and its place in the order tokens were taken."""
 
     kind: Kind
     seq: int
-    sent_at: float | None = None
 
 
 class Bucket:
@@ -142,7 +144,7 @@ class Bucket:
         self.updated = now
         self.blocked_until = -math.inf
         self.issued = 0  # tokens taken so far: a ticket's seq is its place in this count
-        self.in_flight = 0  # tokens taken whose request has not been answered (or given back) yet
+        self._in_flight: set[int] = set()  # seqs whose request has not been answered (or given back) yet
         self.answered_at = -math.inf  # when the service last answered a request of this limit
         self.observed = 0  # seq of the request whose answer the estimate was last reset from
         self._voided: list[int] = []  # seqs taken that the service will not count (refunded, throttled)
@@ -161,7 +163,7 @@ class Bucket:
         if self.limit is None:
             return blocked
         unconfirmed = now - self.answered_at > self.limit.capacity / self.limit.per_second
-        if unconfirmed and self.in_flight >= self.probe:
+        if unconfirmed and len(self._in_flight) >= self.probe:
             return max(blocked, _AWAIT_ANSWER)  # or sooner: an answer wakes the waiters
         short = 1.0 + (self.reserve if urgency > SCOPED else 0.0) - self.tokens
         return max(blocked, short / self.limit.per_second if short > 0 else 0.0)
@@ -170,12 +172,12 @@ class Bucket:
         self._refill(now)
         self.tokens -= 1
         self.issued += 1
-        self.in_flight += 1
+        self._in_flight.add(self.issued)
         return self.issued
 
-    def answered(self, now: float, *, heard: bool) -> None:
-        """A request of this limit is over: answered by the service (`heard`), or lost on the way."""
-        self.in_flight = max(0, self.in_flight - 1)
+    def answered(self, seq: int, now: float, *, heard: bool) -> None:
+        """Request `seq` is over: answered by the service (`heard`), or lost on the way."""
+        self._in_flight.discard(seq)
         if heard:
             self.answered_at = max(self.answered_at, now)
 
@@ -184,15 +186,14 @@ class Bucket:
         self._refill(now)
         if self.limit is not None:
             self.tokens = min(self.limit.capacity, self.tokens + 1)
-        self.in_flight = max(0, self.in_flight - 1)
+        self._in_flight.discard(seq)
         insort(self._voided, seq)
 
-    def observe(self, seq: int, sent_at: float, now: float, remaining: int | None) -> None:
-        """The service counted request `seq` (sent at `sent_at`) and had `remaining` tokens left."""
+    def observe(self, seq: int, now: float, remaining: int | None) -> None:
+        """The service counted request `seq` and had `remaining` tokens left (taken as of `now`)."""
         if self.limit is None or remaining is None or seq < self.observed:
             return  # nothing to learn, or an older answer than the one the estimate comes from
-        refilled = min(self.limit.capacity, remaining + max(0.0, now - sent_at) * self.limit.per_second)
-        self._reset(seq, now, refilled)
+        self._reset(seq, now, min(self.limit.capacity, float(remaining)))
 
     def throttle(self, seq: int, now: float, retry_after: float | None) -> None:
         """Request `seq` got a 429: it did not count, the bucket is empty, wait `retry_after`."""
@@ -204,8 +205,10 @@ class Bucket:
             self._reset(seq, now, 0.0)  # whatever the count says, the service had no token for it
 
     def _reset(self, seq: int, now: float, tokens_after_seq: float) -> None:
-        # Every token taken after `seq` and not voided is spent, or will be once its request arrives.
+        # Every token taken after `seq` and not voided is spent, or will be once its request arrives;
+        # so is every one taken before whose request is still unanswered (it may be counted later).
         spent_since = self.issued - seq - (len(self._voided) - bisect_right(self._voided, seq))
+        spent_since += sum(1 for earlier in self._in_flight if earlier < seq)
         self._refill(now)
         self.tokens = tokens_after_seq - spent_since
         self.observed = seq
@@ -291,14 +294,14 @@ class Pacer:
     def settle(self, ticket: Ticket, answer: Answer | None) -> None:
         """What the service answered to the request of `ticket` (None: no answer, it may have counted)."""
         bucket, now = self.buckets[ticket.kind], self.clock()
-        bucket.answered(now, heard=answer is not None)
+        bucket.answered(ticket.seq, now, heard=answer is not None)
         if answer is None:
             self._kick(ticket.kind)
             return
         if answer.status == TOO_MANY_REQUESTS:
             bucket.throttle(ticket.seq, now, answer.retry_after)
         else:
-            bucket.observe(ticket.seq, ticket.sent_at if ticket.sent_at is not None else now, now, answer.remaining)
+            bucket.observe(ticket.seq, now, answer.remaining)
         self._kick(ticket.kind)
 
     async def paced(self, kind: Kind, send: Callable[[], Awaitable[R]], read: Callable[[R], Answer]) -> R:
@@ -316,7 +319,6 @@ class Pacer:
                 ticket = await self.acquire(kind, priority, deadline)
                 if ticket is None:
                     raise Throttled("throttled (HTTP 429) until the run's time budget ran out; nothing was changed")
-            ticket.sent_at = self.clock()
             try:
                 response = await send()
             except BaseException:

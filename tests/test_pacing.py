@@ -100,43 +100,62 @@ def test_full_runs_leave_a_tenth_of_the_bucket_to_scoped_runs() -> None:
 def test_the_remaining_count_resets_the_estimate_less_the_tokens_taken_since() -> None:
     bucket = confirmed(Limit(200, 10))  # the documented writes bucket: the model thinks 200 are there
     first, *_ = (bucket.take(T0) for _ in range(3))
-    bucket.observe(first, sent_at=T0, now=T0, remaining=39)  # the service has 40, not 200: it says 39 left
+    bucket.answered(first, T0, heard=True)
+    bucket.observe(first, now=T0, remaining=39)  # the service has 40, not 200: it says 39 left
     assert bucket.tokens == pytest.approx(37)  # the two taken after the first are spent too
+
+
+def test_a_token_taken_earlier_whose_request_is_still_unanswered_counts_as_spent_too() -> None:
+    bucket = confirmed(Limit(200, 10))
+    bucket.take(T0)  # admitted, still waiting for a connection
+    answered = bucket.take(T0)
+    bucket.answered(answered, T0, heard=True)
+    bucket.observe(answered, now=T0, remaining=30)  # counted before `waiting` went out
+    assert bucket.tokens == pytest.approx(29)
 
 
 def test_the_remaining_count_can_raise_the_estimate_too() -> None:
     bucket = confirmed(Limit(200, 10))
     bucket.tokens = 0  # e.g. after a 429 seen by this worker
     seq = bucket.take(T0)
-    bucket.observe(seq, sent_at=T0, now=T0, remaining=150)  # the service refilled more than the model
+    bucket.answered(seq, T0, heard=True)
+    bucket.observe(seq, now=T0, remaining=150)  # the service refilled more than the model
     assert bucket.tokens == pytest.approx(150)
 
 
 def test_an_answer_older_than_the_last_one_used_changes_nothing() -> None:
     bucket = confirmed(Limit(200, 10))
     early, late = bucket.take(T0), bucket.take(T0)
-    bucket.observe(late, sent_at=T0, now=T0, remaining=20)
-    bucket.observe(early, sent_at=T0, now=T0, remaining=100)  # counted before `late`: stale
-    assert bucket.tokens == pytest.approx(20)
+    bucket.answered(late, T0, heard=True)
+    bucket.observe(late, now=T0, remaining=20)
+    assert bucket.tokens == pytest.approx(19)  # `early` is still unanswered: maybe not counted yet
+    bucket.answered(early, T0, heard=True)
+    bucket.observe(early, now=T0, remaining=100)  # taken before `late`: an older count, ignored
+    assert bucket.tokens == pytest.approx(19)
 
 
-def test_what_refilled_since_the_request_was_sent_counts() -> None:
+def test_a_count_is_taken_as_of_its_answer_never_crediting_what_refilled_meanwhile() -> None:
     bucket = confirmed(Limit(200, 10))
     seq = bucket.take(T0)
-    bucket.observe(seq, sent_at=T0, now=T0 + 0.5, remaining=0)  # answered half a second later
-    assert bucket.tokens == pytest.approx(5)
+    bucket.answered(seq, T0 + 0.5, heard=True)
+    # The request may have waited for a connection before ARM counted it: when, nobody here knows.
+    bucket.observe(seq, now=T0 + 0.5, remaining=0)
+    assert bucket.tokens == pytest.approx(0)
+    assert bucket.wait(T0 + 0.5, SCOPED) == pytest.approx(0.1)
 
 
 def test_a_429_blocks_until_retry_after_and_does_not_count_the_throttled_request() -> None:
     bucket = confirmed(Limit(40, 10))
     throttled, pending = bucket.take(T0), bucket.take(T0)
+    bucket.answered(throttled, T0, heard=True)
     bucket.throttle(throttled, now=T0, retry_after=2.0)
     assert bucket.wait(T0 + 1.9, SCOPED) == pytest.approx(0.1)  # blocked, whatever the tokens
     # Empty at the 429, less the request still in flight, plus 2 s of refill.
     assert bucket.wait(T0 + 2, SCOPED) == 0
     assert bucket.tokens == pytest.approx(-1 + 20)
-    bucket.observe(pending, sent_at=T0, now=T0 + 2, remaining=19)  # the throttled one is not subtracted again
-    assert bucket.tokens == pytest.approx(19 + 20)
+    bucket.answered(pending, T0 + 2, heard=True)
+    bucket.observe(pending, now=T0 + 2, remaining=19)  # the throttled one is not subtracted again
+    assert bucket.tokens == pytest.approx(19)
 
 
 def test_a_refunded_token_comes_back_and_is_not_counted_as_spent() -> None:
@@ -144,27 +163,28 @@ def test_a_refunded_token_comes_back_and_is_not_counted_as_spent() -> None:
     unused, used = bucket.take(T0), bucket.take(T0)
     bucket.refund(unused, T0)
     assert bucket.tokens == pytest.approx(9)
-    bucket.observe(used, sent_at=T0, now=T0, remaining=9)
+    bucket.answered(used, T0, heard=True)
+    bucket.observe(used, now=T0, remaining=9)
     assert bucket.tokens == pytest.approx(9)
 
 
 def test_an_unconfirmed_estimate_sends_a_tenth_of_the_bucket_then_waits_for_an_answer() -> None:
     bucket = Bucket(Limit(200, 10), T0)  # a new worker: the model says 200, nothing has confirmed it
+    taken = []
     for _ in range(20):
         assert bucket.wait(T0, FULL) == 0
-        bucket.take(T0)
+        taken.append(bucket.take(T0))
     assert bucket.wait(T0, FULL) > 0  # another worker may have drained the bucket: ask first
-    bucket.answered(T0, heard=True)
+    bucket.answered(taken[0], T0, heard=True)
     assert bucket.wait(T0, FULL) == 0
 
 
 def test_an_estimate_older_than_a_refill_from_empty_is_unconfirmed_again() -> None:
     bucket = confirmed(Limit(200, 10))
-    for _ in range(20):
-        bucket.take(T0)
+    taken = [bucket.take(T0) for _ in range(20)]
     assert bucket.wait(T0 + 20, FULL) == 0  # 20 s: what the bucket takes to refill from empty
     assert bucket.wait(T0 + 20.5, FULL) > 0
-    bucket.answered(T0 + 20.5, heard=False)  # a lost answer confirms nothing, but frees a place
+    bucket.answered(taken[0], T0 + 20.5, heard=False)  # a lost answer confirms nothing, but frees a place
     assert bucket.wait(T0 + 20.5, FULL) == 0
 
 
