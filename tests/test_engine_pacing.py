@@ -80,8 +80,11 @@ def ids(pki: Hierarchy) -> set[str]:
     return {certificate_id_for(Certificate.from_x509(c)) for c in pki.ca_certificates()}
 
 
+HANG_GUARD = 60  # seconds: without a time budget these runs would wait for tokens that never come
+
+
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(test())
+    asyncio.run(asyncio.wait_for(test(), HANG_GUARD))
 
 
 def test_a_run_out_of_time_is_partial_says_what_is_left_and_the_next_run_finishes() -> None:

@@ -60,8 +60,11 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+HANG_GUARD = 30  # seconds of real time: a pacer that lost its deadline would wait on the fake clock forever
+
+
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(test())
+    asyncio.run(asyncio.wait_for(test(), HANG_GUARD))
 
 
 # -- one bucket, by explicit times ----------------------------------------------------------------------
