@@ -486,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nwrite rate under ARM's write bucket (the writes after the bucket's burst, by when ARM answered them):")
         print(rate_table(rates))
     print(
-        "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
+        ""
+        if not rows
+        else "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
         " requests / Key Vault challenges of the worker's first (cold) invocation: protocol overhead, not in the"
         " reads; the measured run is warm and has none. cpu: the worker's CPU time during the (median) run: near"
         " the wall time, the run is CPU-bound. bound: round trips the dependencies allow at P x L."
