@@ -379,17 +379,17 @@ class _Run:
         if admitted is None:
             return Outcome(action, Status.DEFERRED, _LEFT)
         log.debug("%s", action.describe())
-        try:
-            async with self.limit:
-                with self.lane.calling(rank, prepaid=admitted):  # an unused token is given back
+        with self.lane.calling(rank, prepaid=admitted):  # a token left unused is given back, even if cancelled
+            try:
+                async with self.limit:
                     if self.lane.time_left <= 0:
                         return Outcome(action, Status.DEFERRED, _LEFT)
                     await self._apply(action)
-        except Throttled as error:
-            return Outcome(action, Status.DEFERRED, f"{_LEFT} ({error})")
-        except AzureCallError as error:
-            self.report.fail(str(error), retryable=True)
-            return Outcome(action, Status.FAILED, str(error))
+            except Throttled as error:
+                return Outcome(action, Status.DEFERRED, f"{_LEFT} ({error})")
+            except AzureCallError as error:
+                self.report.fail(str(error), retryable=True)
+                return Outcome(action, Status.FAILED, str(error))
         return Outcome(action, Status.APPLIED)
 
     async def _apply(self, action: Action) -> None:
