@@ -2,7 +2,7 @@
 
 Same configuration as the Function App (environment variables). Exit codes: 0 in sync, 1 failed
 (errors, or a configuration error), 2 drift (something needed is missing or unneeded remains),
-3 partial (RUN_TIME_BUDGET ran out with writes left: run it again to continue), 64 usage error.
+4 partial (RUN_TIME_BUDGET ran out with writes left: run it again to continue), 64 usage error.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from shared.settings import SettingsError, is_keyvault_object_name, parse_names,
 EXIT_IN_SYNC = 0
 EXIT_FAILED = 1
 EXIT_DRIFT = 2
-EXIT_PARTIAL = 3  # the time budget ran out with writes left; the next run continues
+EXIT_PARTIAL = 4  # the time budget ran out with writes left; the next run continues
 EXIT_USAGE = 64  # sysexits.h EX_USAGE: never confused with drift
 _EXIT_BY_STATUS = {
     RunStatus.IN_SYNC: EXIT_IN_SYNC,
