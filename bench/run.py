@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import model
-from bench.scenarios import PAGE_SIZE, SCENARIOS, Material, Scenario
+from bench.scenarios import PAGE_SIZE, SCENARIOS, WRITE_RATES, Material, Scenario, WriteRate
 from emulator import Emulator
 from emulator.records import RequestRecord
+from emulator.throttling import token_buckets
 from shared.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ TARGET_PEAK_MB = 300.0
 TARGET_ROTATION_SECONDS = 0.45  # a new-chain rotation event for 25 gateways, RSA-2048 secrets
 TARGET_KEY_CPU_RATIO = 1.3  # a no-op audit's CPU with RSA-2048 secrets against ECDSA ones
 TARGET_IMPORT_RATIO = 1.15
+TARGET_RATE_ERROR = 0.10  # the sustained write rate within 10 % of the bucket's refill rate
 
 
 class Worker:
@@ -204,6 +206,76 @@ def _run(concurrency: int, samples: list[dict[str, Any]], latency: float) -> Run
     )
 
 
+# -- the write rate under ARM's write bucket --------------------------------------------------------
+
+
+def measure_write_rate(scenario: WriteRate, latency: float) -> dict[str, Any]:
+    """One first sync (a resync of everything) under ARM's write bucket, in a fresh emulator and worker.
+
+    The sustained rate is taken over the writes ARM let through once its bucket's burst was spent:
+    (n - 1) / (time of the last - time of the first), by when the emulator answered them.
+    """
+    with Emulator(page_size=PAGE_SIZE) as emu:
+        scenario.arrange(emu)
+        emu.arm_limits = token_buckets(
+            writes=(scenario.capacity, scenario.refill),
+            deletes=(scenario.capacity, scenario.refill),
+            retry_after_unit=scenario.retry_after_unit,
+        )
+        worker = Worker(emu.environ())  # TRUSTSYNC_RATE_LIMITS: the bucket the emulator applies
+        try:
+            emu.latency = latency
+            answer = worker.run({"cmd": "resync"})
+        finally:
+            emu.latency = 0.0
+            worker.close()
+        writes = sorted((r for r in emu.requests if r.is_write), key=lambda r: r.finished)
+    applied = [r for r in writes if r.status is not None and 200 <= r.status < 300]
+    steady = applied[scenario.capacity :]
+    span = steady[-1].finished - steady[0].finished if len(steady) > 1 else 0.0
+    rate = (len(steady) - 1) / span if span > 0 else 0.0
+    problems = [answer["error"]] if answer.get("error") else []
+    if answer.get("status") != "in-sync":
+        problems.append(f"status {answer.get('status')} (left {answer.get('left')}), expected in-sync")
+    if len(applied) != scenario.writes:
+        problems.append(f"{len(applied)} writes applied, expected {scenario.writes}")
+    return {
+        "key": scenario.key,
+        "scenario": scenario.title,
+        "refill_per_s": scenario.refill,
+        "sustained_writes_per_s": rate,
+        "rate_error": rate / scenario.refill - 1,
+        "writes_applied": len(applied),
+        "throttled_429": sum(1 for r in writes if r.status == 429),
+        "wall_s": answer.get("wall"),
+        "cpu_s": answer.get("cpu"),
+        "status": answer.get("status"),
+        "problems": problems,
+    }
+
+
+def rate_table(rows: list[dict[str, Any]]) -> str:
+    header = ["scenario", "writes applied", "429s", "wall s", "sustained writes/s", "refill/s", "rate/refill"]
+    cells = [
+        [
+            row["scenario"],
+            str(row["writes_applied"]),
+            str(row["throttled_429"]),
+            f"{row['wall_s']:.1f}",
+            f"{row['sustained_writes_per_s']:.2f}",
+            f"{row['refill_per_s']:g}",
+            f"{row['sustained_writes_per_s'] / row['refill_per_s']:.3f}",
+        ]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
+
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+
+
 # -- cold start ------------------------------------------------------------------------------------
 
 
@@ -333,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="MAX_CONCURRENCY (default: the app's)"
     )
     parser.add_argument(
-        "--only", nargs="*", help="scenario keys (a b1 b10 b25 b25ec c50 c200 c200ec c1000); default all"
+        "--only", nargs="*", help="scenario keys (a b1 b10 b25 b25ec c50 c200 c200ec c1000 w10 w100); default all"
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the one-call-at-a-time runs")
     parser.add_argument(
@@ -394,14 +466,33 @@ def main(argv: list[str] | None = None) -> int:
                 "speedup": naive.wall / fast.wall if naive else None,
             }
         )
+    rates: list[dict[str, Any]] = []
+    for rate_scenario in (s for s in WRITE_RATES if not args.only or s.key in args.only):
+        scenario_started = time.perf_counter()
+        measured_rate = measure_write_rate(rate_scenario, args.latency)
+        rates.append(measured_rate)
+        took = time.perf_counter() - scenario_started
+        print(
+            rate_scenario.title,
+            f"{measured_rate['sustained_writes_per_s']:.2f} writes/s vs refill {rate_scenario.refill:g}/s"
+            f" (scenario took {took:.0f}s)",
+            flush=True,
+        )
+        failures.extend(f"{rate_scenario.title}: {problem}" for problem in measured_rate["problems"])
     imports = (
         import_times(args.import_runs, _config_environ(), from_source=args.import_source) if args.import_runs else None
     )
 
     print()
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if rates:
+        print("\nwrite rate under ARM's write bucket (the writes after the bucket's burst, by when ARM answered them):")
+        print(rate_table(rates))
     print(
-        "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
+        ""
+        if not rows
+        else "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
         " requests / Key Vault challenges of the worker's first (cold) invocation: protocol overhead, not in the"
         " reads; the measured run is warm and has none. cpu: the worker's CPU time during the (median) run: near"
         " the wall time, the run is CPU-bound. bound: round trips the dependencies allow at P x L."
@@ -419,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" ms vs {source['sdk_only_s'] * 1000:.0f} ms, ratio {source['ratio']:.2f}"
             )
     targets = _targets(results, imports)
+    for rate in rates:
+        within = abs(rate["rate_error"]) <= TARGET_RATE_ERROR
+        targets[f"sustained write rate within {TARGET_RATE_ERROR:.0%} of the refill rate ({rate['key']})"] = within
     print("\ntargets:")
     for name, met in targets.items():
         print(f"  [{'met' if met else 'MISSED'}] {name}")
@@ -438,11 +532,13 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": os.getloadavg(),
         },
         "scenarios": results,
+        "write_rates": rates,
         "cold_start": imports,
         "targets": targets,
         "problems": failures,
         "elapsed_s": elapsed,
-        "table": table(rows),
+        "table": table(rows) if rows else "",
+        "write_rate_table": rate_table(rates) if rates else "",
     }
     Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
     print(f"results written to {args.out}")

@@ -156,3 +156,44 @@ SCENARIOS = (
     Scenario("c200ec", "audit", gateways=25, certificates=200, key_type="ec"),
     Scenario("c1000", "audit", gateways=25, certificates=1000),
 )
+
+
+@dataclass(frozen=True)
+class WriteRate:
+    """A first sync of C certificates (a root and an intermediate each, nothing in APIM yet) on G
+    gateways under ARM's write bucket (`capacity`, refilled at `refill` a second): 2C(1 + G) writes,
+    most of them paced at the refill rate. What is measured is the rate they go at once the bucket's
+    burst is spent, against the refill rate."""
+
+    key: str
+    gateways: int
+    certificates: int
+    capacity: int
+    refill: float
+    retry_after_unit: float  # 1.0: whole seconds, as ARM sends; less for a bucket scaled down in time
+
+    @property
+    def writes(self) -> int:
+        return 2 * self.certificates * (1 + self.gateways)
+
+    @property
+    def title(self) -> str:
+        return (
+            f"(w) first sync C={self.certificates} G={self.gateways} ({self.writes} writes), "
+            f"bucket {self.capacity} + {self.refill:g}/s"
+        )
+
+    def arrange(self, emu: Emulator) -> None:
+        for n in range(1, self.gateways + 1):
+            emu.apim.add_gateway(f"gw-{n:02d}")
+        for n in range(self.certificates):
+            pki = Hierarchy(intermediates=1, organization=f"Rate{n:03d}")
+            emu.vault.import_certificate(f"svc-{n:03d}", _secret(pki, f"svc-{n:03d}.internal.example"))
+
+
+WRITE_RATES = (
+    # The scenario that failed with HTTP 500 before the pacer: ARM's refill rate, a bucket scaled down.
+    WriteRate("w10", gateways=5, certificates=20, capacity=40, refill=10, retry_after_unit=1.0),
+    # The same scaled down in time too: a thousand writes at ten times the rate.
+    WriteRate("w100", gateways=25, certificates=20, capacity=40, refill=100, retry_after_unit=0.001),
+)

@@ -6,6 +6,7 @@ its own, and makes its peak RSS the product's alone. One JSON object per line ea
 
     → {"cmd": "event", "event": {...Event Grid event...}}   ← {"wall": s, "cpu": s, "peak_rss_mb": ..., ...}
     → {"cmd": "audit"}                                       ← the same, plus "audit_status"
+    → {"cmd": "resync"}                                      ← the same, plus the answer's "http_status", "status", "left"
     → {"cmd": "exit"}
 """
 
@@ -59,7 +60,7 @@ def main(commands: TextIO, answers: TextIO) -> None:
     import function_app  # noqa: F401 - the import is what is timed
 
     imported = time.perf_counter() - started
-    from local.host import event_grid_event, timer
+    from local.host import event_grid_event, post, timer
     from local.host import functions as host_functions
 
     functions: dict[str, Callable[..., Any]] = host_functions()
@@ -90,6 +91,8 @@ def main(commands: TextIO, answers: TextIO) -> None:
             argument = event_grid_event(event)
         elif command["cmd"] == "audit":
             function, argument = functions["drift_audit"], timer()
+        elif command["cmd"] == "resync":
+            function, argument = functions["resync"], post("resync", b"")
         else:
             answer({"error": f"unknown command {command['cmd']!r}"})
             continue
@@ -98,8 +101,14 @@ def main(commands: TextIO, answers: TextIO) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         wall_start, cpu_start = time.perf_counter(), time.process_time()
         error = None
+        resynced: dict[str, Any] = {}
         try:
-            function(argument)
+            result = function(argument)
+            if command["cmd"] == "resync":
+                body = json.loads(result.get_body())
+                resynced = {"http_status": result.status_code, "status": body.get("status"), "left": body.get("left")}
+                if result.status_code != 200:
+                    error = f"HTTP {result.status_code}: {body.get('errors', body)!s:.300}"
         except Exception as failure:  # a retryable failure is reported, not fatal to the benchmark
             error = f"{type(failure).__name__}: {failure}"
         answer(
@@ -111,6 +120,7 @@ def main(commands: TextIO, answers: TextIO) -> None:
                 "peak_rss_mb": _peak_rss_mb(),
                 "audit_status": audit_status.status,
                 "error": error,
+                **resynced,
             }
         )
 

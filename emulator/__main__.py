@@ -1,6 +1,6 @@
 """``python -m emulator``: run the emulator in the foreground and print how to point the product at it.
 
-    python -m emulator [--page-size N] [--latency SECONDS] [--arm-audience URL] [--no-seed]
+    python -m emulator [--page-size N] [--latency SECONDS] [--arm-audience URL] [--throttle MODEL] [--no-seed]
 
 Seeds two self-hosted gateways and a Key Vault certificate with a root -> intermediate -> leaf
 chain unless --no-seed. Stops on Ctrl-C (SIGINT) or SIGTERM.
@@ -18,6 +18,7 @@ from types import FrameType
 from .certs import PEM
 from .core import AZURE_ARM_AUDIENCE, Emulator
 from .pki import Hierarchy, pem_secret
+from .throttling import KeyVaultLimits, hourly, token_buckets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=25, help="items per page of every list (default 25)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each Key Vault/ARM request")
     parser.add_argument("--arm-audience", default=AZURE_ARM_AUDIENCE, help="token audience ARM requires")
+    parser.add_argument(
+        "--throttle",
+        choices=("off", "token-buckets", "hourly"),
+        default="off",
+        help="ARM's documented limits (token buckets, or the hourly model) and Key Vault's (default off)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="start empty: no demo gateways or certificate")
     args = parser.parse_args(argv)
 
@@ -37,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     with Emulator(page_size=args.page_size, latency=args.latency, arm_audience=args.arm_audience) as emu:
+        if args.throttle != "off":
+            emu.arm_limits = token_buckets() if args.throttle == "token-buckets" else hourly()
+            emu.keyvault_limits = KeyVaultLimits(4000, 10.0)
         if not args.no_seed:
             seed(emu)
         print("# APIM Trust Sync local emulator; paste into the product's shell:")

@@ -1,7 +1,8 @@
 """ARM for Microsoft.ApiManagement on the wire (api-version 2024-05-01 only).
 
-Order of checks, as ARM does it: bearer token (audience = the configured ARM audience), then
-api-version, then the service, then the APIM entity.
+Order of checks, as ARM does it: bearer token (audience = the configured ARM audience), then the
+subscription's request limits when they are switched on (`emulator.throttling`: every answer from
+then on carries the tokens left), then api-version, then the service, then the APIM entity.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .apim import (
 from .certs import CertificateFormatError
 from .identity import IssuedToken, TokenIssuer
 from .server import Call
+from .throttling import ArmLimits
 from .wire import HttpError, Request, Response, format_retry_after, parse_json_object, request_id
 
 T = TypeVar("T")
@@ -71,6 +73,7 @@ class ArmApi:
         page_size: Callable[[], int],
         base_url: Callable[[], str],
         offered_versions: Callable[[], tuple[str, ...]] = lambda: (API_VERSION,),
+        limits: Callable[[], ArmLimits | None] = lambda: None,
     ) -> None:
         self._offered_versions = offered_versions
         self._services = services
@@ -79,6 +82,7 @@ class ArmApi:
         self._tenant_id = tenant_id
         self._page_size = page_size
         self._base_url = base_url
+        self._limits = limits
 
     def resolve(self, request: Request) -> Call:
         token = self._issuer.lookup(request.bearer_token())
@@ -86,6 +90,25 @@ class ArmApi:
 
         def guarded() -> Response:
             self._authenticate(request, token)
+            assert token is not None  # _authenticate answered 401 otherwise
+            limits = self._limits()
+            if limits is None:
+                return served()
+            subscription = request.segments[1] if len(request.segments) > 1 else ""
+            kind, decision = limits.take(subscription, token.client_id, request.method)
+            if decision.allowed:
+                try:
+                    response = served()
+                except HttpError as error:
+                    response = error.response
+            else:
+                message = limits.message(kind, subscription, token.client_id, decision)
+                response = _arm_error(429, "SubscriptionRequestsThrottled", message)
+                response.headers["Retry-After"] = limits.retry_after(decision)
+            response.headers[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(decision.remaining)
+            return response
+
+        def served() -> Response:
             self._check_api_version(request, self._offered_versions())
             if names is None:
                 raise HttpError(

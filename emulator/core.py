@@ -24,6 +24,7 @@ from .keyvault import CertificateVersion, Vault
 from .keyvault_http import KeyVaultApi
 from .records import Recorder, RequestRecord
 from .server import Call, Dispatcher, LoopbackServer
+from .throttling import ARM_KINDS, ArmLimits, KeyVaultLimits
 from .tls import TlsMaterial
 from .wire import Request
 
@@ -67,6 +68,8 @@ class Emulator:
         # The Microsoft.ApiManagement api-versions this cloud's Resource Manager offers (a sovereign
         # cloud may lag behind the public one).
         self.arm_api_versions: tuple[str, ...] = (ARM_API_VERSION,)
+        self.arm_limits: ArmLimits | None = None  # ARM's request limits (emulator.throttling); off by default
+        self.keyvault_limits: KeyVaultLimits | None = None  # Key Vault's; off by default
         self.recorder = Recorder()
         self.faults = Faults()
         self.tokens = TokenIssuer(token_lifetime, user_assigned_client_ids)
@@ -78,7 +81,13 @@ class Emulator:
 
         self._tls = TlsMaterial()
         try:
-            keyvault = KeyVaultApi(self.vault, self.tokens, tenant_id=tenant_id, page_size=lambda: self.page_size)
+            keyvault = KeyVaultApi(
+                self.vault,
+                self.tokens,
+                tenant_id=tenant_id,
+                page_size=lambda: self.page_size,
+                limits=lambda: self.keyvault_limits,
+            )
             arm = ArmApi(
                 self.apim_service,
                 self.tokens,
@@ -87,6 +96,7 @@ class Emulator:
                 page_size=lambda: self.page_size,
                 base_url=lambda: self.url,
                 offered_versions=lambda: self.arm_api_versions,
+                limits=lambda: self.arm_limits,
             )
 
             def resolve_https(request: Request) -> Call:
@@ -137,6 +147,7 @@ class Emulator:
         for service in services:
             service.clear()
         self.latency = 0.0
+        self.arm_limits = self.keyvault_limits = None
         self.recorder.clear()
 
     # -- where things are ------------------------------------------------------------------------
@@ -190,9 +201,18 @@ class Emulator:
             "IDENTITY_HEADER": self.identity_header,
             "REQUESTS_CA_BUNDLE": self.ca_bundle_path,
             "NO_PROXY": "127.0.0.1,localhost",
+            # The limits the product's pacer models: the ones emulated (none while they are off).
+            "TRUSTSYNC_RATE_LIMITS": self.rate_limits,
         }
         environment.update(overrides)
         return environment
+
+    @property
+    def rate_limits(self) -> str:
+        """The emulated limits, written as the product's ``TRUSTSYNC_RATE_LIMITS`` reads them."""
+        limits = self.arm_limits.settings() if self.arm_limits else {f"arm-{kind}": "none" for kind in ARM_KINDS}
+        limits["keyvault"] = self.keyvault_limits.setting() if self.keyvault_limits else "none"
+        return ",".join(f"{kind}={limit}" for kind, limit in limits.items())
 
     # -- APIM services ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .certs import CONTENT_TYPES, PEM, PKCS12, CertificateFormatError, Certifica
 from .identity import IssuedToken, TokenIssuer
 from .keyvault import CertificateVersion, SecretVersion, Vault
 from .server import Call
+from .throttling import KeyVaultLimits
 from .wire import HttpError, Request, Response, format_retry_after, parse_json_object, request_id
 
 T = TypeVar("T")
@@ -51,11 +52,20 @@ Handler = Callable[[], Response]
 
 
 class KeyVaultApi:
-    def __init__(self, vault: Vault, issuer: TokenIssuer, *, tenant_id: str, page_size: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        issuer: TokenIssuer,
+        *,
+        tenant_id: str,
+        page_size: Callable[[], int],
+        limits: Callable[[], KeyVaultLimits | None] = lambda: None,
+    ) -> None:
         self.vault = vault
         self.issuer = issuer
         self.tenant_id = tenant_id
         self._page_size = page_size
+        self._limits = limits
 
     @property
     def challenge_resource(self) -> str:
@@ -74,6 +84,9 @@ class KeyVaultApi:
 
         def guarded() -> Response:
             self._authorize(token)
+            if (limits := self._limits()) is not None and not (decision := limits.take()).allowed:
+                message = "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached"
+                raise HttpError(_error(429, "Throttled", message, {"Retry-After": limits.retry_after(decision)}))
             if not request.query.get("api-version"):
                 raise HttpError(_error(400, "BadParameter", "The api-version query parameter is required."))
             return handler()

@@ -2,7 +2,8 @@
 
 Same configuration as the Function App (environment variables). Exit codes: 0 in sync, 1 failed
 (errors, or a configuration error), 2 drift (something needed is missing or unneeded remains),
-3 expiring (in sync, but something expires within EXPIRY_WARNING_DAYS), 64 usage error.
+3 expiring (in sync, but something expires within EXPIRY_WARNING_DAYS), 4 partial (RUN_TIME_BUDGET
+ran out with writes left: run it again to continue), 64 usage error.
 
 On a terminal (stdout and stderr both), a run that takes longer than about a second shows its
 progress on stderr: Key Vault reads and writes done out of planned. Nothing extra with ``--json``
@@ -36,11 +37,13 @@ EXIT_IN_SYNC = 0
 EXIT_FAILED = 1
 EXIT_DRIFT = 2
 EXIT_EXPIRING = 3
+EXIT_PARTIAL = 4  # the time budget ran out with writes left; the next run continues
 EXIT_USAGE = 64  # sysexits.h EX_USAGE: never confused with drift
 _EXIT_BY_STATUS = {
     RunStatus.IN_SYNC: EXIT_IN_SYNC,
     RunStatus.EXPIRING: EXIT_EXPIRING,
     RunStatus.DRIFT: EXIT_DRIFT,
+    RunStatus.PARTIAL: EXIT_PARTIAL,
     RunStatus.FAILED: EXIT_FAILED,
 }
 

@@ -15,8 +15,10 @@ from azure.mgmt.apimanagement.aio import ApiManagementClient
 from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters, GatewayCertificateAuthorityContract
 
 from shared.azure_errors import translated
+from shared.pacing import Pacer
 from shared.ports import ApimCertificate, AzureCallError
 from shared.settings import ApimService
+from shared.throttling import PacingPolicy, arm_kind
 
 _ANY_ETAG = "*"
 _PRECONDITION_FAILED = 412
@@ -31,9 +33,12 @@ class Apim:
         *,
         arm_endpoint: str,
         credential_scope: str,
+        pacer: Pacer | None = None,
         **client_options: Any,
     ) -> None:
         self.service = service
+        if pacer is not None:
+            client_options["per_retry_policies"] = [PacingPolicy(pacer, arm_kind)]
         self._client = ApiManagementClient(
             credential,
             service.subscription_id,

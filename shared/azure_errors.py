@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
-from shared.ports import AzureCallError, CredentialUnavailableError, NotFoundError
+from shared.ports import AzureCallError, CredentialUnavailableError, NotFoundError, Throttled
 
 # ARM's answer when a cloud's Resource Manager does not offer an api-version for a resource type.
 _API_VERSION_NOT_OFFERED = "NoRegisteredProviderFound"
@@ -25,6 +25,8 @@ def translated(what: str) -> Iterator[None]:
     kept: never a request or response body, which could hold a secret."""
     try:
         yield
+    except Throttled as error:  # the pacer's, from inside the SDK call: name the call too
+        raise Throttled(f"{what}: {error}") from None
     except ResourceNotFoundError as error:
         raise NotFoundError(f"{what}: not found ({_code(error)})", code=_code(error)) from None
     except ClientAuthenticationError as error:
@@ -42,9 +44,11 @@ def _http_error(what: str, error: HttpResponseError) -> AzureCallError:
     code = _code(error)
     message = _message(error)
     if code == _API_VERSION_NOT_OFFERED:
+        # One line for the whole run, whichever call met it first: every ARM call would say the same.
         offered = _SUPPORTED_VERSIONS.search(message)
         versions = offered.group(1) if offered else "none listed"
         message = f"this cloud's Resource Manager does not offer the api-version the app uses; it offers: {versions}"
+        return AzureCallError(f"HTTP {error.status_code} {code}: {message}", status=error.status_code, code=code)
     return AzureCallError(f"{what}: HTTP {error.status_code} {code}: {message}", status=error.status_code, code=code)
 
 

@@ -28,6 +28,7 @@ from azure.identity.aio import AzureCliCredential, ManagedIdentityCredential
 
 from shared.apim import Apim
 from shared.keyvault import KeyVault
+from shared.pacing import Pacer
 from shared.settings import Settings
 
 _READ_TIMEOUT_SECONDS = 60
@@ -117,7 +118,10 @@ def make_transport(settings: Settings, environ: Mapping[str, str]) -> AioHttpTra
 
 
 class Clients:
-    """The adapters for one configuration, sharing a credential (and its token cache) and a connection pool.
+    """The adapters for one configuration, sharing a credential (and its token cache), a connection
+    pool and a pacer: the invocations running at once on a worker share the configuration's limits
+    (ARM's buckets are per subscription and principal, Key Vault's per vault), so they share one
+    estimate of them, and its priorities (an event's requests before a full run's).
 
     Made on the event loop that uses it.
     """
@@ -125,18 +129,22 @@ class Clients:
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self._transport = make_transport(settings, environ)
         self.credential = make_credential(settings, environ, self._transport)
+        self.pacer = Pacer(settings.rate_limits)
         options: dict[str, Any] = {"transport": self._transport, "read_timeout": _READ_TIMEOUT_SECONDS}
 
         def proxied(url: str) -> dict[str, Any]:
             proxy = https_proxy(url, environ)
             return {**options, **({"proxies": {"https": proxy}} if proxy else {})}
 
-        self.vault = KeyVault(settings.keyvault_url, self.credential, **proxied(settings.keyvault_url))
+        self.vault = KeyVault(
+            settings.keyvault_url, self.credential, pacer=self.pacer, **proxied(settings.keyvault_url)
+        )
         self.apim = Apim(
             settings.apim,
             self.credential,
             arm_endpoint=settings.arm_endpoint,
             credential_scope=settings.cloud.arm_scope,
+            pacer=self.pacer,
             **proxied(settings.arm_endpoint),
         )
 

@@ -9,8 +9,9 @@ scope and mode:
 - a full-scope run (a resync of everything, the audit) may also take away what the app created
   and nothing needs any more, once every addition is in and after one last look at Key Vault.
 
-Every Azure call goes through one limiter (`MAX_CONCURRENCY` calls in flight); everything else is
-tasks awaiting what they need, so a run reads as the dependency graph it is:
+Every Azure call goes through one limiter (`MAX_CONCURRENCY` calls in flight) and the pacer
+(`shared.pacing`: ARM's and Key Vault's limits, a priority per call, the run's time budget);
+everything else is tasks awaiting what they need, so a run reads as the dependency graph it is:
 
     Key Vault: names → versions → secrets → paths ─┐
     APIM: certificate list ────────────────────────┴→ uploads ─┐
@@ -22,14 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.chain import ChainError, read_secret, trust_path
 from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
 from shared.expiry import expiry_horizon
+from shared.pacing import Kind, Pacer
 from shared.plan import (
     Action,
     ActionKind,
@@ -47,6 +49,7 @@ from shared.ports import (
     NoProgress,
     NotFoundError,
     Progress,
+    Throttled,
     VaultPort,
     VersionInfo,
     Work,
@@ -59,6 +62,19 @@ log = logging.getLogger("trustsync")
 ACTION_LOG_PREFIX = "TRUSTSYNC_ACTION"  # one record per action of a run; queries and the workbook look for it
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
+
+# What goes first when ARM's limits make calls wait (a lower rank first; any scoped run's calls
+# before any full-scope run's): reads, which every write waits for; a needed CA that no gateway
+# trusts (its upload and its puts); a copy missing on one more gateway, or an isTrusted to raise;
+# then removals and deletions, which start only once every addition is in.
+_READ, _FIRST, _NEXT, _NARROW = 0, 1, 2, 3
+_LIMIT_OF = {
+    ActionKind.UPLOAD_CERTIFICATE: Kind.ARM_WRITES,
+    ActionKind.SET_GATEWAY_CA: Kind.ARM_WRITES,
+    ActionKind.REMOVE_GATEWAY_CA: Kind.ARM_DELETES,
+    ActionKind.DELETE_CERTIFICATE: Kind.ARM_DELETES,
+}
+_LEFT = "not started: the run's time budget ran out; the next run continues from what APIM holds"
 
 
 class MissingCertificates(Exception):
@@ -73,20 +89,32 @@ class MissingCertificates(Exception):
 
 class Engine:
     def __init__(
-        self, settings: Settings, vault: VaultPort, apim: ApimPort, *, progress: Progress | None = None
+        self,
+        settings: Settings,
+        vault: VaultPort,
+        apim: ApimPort,
+        *,
+        pacer: Pacer | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.vault = vault
         self.apim = apim
+        self.pacer = pacer or Pacer()  # the clients' (shared by the runs on a worker); unlimited alone
         self.progress = progress or NoProgress()
 
-    async def run(self, scope: Scope, mode: Mode) -> Report:
-        """One run. Azure failures end up in the report (and make it retryable); bugs propagate."""
+    async def run(self, scope: Scope, mode: Mode, *, budget: timedelta | None = None) -> Report:
+        """One run. Azure failures end up in the report (and make it retryable); bugs propagate.
+
+        Writes start only while the run is within `budget` (RUN_TIME_BUDGET by default); what does
+        not fit is reported as left (``partial``) for the next run, which continues from APIM's state.
+        """
         if mode is Mode.FULL and not scope.is_full:
             mode = Mode.ADDITIONS  # only a full-scope run sees enough to take anything away
         report = Report(scope, mode)
+        budget = budget or self.settings.run_time_budget
         try:
-            await _Run(self, scope, mode, report).execute()
+            await _Run(self, scope, mode, report, budget).execute()
         except* AzureCallError as failures:
             for failure in _leaves(failures):
                 report.fail(str(failure), retryable=True)
@@ -94,6 +122,9 @@ class Engine:
             for error in _leaves(missing):
                 report.missing = sorted(set(report.missing) | set(error.names))
                 report.fail(str(error), retryable=False)
+        if left := report.left():
+            counts = ", ".join(f"{kind}: {count}" for kind, count in left.items())
+            report.warn(f"time budget of {budget.total_seconds():g}s ran out; left for the next run: {counts}")
         _log(report)
         return report
 
@@ -117,7 +148,7 @@ class _Gateway:
 
 
 class _Run:
-    def __init__(self, engine: Engine, scope: Scope, mode: Mode, report: Report) -> None:
+    def __init__(self, engine: Engine, scope: Scope, mode: Mode, report: Report, budget: timedelta) -> None:
         self.settings = engine.settings
         self.vault = engine.vault
         self.apim = engine.apim
@@ -127,6 +158,8 @@ class _Run:
         self.report = report
         self.limit = asyncio.Semaphore(self.settings.max_concurrency)
         self.progress = engine.progress
+        self.lane = engine.pacer.lane(urgent=not scope.is_full, budget=budget.total_seconds())
+        self.trusted: set[str] = set()  # ids (lower case) some gateway read so far trusts
 
     async def execute(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -136,7 +169,7 @@ class _Run:
             async def start_uploads() -> tuple[Uploads, dict[str, asyncio.Task[Outcome]]]:
                 uploads = plan_uploads(await desired_task, await certificates_task)
                 self.planned_writes(uploads.actions)
-                started = {a.certificate_id: tasks.create_task(self.write(a)) for a in uploads.actions}
+                started = {a.certificate_id: tasks.create_task(self.write(a, _FIRST)) for a in uploads.actions}
                 return uploads, started
 
             uploads_task = tasks.create_task(start_uploads())
@@ -155,7 +188,9 @@ class _Run:
                 plan = plan_additions(gateway, desired, cas, uploads, certificates)
                 self.report.conflicts.extend(plan.conflicts)
                 self.planned_writes(plan.actions)
-                outcomes = await asyncio.gather(*(self.put(a, uploading.get(a.certificate_id)) for a in plan.actions))
+                outcomes = await asyncio.gather(
+                    *(self.put(a, uploading.get(a.certificate_id), self.rank(a, uploading)) for a in plan.actions)
+                )
                 return _Gateway(gateway, cas, tuple(outcomes))
 
             gateway_tasks = [tasks.create_task(sync_gateway(gateway)) for gateway in selected]
@@ -181,8 +216,9 @@ class _Run:
             complete=all(cas is not None for cas in read.values()),
         ).after(_applied(additions))
         if self.scope.is_full:
-            desired, observed = await self.narrow(desired, observed, selected, additions)
-        # What the run leaves behind, as far as its own reads and writes tell.
+            observed = await self.narrow(desired, observed, selected, additions)
+        # What the run leaves behind, as far as its own reads and writes tell: judged against the
+        # desired state it planned from (a version the last look found is the next run's to judge).
         self.report.horizon = expiry_horizon(
             desired, observed, selected, now=self.now, warning=self.settings.expiry_warning
         )
@@ -191,45 +227,52 @@ class _Run:
 
     async def narrow(
         self, desired: Desired, observed: Observed, selected: Sequence[str], additions: Sequence[Outcome]
-    ) -> tuple[Desired, Observed]:
+    ) -> Observed:
         """Take away what nothing needs: only once every addition is in, after one last look at Key Vault.
 
-        Returns the desired state as last read and APIM as the run leaves it."""
+        Returns APIM as the run leaves it."""
         if not (desired.complete and observed.complete):
             self.report.warn("nothing taken away: not every bound certificate and gateway could be read (see errors)")
-            return desired, observed
-        if self.mode is not Mode.FULL or any(outcome.status is not Status.APPLIED for outcome in additions):
+            return observed
+        out_of_time = self.lane.time_left <= 0
+        if self.mode is not Mode.FULL or any(o.status is not Status.APPLIED for o in additions) or out_of_time:
             planned = self.plan_narrowing(desired, observed, selected)
             if self.mode is Mode.DRY_RUN:
                 self.report.outcomes.extend(Outcome(action, Status.PLANNED) for action in planned)
             elif self.mode is Mode.ADDITIONS:
                 why = "not applied: this run only adds trust"
                 self.report.outcomes.extend(Outcome(action, Status.PLANNED, why) for action in planned)
-            else:
+            elif any(outcome.status in (Status.FAILED, Status.SKIPPED) for outcome in additions):
                 why = "not applied: an addition failed, so trust is left as wide as it was"
                 self.report.outcomes.extend(Outcome(action, Status.SKIPPED, why) for action in planned)
-            return desired, observed
+            else:  # additions left for the next run, or no time left: removals wait for every addition
+                self.report.outcomes.extend(Outcome(action, Status.DEFERRED, _LEFT) for action in planned)
+            return observed
 
         # The last look: a rotation that landed while the additions ran is needed, not an orphan.
         last_look = await self.read_desired()
         if not last_look.complete:
             self.report.warn("nothing taken away: Key Vault could not be read again before removing (see errors)")
-            return last_look, observed
+            return observed
         narrowing = self.plan_narrowing(last_look, observed, selected)
         self.planned_writes(narrowing)
         entries = [a for a in narrowing if a.kind is not ActionKind.DELETE_CERTIFICATE]
-        outcomes = list(await asyncio.gather(*(self.write(action) for action in entries)))
-        still_referenced = {o.action.certificate_id.lower() for o in outcomes if o.status is not Status.APPLIED}
+        outcomes = list(await asyncio.gather(*(self.write(action, _NARROW) for action in entries)))
+        unfinished = {o.action.certificate_id.lower(): o.status for o in outcomes if o.status is not Status.APPLIED}
+        still_referenced = {cid for cid, status in unfinished.items() if status is not Status.DEFERRED}
         for action in narrowing:
             if action.kind is not ActionKind.DELETE_CERTIFICATE:
                 continue
             if action.certificate_id.lower() in still_referenced:
                 self.progress.done(Work.WRITES)
                 outcomes.append(Outcome(action, Status.SKIPPED, "not deleted: removing it from a gateway failed"))
+            elif action.certificate_id.lower() in unfinished:
+                self.progress.done(Work.WRITES)
+                outcomes.append(Outcome(action, Status.DEFERRED, _LEFT))
             else:
-                outcomes.append(await self.write(action))
+                outcomes.append(await self.write(action, _NARROW))
         self.report.outcomes.extend(outcomes)
-        return last_look, observed.after(_applied(outcomes))
+        return observed.after(_applied(outcomes))
 
     def plan_narrowing(self, desired: Desired, observed: Observed, selected: Sequence[str]) -> tuple[Action, ...]:
         """What nothing needs any more, less what a gateway would need to keep accepting a needed leaf."""
@@ -268,7 +311,8 @@ class _Run:
         while True:
             # Each page's reads start while the next page is fetched: C certificates are C/25 pages.
             async with self.limit:
-                page = await anext(pages, None)
+                with self.lane.calling(_READ):
+                    page = await anext(pages, None)
             if page is None:
                 return
             self.progress.planned(Work.KEYVAULT_READS, len(page))
@@ -334,30 +378,52 @@ class _Run:
     async def gateway_cas(self, gateway: str) -> GatewayCas | None:
         """A gateway's certificate authorities; None (and an error) when they cannot be read."""
         try:
-            return await self.call(self.apim.gateway_cas, gateway)
+            cas = await self.call(self.apim.gateway_cas, gateway)
         except AzureCallError as error:
             self.report.fail(str(error), retryable=True)
             return None
+        self.trusted.update(certificate_id.lower() for certificate_id, trusted in cas.items() if trusted)
+        return cas
 
-    async def put(self, action: Action, upload: asyncio.Task[Outcome] | None) -> Outcome:
-        if upload is not None and (await upload).status is Status.FAILED:
-            self.progress.done(Work.WRITES)
-            return Outcome(action, Status.SKIPPED, f"not set: uploading {action.certificate_id} failed")
-        return await self.write(action)
+    def rank(self, action: Action, uploading: Mapping[str, object]) -> int:
+        """First a CA no gateway trusts yet (it is being uploaded, or no gateway read so far trusts it)."""
+        nowhere = action.certificate_id in uploading or action.certificate_id.lower() not in self.trusted
+        return _FIRST if nowhere else _NEXT
 
-    async def write(self, action: Action) -> Outcome:
+    async def put(self, action: Action, upload: asyncio.Task[Outcome] | None, rank: int) -> Outcome:
+        if upload is not None:
+            uploaded = (await upload).status
+            if uploaded is Status.FAILED:
+                self.progress.done(Work.WRITES)
+                return Outcome(action, Status.SKIPPED, f"not set: uploading {action.certificate_id} failed")
+            if uploaded is Status.DEFERRED:
+                self.progress.done(Work.WRITES)
+                return Outcome(action, Status.DEFERRED, _LEFT)
+        return await self.write(action, rank)
+
+    async def write(self, action: Action, rank: int) -> Outcome:
         if self.mode is Mode.DRY_RUN:
             return Outcome(action, Status.PLANNED)
-        log.debug("%s", action.describe())
         try:
-            async with self.limit:
-                await self._apply(action)
-        except AzureCallError as error:
-            self.report.fail(str(error), retryable=True)
-            return Outcome(action, Status.FAILED, str(error))
+            # The time budget: a write starts only with a token had before the run's deadline.
+            admitted = await self.lane.admit(_LIMIT_OF[action.kind], rank)
+            if admitted is None:
+                return Outcome(action, Status.DEFERRED, _LEFT)
+            log.debug("%s", action.describe())
+            with self.lane.calling(rank, prepaid=admitted):  # a token left unused is given back, even if cancelled
+                try:
+                    async with self.limit:
+                        if self.lane.time_left <= 0:
+                            return Outcome(action, Status.DEFERRED, _LEFT)
+                        await self._apply(action)
+                except Throttled as error:
+                    return Outcome(action, Status.DEFERRED, f"{_LEFT} ({error})")
+                except AzureCallError as error:
+                    self.report.fail(str(error), retryable=True)
+                    return Outcome(action, Status.FAILED, str(error))
+            return Outcome(action, Status.APPLIED)
         finally:
             self.progress.done(Work.WRITES)
-        return Outcome(action, Status.APPLIED)
 
     def planned_writes(self, actions: Sequence[Action]) -> None:
         if self.mode is not Mode.DRY_RUN and actions:
@@ -386,10 +452,11 @@ class _Run:
             self.progress.done(Work.KEYVAULT_READS)
 
     async def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One Azure call, holding the limiter while it is in flight."""
+        """One Azure call, holding the limiter while it is in flight; its requests are paced as reads."""
         log.debug("%s %s", getattr(function, "__name__", "call"), " ".join(a for a in args if isinstance(a, str)))
         async with self.limit:
-            return await function(*args)
+            with self.lane.calling(_READ):
+                return await function(*args)
 
 
 def gateway_entries(observed: Observed, gateways: Sequence[str]) -> tuple[GatewayEntries, ...]:

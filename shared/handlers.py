@@ -12,14 +12,14 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.connect import ClientPool
 from shared.engine import Engine
 from shared.events import EventError, Ignore, route
 from shared.ports import NoProgress, Progress
-from shared.report import Mode, Report, Scope
+from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import (
     Remediation,
     Settings,
@@ -36,6 +36,9 @@ AUDIT_LOG_PREFIX = "TRUSTSYNC_AUDIT"  # the audit's one log record per run; the 
 EXPIRY_LOG_PREFIX = "TRUSTSYNC_EXPIRY"  # one record per near-expiry or expired event
 MAX_RESYNC_BODY_BYTES = 64 * 1024
 MAX_RESYNC_CERTIFICATES = 1000
+# Azure's front end drops an HTTP request after 230 s whatever the function timeout: a resync stops
+# starting writes in time to answer (partial, with what is left) before that.
+HTTP_ANSWER_BUDGET = timedelta(seconds=220)
 _AUDIT_MODES = {Remediation.REPORT: Mode.DRY_RUN, Remediation.ADDITIONS: Mode.ADDITIONS, Remediation.ALL: Mode.FULL}
 
 
@@ -69,12 +72,12 @@ class TrustSync:
 
     def engine(self, settings: Settings) -> Engine:
         clients = self.clients.clients_for(settings)
-        return Engine(settings, clients.vault, clients.apim, progress=self.progress)
+        return Engine(settings, clients.vault, clients.apim, pacer=clients.pacer, progress=self.progress)
 
-    async def run(self, settings: Settings, scope: Scope, mode: Mode) -> Report:
+    async def run(self, settings: Settings, scope: Scope, mode: Mode, *, budget: timedelta | None = None) -> Report:
         """One engine run, recorded: its metrics and its TRUSTSYNC_RUN, _VERDICT and _HORIZON records."""
         started = time.monotonic()
-        report = await self.engine(settings).run(scope, mode)
+        report = await self.engine(settings).run(scope, mode, budget=budget)
         self.telemetry.record(report, seconds=time.monotonic() - started)
         return report
 
@@ -125,6 +128,10 @@ class TrustSync:
         report = await self.run(settings, scope, Mode.ADDITIONS)
         if report.retryable:
             raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
+        if report.status is RunStatus.PARTIAL:
+            # What the rotation needs is not all in yet: a redelivery (minutes away, not the next audit)
+            # continues from what APIM holds; the writes already made are not repeated.
+            raise RetryableError(f"event {event_id}: partial, left for a redelivery: {report.left()}")
         return report
 
     async def handle_resync(self, body: bytes) -> HttpAnswer:
@@ -146,7 +153,8 @@ class TrustSync:
             return HttpAnswer(400, {"error": f"certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}"})
         mode = Mode.DRY_RUN if dry_run else Mode.FULL
         annotate(certificate=next(iter(certificates)) if certificates is not None and len(certificates) == 1 else None)
-        report = await self.run(settings, Scope(certificates=certificates), mode)
+        budget = min(settings.run_time_budget, HTTP_ANSWER_BUDGET)
+        report = await self.run(settings, Scope(certificates=certificates), mode, budget=budget)
         if report.missing:
             return HttpAnswer(404, {"error": f"certificates: not in Key Vault: {', '.join(report.missing)}"})
         return HttpAnswer(500 if report.errors else 200, report.to_dict())
@@ -159,9 +167,12 @@ class TrustSync:
     async def _handle_audit(self) -> Report:
         settings = self.settings()
         report = await self.run(settings, Scope(), _AUDIT_MODES[settings.audit_remediate])
-        level = {"in-sync": logging.INFO, "expiring": logging.WARNING, "drift": logging.WARNING}.get(
-            report.status.value, logging.ERROR
-        )
+        level = {
+            "in-sync": logging.INFO,
+            "expiring": logging.WARNING,
+            "drift": logging.WARNING,
+            "partial": logging.WARNING,
+        }.get(report.status.value, logging.ERROR)
         log.log(
             level,
             "%s status=%s %s",

@@ -15,7 +15,9 @@ from azure.keyvault.certificates.aio import CertificateClient
 from azure.keyvault.secrets.aio import SecretClient
 
 from shared.azure_errors import translated
+from shared.pacing import Pacer
 from shared.ports import AzureCallError, NotFoundError, Secret, VersionInfo
+from shared.throttling import PacingPolicy, keyvault_kind
 
 
 class _FirstCallAlone:
@@ -49,10 +51,17 @@ class _FirstCallAlone:
 
 
 class KeyVault:
-    def __init__(self, vault_url: str, credential: AsyncTokenCredential, **client_options: Any) -> None:
+    def __init__(
+        self, vault_url: str, credential: AsyncTokenCredential, *, pacer: Pacer | None = None, **client_options: Any
+    ) -> None:
         self.vault_url = vault_url
-        self._certificates = CertificateClient(vault_url, credential, **client_options)
-        self._secrets = SecretClient(vault_url, credential, **client_options)
+
+        def paced() -> dict[str, Any]:
+            # A policy belongs to one pipeline: each client gets its own, both feeding the vault's bucket.
+            return {"per_retry_policies": [PacingPolicy(pacer, keyvault_kind)]} if pacer is not None else {}
+
+        self._certificates = CertificateClient(vault_url, credential, **paced(), **client_options)
+        self._secrets = SecretClient(vault_url, credential, **paced(), **client_options)
         self._certificates_first = _FirstCallAlone()
         self._secrets_first = _FirstCallAlone()
 

@@ -34,6 +34,14 @@ class NotFoundError(AzureCallError):
         super().__init__(message, status=404, code=code)
 
 
+class Throttled(AzureCallError):
+    """Azure kept answering HTTP 429 until the run's time budget ran out: the request changed nothing,
+    and what it was for is left to the next run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=429)
+
+
 class CredentialUnavailableError(AzureCallError):
     """No Azure credential could be had: no managed identity and no Azure CLI login."""
 

@@ -6,9 +6,12 @@ One vocabulary for the HTTP answer, the CLI and the audit's log record:
   ``expiring`` (in sync, but a leaf or CA a backend needs expires within EXPIRY_WARNING_DAYS),
   ``drift`` (something needed is missing or something unneeded remains: a dry run's plan, a
   change the run was not allowed to make, a conflict with an entry the app does not own),
+  ``partial`` (no error, but the run's time budget ran out before every write could start: ``left``
+  counts what is left, by action kind; the next run continues from what APIM holds),
   ``failed`` (an error: the run could not read or write what it needed);
 - action ``status``: ``planned`` (not written: a dry run, or a change this run may not make),
-  ``applied``, ``failed``, ``skipped`` (not written because something it depends on failed).
+  ``applied``, ``failed``, ``skipped`` (not written because something it depends on failed),
+  ``deferred`` (not started: left for the next run when the time budget ran out).
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ class Status(enum.StrEnum):
     APPLIED = "applied"
     FAILED = "failed"
     SKIPPED = "skipped"
+    DEFERRED = "deferred"  # not started: the run's time budget ran out; the next run continues
 
 
 class RunStatus(enum.StrEnum):
     IN_SYNC = "in-sync"
     EXPIRING = "expiring"
     DRIFT = "drift"
+    PARTIAL = "partial"  # no error, but writes were left for the next run (the time budget ran out)
     FAILED = "failed"
 
 
@@ -123,6 +128,8 @@ class Report:
     def status(self) -> RunStatus:
         if self.errors:
             return RunStatus.FAILED
+        if self.left():
+            return RunStatus.PARTIAL
         if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
             return RunStatus.DRIFT
         if any(not verdict.accepted for verdict in self.verdicts):
@@ -141,6 +148,11 @@ class Report:
         counts = Counter(f"{outcome.action.kind.value} {outcome.status.value}" for outcome in self.outcomes)
         return dict(sorted(counts.items()))
 
+    def left(self) -> dict[str, int]:
+        """How many writes of each action kind were left for the next run, e.g. ``{"set-gateway-ca": 40}``."""
+        counts = Counter(outcome.action.kind.value for outcome in self.outcomes if outcome.status is Status.DEFERRED)
+        return dict(sorted(counts.items()))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "scope": str(self.scope),
@@ -149,6 +161,7 @@ class Report:
             "status": self.status.value,
             "inSync": self.in_sync,
             "summary": self.summary(),
+            "left": self.left(),
             "actions": [outcome.to_dict() for outcome in self.outcomes],
             "verdicts": {
                 "accepted": sum(verdict.accepted for verdict in self.verdicts),

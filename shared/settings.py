@@ -20,6 +20,8 @@ from datetime import timedelta
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
+from shared.pacing import HOURLY, TOKEN_BUCKETS, UNMODELLED, Kind, Limit, RateLimits
+
 ALL: Final = "*"
 MANAGED_GATEWAY: Final = "managed"  # APIM's own gateway; never a self-hosted one
 T = TypeVar("T")
@@ -103,7 +105,16 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "A leaf or CA that expires within this many days makes the audit's status 'expiring'",
     ),
     Setting("MAX_CONCURRENCY", "12", "Most Azure calls in flight at once in a run"),
+    Setting(
+        "RUN_TIME_BUDGET",
+        "540s",
+        "How long a run may go on starting writes (e.g. 540s, 9m): the function timeout less a margin; "
+        "what does not fit is left to the next run and the run reports partial",
+    ),
 )
+# Not an app setting of the table: the request limits the pacer models, for environments whose limits
+# differ from the cloud's documented ones (Azure Stack Hub, the emulator's scaled-down buckets).
+RATE_LIMITS_VARIABLE: Final = "TRUSTSYNC_RATE_LIMITS"
 _DEFAULTS: Final = {s.name: s.default for s in SETTINGS}
 
 
@@ -148,6 +159,8 @@ class Settings:
     rotation_grace: timedelta
     expiry_warning: timedelta
     max_concurrency: int
+    run_time_budget: timedelta = timedelta(seconds=540)
+    rate_limits: RateLimits = TOKEN_BUCKETS
 
     @property
     def vault_host(self) -> str:
@@ -164,9 +177,19 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _KEYVAULT_OBJECT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _GATEWAY_ID = re.compile(r"^[^*#&+:<>?/\\%]{1,80}$")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
-_DURATION = re.compile(r"^(?P<amount>\d{1,6})\s*(?P<unit>m|h|d)$", re.IGNORECASE)
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+_DURATION = re.compile(r"^(?P<amount>\d{1,6})\s*(?P<unit>s|m|h|d)$", re.IGNORECASE)
+_UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 _MAX_GRACE = timedelta(days=366)
+_MAX_RUN_TIME_BUDGET = timedelta(days=1)
+# A limit: "250+25/s" (a bucket of 250 refilled at 25 a second) or "1200/h" (1,200 an hour: a bucket
+# of 1,200 refilled over the hour); the period is a duration whose amount may be left out ("/s" = "/1s")
+# or a fraction (a window scaled down for a test: "50/0.5s").
+_LIMIT = re.compile(
+    r"^(?P<capacity>\d{1,7}(?:\.\d+)?)(?:\+(?P<refill>\d{1,7}(?:\.\d+)?))?/(?P<period>(?:\d{1,6}(?:\.\d+)?)?[smhd])$",
+    re.IGNORECASE,
+)
+# ARM's limits as each cloud documents them: the token buckets, or (Azure China) the hourly limits.
+_CLOUD_LIMITS: Final[Mapping[str, RateLimits]] = {"AzureChinaCloud": HOURLY}
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -280,14 +303,58 @@ def parse_remediation(raw: str) -> Remediation:
     raise SettingsError(f"AUDIT_REMEDIATE must be false, additions or true, not {raw!r}")
 
 
-def parse_duration(name: str, raw: str, *, at_most: timedelta) -> timedelta:
+def parse_duration(name: str, raw: str, *, at_most: timedelta, at_least: timedelta = timedelta(0)) -> timedelta:
     match = _DURATION.match(raw.strip())
     if not match:
-        raise SettingsError(f"{name} must be a duration like 90m, 24h or 7d, not {raw!r}")
+        raise SettingsError(f"{name} must be a duration like 540s, 90m, 24h or 7d, not {raw!r}")
     duration = int(match["amount"]) * _UNITS[match["unit"].lower()]
     if duration > at_most:
         raise SettingsError(f"{name} must be at most {at_most.days}d, not {raw!r}")
+    if duration < at_least:
+        raise SettingsError(f"{name} must be at least {at_least.total_seconds():g}s, not {raw!r}")
     return duration
+
+
+def cloud_rate_limits(cloud: Cloud) -> RateLimits:
+    """The limits `cloud` documents for ARM (per subscription and principal) and Key Vault (per vault)."""
+    return _CLOUD_LIMITS.get(cloud.name, TOKEN_BUCKETS)
+
+
+def parse_rate_limits(raw: str, cloud: Cloud | None) -> RateLimits:
+    """``TRUSTSYNC_RATE_LIMITS``: empty or ``cloud`` = the cloud's documented limits; ``none`` = no
+    model (pace by the services' 429s alone); or ``kind=limit`` items, comma-separated, for the kinds
+    to change (``arm-reads``, ``arm-writes``, ``arm-deletes``, ``keyvault``; a limit like ``200+10/s``,
+    ``1200/h`` or ``none``), the others keeping the cloud's."""
+    name, text = RATE_LIMITS_VARIABLE, raw.strip().lower()
+    documented = cloud_rate_limits(cloud) if cloud is not None else TOKEN_BUCKETS
+    if text in ("", "cloud"):
+        return documented
+    if text == "none":
+        return UNMODELLED
+    limits = {kind: documented[kind] for kind in Kind}
+    for item in (part.strip() for part in text.split(",")):
+        kind_name, equals, spec = item.partition("=")
+        kind = next((kind for kind in Kind if kind.value == kind_name.strip()), None)
+        if kind is None or not equals:
+            known = ", ".join(kind.value for kind in Kind)
+            raise SettingsError(f"{name} items look like arm-writes=200+10/s (kinds: {known}), not {item!r}")
+        limits[kind] = _parse_limit(name, spec.strip())
+    return RateLimits(*(limits[kind] for kind in Kind))
+
+
+def _parse_limit(name: str, spec: str) -> Limit | None:
+    if spec == "none":
+        return None
+    match = _LIMIT.match(spec)
+    if not match:
+        raise SettingsError(f"{name}: a limit looks like 200+10/s, 1200/h or none, not {spec!r}")
+    period = match["period"]
+    seconds = float(period[:-1] or "1") * _UNITS[period[-1].lower()].total_seconds()
+    capacity = float(match["capacity"])
+    refill = float(match["refill"] or match["capacity"])
+    if capacity < 1 or refill <= 0 or seconds <= 0:
+        raise SettingsError(f"{name}: a limit needs at least 1 token and a refill, not {spec!r}")
+    return Limit(capacity, refill / seconds)
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
@@ -344,6 +411,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     grace = read("ROTATION_GRACE", lambda raw: parse_duration("ROTATION_GRACE", raw, at_most=_MAX_GRACE))
     warning_days = read("EXPIRY_WARNING_DAYS", lambda raw: _parse_int("EXPIRY_WARNING_DAYS", raw, 0, 365))
     concurrency = read("MAX_CONCURRENCY", lambda raw: _parse_int("MAX_CONCURRENCY", raw, 1, 64))
+    budget = read(
+        "RUN_TIME_BUDGET",
+        lambda raw: parse_duration("RUN_TIME_BUDGET", raw, at_most=_MAX_RUN_TIME_BUDGET, at_least=timedelta(seconds=1)),
+    )
+    rate_limits = TOKEN_BUCKETS
+    try:
+        rate_limits = parse_rate_limits(env.get(RATE_LIMITS_VARIABLE, ""), cloud)
+    except SettingsError as error:
+        problems.append(str(error))
     if problems:
         raise SettingsError("; ".join(problems))
     cloud = _parsed(cloud)
@@ -360,6 +436,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rotation_grace=_parsed(grace),
         expiry_warning=timedelta(days=_parsed(warning_days)),
         max_concurrency=_parsed(concurrency),
+        run_time_budget=_parsed(budget),
+        rate_limits=rate_limits,
     )
 
 

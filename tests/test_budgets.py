@@ -280,9 +280,10 @@ def test_no_more_than_max_concurrency_calls_are_in_flight(make_estate: MakeEstat
         assert 2 <= estate.emu.max_in_flight <= concurrency
 
 
-def test_a_throttled_put_waits_its_retry_after_while_other_gateways_writes_go_on(make_estate: MakeEstate) -> None:
-    """A 429 with Retry-After on one gateway's put: the SDK waits that long before retrying it, and
-    with only 2 calls in flight the other 7 puts are all done before the retry starts."""
+def test_a_throttled_put_is_sent_again_once_and_the_run_completes(make_estate: MakeEstate) -> None:
+    """A 429 with Retry-After on one gateway's put: the pacer waits it out (ARM's 429 speaks for the
+    principal's whole write bucket, so the other writes wait too) and sends that put again, once;
+    the event completes with every put applied and nothing else sent twice."""
     estate = make_estate(4, MAX_CONCURRENCY="2")
     estate.trusted_certificate()
     new = import_version(estate.emu, "orders", Hierarchy(intermediates=1, organization="Fabrikam"))
@@ -296,11 +297,8 @@ def test_a_throttled_put_waits_its_retry_after_while_other_gateways_writes_go_on
     puts = [r for r in estate.emu.requests if r.operation == "arm.put_gateway_ca"]
     throttled: RequestRecord = next(r for r in puts if r.status == 429)
     retried = [r for r in puts if r.path == throttled.path and r is not throttled]
-    others = [r for r in puts if r.path != throttled.path]
-    assert len(retried) == 1
-    assert retried[0].status in (200, 201)
-    assert len(others) == 2 * 4 - 1
-    assert all(other.finished <= retried[0].started for other in others)  # nobody waited on the throttled put
+    assert [r.status for r in retried] in ([200], [201])
+    assert len({r.path for r in puts}) == len(puts) - 1 == 2 * 4  # every put once, the throttled one twice
     assert throttled.finished <= retried[0].started
 
 

@@ -19,6 +19,7 @@ from shared.events import (
     route,
 )
 from shared.handlers import parse_resync_body
+from shared.pacing import HOURLY, TOKEN_BUCKETS, UNMODELLED, Limit, RateLimits
 from shared.settings import CLOUDS, SETTINGS, Remediation, SettingsError, load_settings
 
 APIM_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/apim1"
@@ -109,6 +110,12 @@ class TestSettings:
             ({**BASE, "MAX_CONCURRENCY": "lots"}, "MAX_CONCURRENCY"),
             ({**BASE, "ROTATION_GRACE": "24"}, "ROTATION_GRACE"),
             ({**BASE, "ROTATION_GRACE": "400d"}, "ROTATION_GRACE"),
+            ({**BASE, "RUN_TIME_BUDGET": "0s"}, "RUN_TIME_BUDGET"),
+            ({**BASE, "RUN_TIME_BUDGET": "9 minutes"}, "RUN_TIME_BUDGET"),
+            ({**BASE, "RUN_TIME_BUDGET": "2d"}, "RUN_TIME_BUDGET"),
+            ({**BASE, "TRUSTSYNC_RATE_LIMITS": "arm-writes=fast"}, "TRUSTSYNC_RATE_LIMITS"),
+            ({**BASE, "TRUSTSYNC_RATE_LIMITS": "writes=200+10/s"}, "TRUSTSYNC_RATE_LIMITS"),
+            ({**BASE, "TRUSTSYNC_RATE_LIMITS": "arm-writes=0+10/s"}, "TRUSTSYNC_RATE_LIMITS"),
             ({**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net:notaport"}, "KEYVAULT_URL"),
         ],
     )
@@ -130,6 +137,39 @@ class TestSettings:
         assert settings.keyvault_url == normalized
         event = data(Id=f"{normalized}/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90")
         assert isinstance(route(CERTIFICATE_NEW_VERSION_CREATED, "e1", event, settings), Reconcile)
+
+    def test_the_time_budget_is_a_duration_in_seconds_minutes_or_hours(self) -> None:
+        assert load_settings(BASE).run_time_budget == timedelta(seconds=540)
+        assert load_settings({**BASE, "RUN_TIME_BUDGET": "9m"}).run_time_budget == timedelta(minutes=9)
+        assert load_settings({**BASE, "RUN_TIME_BUDGET": "2h"}).run_time_budget == timedelta(hours=2)
+
+    def test_the_pacer_models_the_limits_each_cloud_documents(self) -> None:
+        china = {**BASE, "KEYVAULT_URL": "https://kv1.vault.azure.cn", "AZURE_CLOUD": "AzureChinaCloud"}
+        assert load_settings(BASE).rate_limits == TOKEN_BUCKETS
+        assert (
+            load_settings(
+                {**BASE, "AZURE_CLOUD": "AzureUSGovernment", "KEYVAULT_URL": "https://kv.vault.usgovcloudapi.net"}
+            ).rate_limits
+            == TOKEN_BUCKETS
+        )
+        assert load_settings(china).rate_limits == HOURLY
+        assert HOURLY.arm_writes == Limit(1200, 1200 / 3600)
+        assert TOKEN_BUCKETS.arm_writes == Limit(200, 10)
+
+    def test_the_modelled_limits_can_be_overridden_kind_by_kind(self) -> None:
+        overridden = load_settings(
+            {
+                **BASE,
+                "TRUSTSYNC_RATE_LIMITS": "arm-writes=40+250/s, arm-deletes=1200/h, keyvault=50/0.5s, arm-reads=none",
+            }
+        ).rate_limits
+        assert overridden == RateLimits(
+            arm_reads=None, arm_writes=Limit(40, 250), arm_deletes=Limit(1200, 1200 / 3600), keyvault=Limit(50, 100)
+        )
+        assert load_settings({**BASE, "TRUSTSYNC_RATE_LIMITS": "none"}).rate_limits == UNMODELLED
+        assert load_settings({**BASE, "TRUSTSYNC_RATE_LIMITS": "cloud"}).rate_limits == TOKEN_BUCKETS
+        partly = load_settings({**BASE, "TRUSTSYNC_RATE_LIMITS": "keyvault=none"}).rate_limits
+        assert (partly.arm_writes, partly.keyvault) == (Limit(200, 10), None)
 
     def test_every_invalid_setting_is_named_in_one_message(self) -> None:
         with pytest.raises(SettingsError) as raised:

@@ -49,7 +49,19 @@ def test_emulator_tests_and_infra_are_not_deployed() -> None:
 
 # The core: what a run needs besides the adapters (shared.keyvault, shared.apim, shared.connect,
 # shared.azure_errors) and the composition root that wires them (shared.handlers, function_app).
-CORE = ("settings", "events", "ports", "chain", "desired", "plan", "verdicts", "expiry", "report", "engine")
+CORE = (
+    "settings",
+    "events",
+    "ports",
+    "chain",
+    "desired",
+    "plan",
+    "verdicts",
+    "expiry",
+    "report",
+    "engine",
+    "pacing",
+)
 
 
 def azure_modules_loaded_by(module: str) -> list[str]:

@@ -474,7 +474,7 @@ def test_a_cloud_without_the_api_version_says_so_and_names_the_versions_it_offer
     answer = resync()
 
     assert answer.status == 500
-    assert len(answer.body["errors"]) == 1  # the first APIM call says it; nothing else is attempted
+    assert len(answer.body["errors"]) == 1  # one line, whichever APIM call met it first
     (error,) = answer.body["errors"]
     assert "HTTP 400 NoRegisteredProviderFound" in error
     assert "does not offer the api-version the app uses" in error
