@@ -61,6 +61,8 @@ def keep_accepted(
 
     A deletion goes with the removals of its certificate: if one of them is held back, so is it.
     """
+    if not any(action.kind is not ActionKind.DELETE_CERTIFICATE for action in narrowing):
+        return tuple(narrowing), ()  # a deletion of what no gateway uses changes no verdict
     before = {(v.gateway, v.needed.leaf.sha1_thumbprint): v.accepted for v in judge(desired, observed, gateways, at=at)}
 
     def breaks(state: Observed) -> list[LeafVerdict]:
