@@ -28,7 +28,7 @@ unit: venv
 
 test: lint typecheck unit check-infra
 
-# Performance benchmark (not part of `make test`; about 3 minutes): every scenario against
+# Performance benchmark (not part of `make test`; about 6 minutes): every scenario against
 # the emulator with latency L, at MAX_CONCURRENCY and one call at a time; writes bench-results.json.
 bench: venv
 	$(BIN)/python -m bench.run
