@@ -32,6 +32,16 @@ class Estate:
     async def run(self, mode: Mode, *names: str) -> Report:
         return await self.engine.run(Scope(frozenset(names) if names else None), mode)
 
+    def retiring(self) -> tuple[Hierarchy, set[str]]:
+        """`orders` v1 (Contoso) trusted everywhere, v2 (Fabrikam) not yet, v1 disabled: a full run adds
+        v2's chain and removes v1's. Returns v2's hierarchy and v1's ids."""
+        old, new = Hierarchy(intermediates=1), Hierarchy(intermediates=1, organization="Fabrikam")
+        self.vault.add_version("orders", old)
+        old_ids = self.apim.trust(old.ca_certificates())
+        self.vault.add_version("orders", new)
+        self.vault.disable("orders", 1)
+        return new, old_ids
+
     def ids(self, pki: Hierarchy) -> set[str]:
         return {certificate_id_for(Certificate.from_x509(c)) for c in pki.ca_certificates()}
 
@@ -89,11 +99,7 @@ def test_a_put_waits_for_its_upload() -> None:
 def test_a_full_run_removes_only_after_every_addition_and_after_one_last_look_at_key_vault() -> None:
     async def test() -> None:
         estate = Estate()
-        old, new = Hierarchy(intermediates=1), Hierarchy(intermediates=1, organization="Fabrikam")
-        estate.vault.add_version("orders", old)
-        old_ids = estate.apim.trust(old.ca_certificates())
-        estate.vault.add_version("orders", new)
-        estate.vault.disable("orders", 1)
+        new, old_ids = estate.retiring()
 
         report = await estate.run(Mode.FULL)
 
@@ -140,11 +146,7 @@ def test_a_rotation_that_lands_during_the_additions_is_not_removed() -> None:
 def test_a_failed_addition_skips_every_removal_and_asks_for_a_retry() -> None:
     async def test() -> None:
         estate = Estate()
-        old, new = Hierarchy(intermediates=1), Hierarchy(intermediates=1, organization="Fabrikam")
-        estate.vault.add_version("orders", old)
-        estate.apim.trust(old.ca_certificates())
-        estate.vault.add_version("orders", new)
-        estate.vault.disable("orders", 1)
+        new, _ = estate.retiring()
         new_root = certificate_id_for(Certificate.from_x509(new.ca_certificates()[-1]))
         estate.calls.fail(f"put gw-2 {new_root}", AzureCallError("set: HTTP 409 Conflict", status=409))
 
@@ -209,11 +211,7 @@ def test_a_deleted_named_certificate_is_retired_and_the_clean_up_of_the_others_g
 def test_an_unreadable_gateway_gets_no_writes_and_nothing_is_removed_anywhere() -> None:
     async def test() -> None:
         estate = Estate()
-        old, new = Hierarchy(intermediates=1), Hierarchy(intermediates=1, organization="Fabrikam")
-        estate.vault.add_version("orders", old)
-        estate.apim.trust(old.ca_certificates())
-        estate.vault.add_version("orders", new)
-        estate.vault.disable("orders", 1)
+        new, _ = estate.retiring()
         estate.calls.fail("apim cas gw-2", AzureCallError("list: HTTP 503", status=503))
 
         report = await estate.run(Mode.FULL)
