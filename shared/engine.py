@@ -37,7 +37,6 @@ from shared.plan import (
     ActionKind,
     Observed,
     Uploads,
-    is_ours,
     plan_additions,
     plan_narrowing,
     plan_uploads,
@@ -54,7 +53,7 @@ from shared.ports import (
     VersionInfo,
     Work,
 )
-from shared.report import GatewayEntries, GatewayEntry, Mode, Outcome, Report, Scope, Status
+from shared.report import Mode, Outcome, Report, Scope, Status, gateway_entries
 from shared.settings import MANAGED_GATEWAY, Settings
 from shared.verdicts import judge, keep_accepted
 
@@ -457,19 +456,6 @@ class _Run:
         async with self.limit:
             with self.lane.calling(_READ):
                 return await function(*args)
-
-
-def gateway_entries(observed: Observed, gateways: Sequence[str]) -> tuple[GatewayEntries, ...]:
-    by_id = {certificate_id.lower(): held for certificate_id, held in observed.certificates.items()}
-    found = []
-    for gateway in sorted(gateways):
-        entries = []
-        for certificate_id, trusted in sorted(observed.gateway_cas.get(gateway, {}).items()):
-            held = by_id.get(certificate_id.lower())
-            subject, expires = (held.subject, held.expires) if held is not None else ("", None)
-            entries.append(GatewayEntry(certificate_id, subject, trusted, held is not None and is_ours(held), expires))
-        found.append(GatewayEntries(gateway, tuple(entries)))
-    return tuple(found)
 
 
 def _applied(outcomes: Sequence[Outcome]) -> list[Action]:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from shared.expiry import Horizon
-from shared.plan import Action
+from shared.plan import Action, Observed, is_ours
 from shared.verdicts import LeafVerdict
 
 
@@ -172,3 +173,17 @@ class Report:
             "errors": list(self.errors),
             **({"expiry": self.horizon.to_dict()} if self.horizon is not None else {}),
         }
+
+
+def gateway_entries(observed: Observed, gateways: Sequence[str]) -> tuple[GatewayEntries, ...]:
+    """Each gateway's certificate authorities as `observed`, for the status table."""
+    by_id = {certificate_id.lower(): held for certificate_id, held in observed.certificates.items()}
+    found = []
+    for gateway in sorted(gateways):
+        entries = []
+        for certificate_id, trusted in sorted(observed.gateway_cas.get(gateway, {}).items()):
+            held = by_id.get(certificate_id.lower())
+            subject, expires = (held.subject, held.expires) if held is not None else ("", None)
+            entries.append(GatewayEntry(certificate_id, subject, trusted, held is not None and is_ours(held), expires))
+        found.append(GatewayEntries(gateway, tuple(entries)))
+    return tuple(found)
