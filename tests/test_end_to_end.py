@@ -1,4 +1,4 @@
-"""The three functions, called as the Functions host would, against the emulator through the real SDKs."""
+"""The functions, called as the Functions host would, against the emulator through the real SDKs."""
 
 from __future__ import annotations
 
