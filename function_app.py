@@ -34,6 +34,15 @@ async def on_keyvault_event(event: func.EventGridEvent, context: func.Context) -
         await trust_sync.handle_event(event_type, event.id, event.get_json())
 
 
+@app.function_name("on_keyvault_event_queue")
+@app.queue_trigger(arg_name="message", queue_name="%EVENT_QUEUE_NAME%", connection="EventQueue")
+async def on_keyvault_event_queue(message: func.QueueMessage, context: func.Context) -> None:
+    """Private network mode: Key Vault → Event Grid → storage queue → reconcile the certificate it names."""
+    # EVENT_QUEUE_NAME and the identity-based connection EventQueue__* are host settings (Bicep).
+    async with telemetry.invocation(Trigger.EVENT, context, event_id=message.id):
+        await trust_sync.handle_queue_message(message.get_body(), message.id)
+
+
 @app.function_name("resync")
 @app.route(route="resync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
 async def resync(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:

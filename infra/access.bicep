@@ -60,6 +60,9 @@ param deadLetterStorageAccountId string
 @description('Dead-letter container name (main.bicep output TRUSTSYNC_DEADLETTER_CONTAINER).')
 param deadLetterContainerName string
 
+@description('Event queue Event Grid delivers to in private network mode (main.bicep output TRUSTSYNC_EVENT_QUEUE_NAME, in the dead-letter account); empty = public network mode, Event Grid pushes to the function.')
+param eventQueueName string = ''
+
 @description('Tags added to the resources created here.')
 param tags object = {}
 
@@ -115,6 +118,7 @@ module deadLetterAccess 'access/deadletter.bicep' = {
     systemTopicPrincipalId: keyVaultAccess.outputs.systemTopicPrincipalId
     storageAccountName: deadLetterIdParts[8]
     containerName: deadLetterContainerName
+    eventQueueName: eventQueueName
   }
 }
 

@@ -1,4 +1,11 @@
-// The Event Grid subscription that delivers the vault certificate events to on_keyvault_event.
+// The Event Grid subscription that delivers the vault certificate events to the app:
+//   - public network mode (eventQueueName empty): pushed to on_keyvault_event (AzureFunction
+//     endpoint) on the app's public endpoint;
+//   - private network mode: written to the event queue in the dead-letter account (StorageQueue
+//     endpoint), through the storage firewall's trusted-service exception with the system topic
+//     identity (Storage Queue Data Message Sender on that queue only, access/deadletter.bicep);
+//     on_keyvault_event_queue pulls them over the queue private endpoint, so the app needs no
+//     public endpoint.
 // Deployed by the postdeploy hook (scripts/postdeploy.sh|ps1) into the resource group of the
 // vault's system topic as deployment "trustsync-eventgrid-<env>": Event Grid validates an
 // AzureFunction endpoint when the subscription is written, so the function must already be
@@ -25,6 +32,9 @@ param deadLetterStorageAccountId string
 @description('Dead-letter container name.')
 param deadLetterContainerName string
 
+@description('Event queue in the dead-letter account (main.bicep output TRUSTSYNC_EVENT_QUEUE_NAME); empty = push to on_keyvault_event (public network mode).')
+param eventQueueName string = ''
+
 @minLength(3)
 @maxLength(64)
 @description('Name of the event subscription (main.bicep output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME, from the environment name), so several environments can share one vault and its topic.')
@@ -48,6 +58,28 @@ var includedEventTypes = [
   'Microsoft.KeyVault.CertificateExpired'
 ]
 var functionName = 'on_keyvault_event'
+var deliversToQueue = !empty(eventQueueName)
+
+var functionDestination = {
+  endpointType: 'AzureFunction'
+  properties: {
+    resourceId: '${functionAppId}/functions/${functionName}'
+    // One event per invocation: a failure retries and dead-letters only that certificate.
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+}
+
+// One event per message (a queue message holds one event), in the Event Grid schema.
+var queueDestination = {
+  endpointType: 'StorageQueue'
+  properties: {
+    resourceId: deadLetterStorageAccountId
+    queueName: eventQueueName
+    // Message time to live: the service default (7 days); an app stopped for longer catches up at
+    // its next drift audit.
+  }
+}
 
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
   name: systemTopicName
@@ -58,15 +90,15 @@ resource certificateEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@
   name: eventSubscriptionName
   properties: {
     eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${functionAppId}/functions/${functionName}'
-        // One event per invocation: a failure retries and dead-letters only that certificate.
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
+    // The function endpoint is set here; the queue is written with the system topic identity
+    // (deliveryWithResourceIdentity below), the only identity a storage firewall lets through.
+    destination: deliversToQueue ? null : functionDestination
+    deliveryWithResourceIdentity: deliversToQueue ? {
+      identity: {
+        type: 'SystemAssigned'
       }
-    }
+      destination: queueDestination
+    } : null
     // Event types only: no subject or advanced filter (see the top of this file).
     filter: {
       includedEventTypes: includedEventTypes

@@ -145,7 +145,7 @@ param runTimeMarginSeconds int = 60
   'Public'
   'Private'
 ])
-@description('Public = storage and the app on public endpoints, protected by Entra ID. Private = the app joins a new virtual network (VNet integration); the host storage account and the existing Key Vault are reached through private endpoints, and host storage refuses public traffic.')
+@description('Public = storage and the app on public endpoints, protected by Entra ID; Event Grid pushes events to the function. Private = the app joins a new virtual network (VNet integration); the host storage account, the event queue and the existing Key Vault are reached through private endpoints, host storage refuses public traffic, Event Grid writes events to the event queue and the app has no public endpoint (its own private endpoint only).')
 param networkMode string = 'Public'
 
 @description('Private mode: address space of the new virtual network.')
@@ -166,11 +166,14 @@ param blobPrivateDnsZoneId string = ''
 @description('Private mode: resource id of an existing privatelink.vaultcore private DNS zone; empty = create one here and link it to the virtual network.')
 param keyVaultPrivateDnsZoneId string = ''
 
+@description('Private mode: resource id of an existing privatelink.queue private DNS zone; empty = create one here and link it to the virtual network.')
+param queuePrivateDnsZoneId string = ''
+
+@description('Private mode: resource id of an existing App Service private DNS zone (privatelink.azurewebsites.net in the public cloud); empty = create one here and link it to the virtual network.')
+param sitesPrivateDnsZoneId string = ''
+
 @description('Private mode: request the Key Vault private endpoint for manual approval by the vault owner instead of approving it with the deploying identity.')
 param keyVaultPrivateEndpointManualApproval bool = false
-
-@description('Private mode: address ranges (CIDR), comma-separated, that may call the app besides Event Grid, e.g. the operators\' network for POST /api/resync.')
-param inboundAllowedIpRanges string = ''
 
 // ---------------------------------------------------------------------------------------------
 // Monitoring
@@ -214,6 +217,8 @@ var keyVaultUrl = 'https://${keyVaultName}${environment().suffixes.keyvaultDns}'
 var keyVaultId = '/subscriptions/${vaultSubscriptionId}/resourceGroups/${keyVaultResourceGroupName}/providers/Microsoft.KeyVault/vaults/${keyVaultName}'
 var deploymentContainerName = 'deployment-package'
 var deadLetterContainerName = 'eventgrid-deadletter'
+// The queue on_keyvault_event_queue reads, in the dead-letter account: private mode's event path.
+var eventQueueName = 'keyvault-events'
 var functionAppName = 'func-trustsync-${resourceToken}'
 var runTimeBudget = '${functionTimeoutSeconds - runTimeMarginSeconds}s'
 
@@ -274,6 +279,8 @@ module network 'modules/network.bicep' = if (usePrivateNetwork) {
     dnsServers: empty(vnetDnsServers) ? [] : split(replace(vnetDnsServers, ' ', ''), ',')
     blobPrivateDnsZoneId: blobPrivateDnsZoneId
     keyVaultPrivateDnsZoneId: keyVaultPrivateDnsZoneId
+    queuePrivateDnsZoneId: queuePrivateDnsZoneId
+    sitesPrivateDnsZoneId: sitesPrivateDnsZoneId
   }
 }
 
@@ -288,6 +295,39 @@ module storagePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateN
     targetId: storage.outputs.id
     groupId: 'blob'
     privateDnsZoneId: network!.outputs.blobPrivateDnsZoneId
+    manualApproval: false
+  }
+}
+
+// The event queue in the dead-letter account, which denies public traffic by default in private mode.
+module queuePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNetwork) {
+  name: 'trustsync-queue-private-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-queue-${resourceToken}'
+    location: location
+    tags: allTags
+    subnetId: network!.outputs.privateEndpointSubnetId
+    targetId: deadLetterStorage.outputs.id
+    groupId: 'queue'
+    privateDnsZoneId: network!.outputs.queuePrivateDnsZoneId
+    manualApproval: false
+  }
+}
+
+// The app's only inbound path in private mode (its public network access is disabled): resync and
+// the scm site that azd deploys through, from the virtual network or a network peered with it.
+module sitePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNetwork) {
+  name: 'trustsync-site-private-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-site-${resourceToken}'
+    location: location
+    tags: allTags
+    subnetId: network!.outputs.privateEndpointSubnetId
+    targetId: functionApp.outputs.id
+    groupId: 'sites'
+    privateDnsZoneId: network!.outputs.sitesPrivateDnsZoneId
     manualApproval: false
   }
 }
@@ -324,10 +364,11 @@ module storage 'modules/storage.bicep' = {
   }
 }
 
-// Dead letters, in an account of their own: Event Grid writes them through the trusted-service
-// exception of the storage firewall, which applies only while public network access is Enabled
-// (with default action Deny in private mode). Keeping them apart lets the host storage refuse all
-// public traffic.
+// Dead letters and the event queue, in an account of their own: Event Grid writes them through the
+// trusted-service exception of the storage firewall, which applies only while public network
+// access is Enabled (with default action Deny in private mode). Keeping them apart lets the host
+// storage refuse all public traffic. The queue exists in both modes, so on_keyvault_event_queue
+// indexes and listens the same everywhere; only private mode's event subscription writes to it.
 module deadLetterStorage 'modules/storage.bicep' = {
   name: 'trustsync-deadletter-storage'
   scope: rg
@@ -337,6 +378,7 @@ module deadLetterStorage 'modules/storage.bicep' = {
     tags: allTags
     skuName: storageSkuName
     containerName: deadLetterContainerName
+    queueName: eventQueueName
     publicNetworkAccess: 'Enabled'
     networkDefaultAction: usePrivateNetwork ? 'Deny' : 'Allow'
   }
@@ -376,8 +418,9 @@ module functionApp 'modules/function-app.bicep' = {
     runTimeBudget: runTimeBudget
     telemetryUsesEntra: telemetryUsesEntra
     virtualNetworkSubnetId: usePrivateNetwork ? network!.outputs.appSubnetId : ''
-    restrictInbound: usePrivateNetwork
-    inboundAllowedIpRanges: empty(inboundAllowedIpRanges) ? [] : split(replace(inboundAllowedIpRanges, ' ', ''), ',')
+    publicNetworkAccess: usePrivateNetwork ? 'Disabled' : 'Enabled'
+    eventQueueServiceUri: deadLetterStorage.outputs.queueEndpoint
+    eventQueueName: eventQueueName
   }
 }
 
@@ -387,6 +430,8 @@ module appRbac 'modules/app-rbac.bicep' = {
   params: {
     principalId: functionApp.outputs.principalId
     storageAccountName: storage.outputs.name
+    eventQueueStorageAccountName: deadLetterStorage.outputs.name
+    eventQueueName: eventQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     grantTelemetryRole: telemetryUsesEntra
   }
@@ -444,6 +489,8 @@ output TRUSTSYNC_APIM_RESOURCE_ID string = apimResourceId
 output TRUSTSYNC_CERTIFICATE_NAMES string = certificateNames
 output TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID string = deadLetterStorage.outputs.id
 output TRUSTSYNC_DEADLETTER_CONTAINER string = deadLetterContainerName
+// The queue Event Grid delivers to (private mode); empty = Event Grid pushes to the function.
+output TRUSTSYNC_EVENT_QUEUE_NAME string = usePrivateNetwork ? eventQueueName : ''
 output TRUSTSYNC_ACTION_GROUP_ID string = alerts.outputs.actionGroupId
 output TRUSTSYNC_WORKBOOK_ID string = workbook.outputs.id
 output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME string = eventSubscriptionName

@@ -1,14 +1,17 @@
 """What the Azure Functions host does for the app, locally: index ``function_app`` and hand its
-functions the real binding objects (``func.EventGridEvent``, ``func.CloudEvent``, ``func.HttpRequest``,
-``TimerRequest``) built from what Event Grid, an HTTP client or the timer would deliver.
+functions the real binding objects (``func.EventGridEvent``, ``func.CloudEvent``, ``func.QueueMessage``,
+``func.HttpRequest``, ``TimerRequest``) built from what Event Grid, a storage queue, an HTTP client
+or the timer would deliver.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import functools
 import inspect
+import json
 import secrets
 import threading
 import uuid
@@ -171,6 +174,17 @@ def cloud_event(event: Mapping[str, Any]) -> func.CloudEvent:
         dataschema=None,
         data=event["data"],
     )
+
+
+def queue_message(event: Mapping[str, Any] | bytes, *, base64_encoded: bool = False) -> func.QueueMessage:
+    """A storage-queue message as the host hands it over: Event Grid writes the event's JSON as the
+    message text (host.json ``messageEncoding: none`` passes it on as written). ``bytes`` is a body
+    as is, for messages Event Grid would not write.
+    """
+    body = event if isinstance(event, bytes) else json.dumps(dict(event)).encode()
+    if base64_encoded:
+        body = base64.b64encode(body)
+    return func.QueueMessage(id=str(uuid.uuid4()), body=body, pop_receipt=secrets.token_urlsafe(16))
 
 
 def post(route: str, body: bytes) -> func.HttpRequest:

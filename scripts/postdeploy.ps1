@@ -1,6 +1,7 @@
 # azd postdeploy hook (Windows): see postdeploy.sh, which this mirrors.
-# Deploys infra/eventgrid.bicep (the event subscription to on_keyvault_event, filtered by event type
-# only) into the resource group of the vault's system topic once the function exists. Idempotent.
+# Deploys infra/eventgrid.bicep (the event subscription to on_keyvault_event, or in private network
+# mode to the event queue that on_keyvault_event_queue reads; filtered by event type only) into the
+# resource group of the vault's system topic once the function exists. Idempotent.
 . (Join-Path $PSScriptRoot 'common.ps1')
 
 Import-AzdEnv
@@ -10,19 +11,23 @@ Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP',
 Assert-Az
 $names = Get-TrustSyncNames
 
+# Empty in public network mode (main.bicep output): Event Grid then pushes to on_keyvault_event.
+$eventQueue = Get-EnvOrDefault 'TRUSTSYNC_EVENT_QUEUE_NAME' ''
+$targetFunction = if ($eventQueue) { 'on_keyvault_event_queue' } else { 'on_keyvault_event' }
+
 # The host indexes the functions a little after the package lands; wait up to 30 polls.
 $pollSeconds = [int](Get-EnvOrDefault 'TRUSTSYNC_POLL_SECONDS' '10')
-Write-Log "waiting for on_keyvault_event to be indexed on $($env:AZURE_FUNCTION_APP_NAME)"
+Write-Log "waiting for $targetFunction to be indexed on $($env:AZURE_FUNCTION_APP_NAME)"
 $indexed = $false
 for ($attempt = 1; $attempt -le 30; $attempt++) {
     az functionapp function show --subscription $env:AZURE_SUBSCRIPTION_ID `
         --resource-group $env:AZURE_RESOURCE_GROUP --name $env:AZURE_FUNCTION_APP_NAME `
-        --function-name on_keyvault_event --output none 2>$null
+        --function-name $targetFunction --output none 2>$null
     if ($LASTEXITCODE -eq 0) { $indexed = $true; break }
     Start-Sleep -Seconds $pollSeconds
 }
 if (-not $indexed) {
-    Stop-Hook "on_keyvault_event did not appear on $($env:AZURE_FUNCTION_APP_NAME); check the deployment logs, then run: azd hooks run postdeploy"
+    Stop-Hook "$targetFunction did not appear on $($env:AZURE_FUNCTION_APP_NAME); check the deployment logs, then run: azd hooks run postdeploy"
 }
 
 Write-Log "deploying $($names.EventGridDeployment) (event subscription $($names.EventSubscription) on $($names.SystemTopic))"
@@ -37,8 +42,14 @@ az deployment group create `
     "deadLetterStorageAccountId=$($env:TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID)" `
     "deadLetterContainerName=$($env:TRUSTSYNC_DEADLETTER_CONTAINER)" `
     "eventSubscriptionName=$($names.EventSubscription)" `
+    "eventQueueName=$eventQueue" `
     --output none
 if ($LASTEXITCODE -ne 0) { Stop-Hook "deployment $($names.EventGridDeployment) failed" }
 
-Write-Log 'Event Grid delivers certificate events to on_keyvault_event'
+if ($eventQueue) {
+    Write-Log "Event Grid delivers certificate events to queue $eventQueue, read by on_keyvault_event_queue"
+    Write-Log "the app's public network access is disabled: call resync from the virtual network (its private endpoint)"
+} else {
+    Write-Log 'Event Grid delivers certificate events to on_keyvault_event'
+}
 Write-Log "verify: POST $(Get-EnvOrDefault 'AZURE_FUNCTION_APP_URL' 'https://<app>')/api/resync with {`"certificates`": [`"<name>`"], `"dryRun`": true} and header x-functions-key"

@@ -1,10 +1,12 @@
 #!/bin/sh
 # azd postdeploy hook: the Event Grid subscription that delivers the vault's certificate events
-# (new version, near expiry, expired) to on_keyvault_event (infra/eventgrid.bicep), deployed into
-# the resource group of the vault's system topic as "trustsync-eventgrid-<env>". It filters by
-# event type only: CERTIFICATE_NAMES, the app setting, is the one list of certificates.
-# It runs after `azd deploy` because Event Grid validates an AzureFunction endpoint when the
-# subscription is written: the function must exist first. Idempotent (PUT of the same subscription).
+# (new version, near expiry, expired) to the app (infra/eventgrid.bicep), deployed into the
+# resource group of the vault's system topic as "trustsync-eventgrid-<env>". It filters by event
+# type only: CERTIFICATE_NAMES, the app setting, is the one list of certificates.
+# Public network mode: pushed to on_keyvault_event; the hook runs after `azd deploy` because Event
+# Grid validates an AzureFunction endpoint when the subscription is written, so the function must
+# exist first. Private network mode (TRUSTSYNC_EVENT_QUEUE_NAME set): written to the event queue,
+# which on_keyvault_event_queue reads. Idempotent (PUT of the same subscription).
 set -eu
 # shellcheck source=scripts/common.sh
 . "$(dirname "$0")/common.sh"
@@ -16,15 +18,23 @@ require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUN
 require_az
 trustsync_names
 
+# Empty in public network mode (main.bicep output): Event Grid then pushes to on_keyvault_event.
+event_queue=${TRUSTSYNC_EVENT_QUEUE_NAME:-}
+if [ -n "$event_queue" ]; then
+  target_function=on_keyvault_event_queue
+else
+  target_function=on_keyvault_event
+fi
+
 # The host indexes the functions a little after the package lands; wait up to 30 polls.
 poll_seconds=${TRUSTSYNC_POLL_SECONDS:-10}
-log "waiting for on_keyvault_event to be indexed on $AZURE_FUNCTION_APP_NAME"
+log "waiting for $target_function to be indexed on $AZURE_FUNCTION_APP_NAME"
 attempt=0
 until az functionapp function show --subscription "$AZURE_SUBSCRIPTION_ID" \
   --resource-group "$AZURE_RESOURCE_GROUP" --name "$AZURE_FUNCTION_APP_NAME" \
-  --function-name on_keyvault_event --output none 2>/dev/null; do
+  --function-name "$target_function" --output none 2>/dev/null; do
   attempt=$((attempt + 1))
-  [ "$attempt" -lt 30 ] || fail "on_keyvault_event did not appear on $AZURE_FUNCTION_APP_NAME; check the deployment logs, then run: azd hooks run postdeploy"
+  [ "$attempt" -lt 30 ] || fail "$target_function did not appear on $AZURE_FUNCTION_APP_NAME; check the deployment logs, then run: azd hooks run postdeploy"
   sleep "$poll_seconds"
 done
 
@@ -40,7 +50,13 @@ az deployment group create \
     "deadLetterStorageAccountId=$TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID" \
     "deadLetterContainerName=$TRUSTSYNC_DEADLETTER_CONTAINER" \
     "eventSubscriptionName=$event_subscription" \
+    "eventQueueName=$event_queue" \
   --output none
 
-log "Event Grid delivers certificate events to on_keyvault_event"
+if [ -n "$event_queue" ]; then
+  log "Event Grid delivers certificate events to queue $event_queue, read by on_keyvault_event_queue"
+  log "the app's public network access is disabled: call resync from the virtual network (its private endpoint)"
+else
+  log "Event Grid delivers certificate events to on_keyvault_event"
+fi
 log "verify: POST ${AZURE_FUNCTION_APP_URL:-https://<app>}/api/resync with {\"certificates\": [\"<name>\"], \"dryRun\": true} and header x-functions-key"

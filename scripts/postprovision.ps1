@@ -102,6 +102,7 @@ az deployment sub create `
     "actionGroupId=$(Get-EnvOrDefault 'TRUSTSYNC_ACTION_GROUP_ID' '')" `
     "deadLetterStorageAccountId=$($env:TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID)" `
     "deadLetterContainerName=$($env:TRUSTSYNC_DEADLETTER_CONTAINER)" `
+    "eventQueueName=$(Get-EnvOrDefault 'TRUSTSYNC_EVENT_QUEUE_NAME' '')" `
     --output none
 if ($LASTEXITCODE -ne 0) { Stop-Hook "deployment $($names.AccessDeployment) failed" }
 

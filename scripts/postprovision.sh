@@ -114,6 +114,7 @@ az deployment sub create \
     "actionGroupId=${TRUSTSYNC_ACTION_GROUP_ID:-}" \
     "deadLetterStorageAccountId=$TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID" \
     "deadLetterContainerName=$TRUSTSYNC_DEADLETTER_CONTAINER" \
+    "eventQueueName=${TRUSTSYNC_EVENT_QUEUE_NAME:-}" \
   --output none
 
 log "access granted; role assignments can take a few minutes to take effect"

@@ -8,6 +8,8 @@ regard to case or surrounding space.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -145,3 +147,54 @@ def route(event_type: object, event_id: object, data: object, settings: Settings
     if event.object_name not in settings.certificates:
         return Ignore(f"certificate {event.object_name} in {event.vault_host} is not in CERTIFICATE_NAMES")
     return Reconcile(event.object_name, event)
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """The envelope fields of an event that Event Grid wrote to a storage queue."""
+
+    event_id: object
+    event_type: object
+    data: object
+
+
+_MAX_QUEUE_MESSAGE_BYTES = 64 * 1024  # a storage queue message holds at most 64 KiB
+
+
+def parse_queue_message(body: bytes | str) -> QueuedEvent:
+    """The event in a storage-queue message Event Grid delivered (Event Grid or CloudEvents schema).
+
+    Event Grid writes the event's JSON as the message text; host.json sets ``messageEncoding`` to
+    ``none`` so the host hands it over as written. A message base64-encoded by another writer (the
+    queue extension's default encoding) is read as well. Raises `EventError` when the message holds
+    no single JSON event object.
+    """
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    if len(raw) > _MAX_QUEUE_MESSAGE_BYTES:
+        raise EventError(f"queue message of {len(raw)} bytes is larger than a storage queue message can be")
+    document = _json(raw)
+    if document is None:
+        try:
+            decoded = base64.b64decode(raw.strip(), validate=True)
+        except ValueError:
+            decoded = b""
+        document = _json(decoded) if decoded else None
+    if isinstance(document, list) and len(document) == 1:
+        document = document[0]  # an array of one event, as Event Grid posts to a webhook
+    if not isinstance(document, Mapping):
+        raise EventError("queue message is not a JSON event object")
+    if "eventType" in document:
+        event_type, data = document.get("eventType"), document.get("data")
+    elif "type" in document and "specversion" in document:
+        event_type, data = document.get("type"), document.get("data")
+    else:
+        raise EventError("queue message is neither an Event Grid nor a CloudEvents event")
+    return QueuedEvent(event_id=document.get("id"), event_type=event_type, data=data)
+
+
+def _json(raw: bytes) -> object:
+    """The JSON value in ``raw``; None when it is not JSON text."""
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.connect import ClientPool
 from shared.engine import Engine
-from shared.events import EventError, Ignore, route
+from shared.events import EventError, Ignore, parse_queue_message, route
 from shared.ports import NoProgress, Progress
 from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import (
@@ -133,6 +133,22 @@ class TrustSync:
             # continues from what APIM holds; the writes already made are not repeated.
             raise RetryableError(f"event {event_id}: partial, left for a redelivery: {report.left()}")
         return report
+
+    async def handle_queue_message(self, body: bytes | str, message_id: object = None) -> Report | None:
+        """An event Event Grid wrote to the storage queue (private network mode), as `handle_event`.
+
+        A message that holds no event is logged and dropped: like a malformed event, it would be just
+        as malformed on every dequeue. `RetryableError` fails the invocation, so the queue delivers
+        the message again (host.json ``extensions.queues``) and after the last attempt moves it to the
+        poison queue.
+        """
+        try:
+            queued = parse_queue_message(body)
+        except EventError as error:
+            with correlate(trigger=current().trigger or Trigger.EVENT):
+                log.error("rejected queue message %s: %s", str(message_id)[:100], error)
+            return None
+        return await self.handle_event(queued.event_type, queued.event_id, queued.data)
 
     async def handle_resync(self, body: bytes) -> HttpAnswer:
         """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""

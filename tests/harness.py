@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
 from emulator.pki import Hierarchy, Issued, pem_secret, pfx_secret
-from local.host import cloud_event, event_grid_event, functions, post, timer
+from local.host import cloud_event, event_grid_event, functions, post, queue_message, timer
 from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for, encoded_thumbprint
 from shared.settings import SETTINGS
@@ -43,6 +43,11 @@ def deliver(event: Mapping[str, Any], *, schema: str = "eventgrid") -> None:
     """Event Grid → on_keyvault_event."""
     binding = event_grid_event(event) if schema == "eventgrid" else cloud_event(event)
     functions()["on_keyvault_event"](binding)
+
+
+def deliver_queued(event: Mapping[str, Any] | bytes, *, base64_encoded: bool = False) -> None:
+    """Event Grid → storage queue → on_keyvault_event_queue (private network mode)."""
+    functions()["on_keyvault_event_queue"](queue_message(event, base64_encoded=base64_encoded))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The three functions, called as the Functions host would, against the emulator through the real SDKs."""
+"""The functions, called as the Functions host would, against the emulator through the real SDKs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import Certificate
 from shared.events import CERTIFICATE_EXPIRED, CERTIFICATE_NEAR_EXPIRY
+from shared.handlers import RetryableError
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
 from tests.harness import (
@@ -21,6 +22,7 @@ from tests.harness import (
     assert_no_private_keys,
     audit,
     deliver,
+    deliver_queued,
     import_version,
     resync,
     trusted,
@@ -67,6 +69,68 @@ def test_a_second_identical_delivery_writes_nothing(configured: Emulator) -> Non
     ca_lists = [r for r in emu.requests if r.operation == "arm.list_gateway_cas"]
     assert len({r.path for r in ca_lists}) == len(GATEWAYS)  # one list per gateway...
     assert len(ca_lists) == 2 * len(GATEWAYS)  # ...of two pages each (3 entries, page size 2)
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True])
+def test_queued_event_trusts_the_chain_and_a_duplicate_writes_nothing(
+    configured: Emulator, base64_encoded: bool
+) -> None:
+    """Private network mode: Event Grid writes the event to the storage queue; the host hands it over."""
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    event = emu.vault.certificate_event("orders")
+
+    deliver_queued(event, base64_encoded=base64_encoded)
+
+    assert set(emu.apim.certificates) == backend.authority_ids
+    assert every_gateway_trusts(emu, backend.authority_ids)
+    assert_no_private_keys(emu)
+    emu.clear_requests()
+
+    deliver_queued(event, base64_encoded=base64_encoded)  # the queue delivers at least once
+
+    assert writes(emu) == 0
+    assert emu.count("kv.get_secret") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not an event",
+        b'{"id": "x", "data": {}}',
+        b'{"id": "x", "eventType": "Microsoft.KeyVault.CertificateNewVersionCreated", "data": "text"}',
+    ],
+)
+def test_a_malformed_queue_message_is_logged_and_not_retried(
+    configured: Emulator, caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    emu = configured
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+    emu.clear_requests()
+
+    with caplog.at_level(logging.ERROR, logger="trustsync"):
+        deliver_queued(body)  # returns: the invocation succeeds, so the queue does not redeliver it
+
+    assert writes(emu) == 0
+    assert emu.count("kv.get_secret") == 0
+    assert any("rejected" in record.getMessage() for record in caplog.records if record.levelno == logging.ERROR)
+
+
+def test_a_queued_event_that_needs_a_retry_fails_the_invocation(configured: Emulator) -> None:
+    """A RetryableError fails the invocation: the message becomes visible again, then goes to the poison queue."""
+    emu = configured
+    import_version(emu, "orders", Hierarchy(intermediates=1), created=MONTH_AGO)
+    latest = import_version(emu, "orders", Hierarchy(intermediates=1))
+    version = emu.vault.certificate("orders").version
+    event = emu.vault.certificate_event("orders")
+    # Listed as enabled, disabled before its secret is read: the state changed under the run.
+    disable = lambda: emu.vault.set_enabled("orders", version, False)  # noqa: E731
+    emu.faults.add("kv.list_certificate_versions", status=None, after_write=True, hook=disable)
+
+    with pytest.raises(RetryableError):
+        deliver_queued(event)
+
+    assert not every_gateway_trusts(emu, latest.authority_ids)
 
 
 def test_rotation_to_a_new_intermediate_keeps_the_previous_chain_during_overlap(configured: Emulator) -> None:

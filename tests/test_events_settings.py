@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from shared.events import (
     Ignore,
     Reconcile,
     parse_event,
+    parse_queue_message,
     route,
 )
 from shared.handlers import parse_resync_body
@@ -310,3 +312,67 @@ def test_an_event_id_with_the_default_port_names_the_watched_vault() -> None:
     settings = load_settings({**BASE, "CERTIFICATE_NAMES": "mycert"})
     event = data(Id="https://SAMPLE-KV.vault.azure.net:443/certificates/mycert/a1b2c3d4e5f60718293a4b5c6d7e8f90")
     assert isinstance(route(CERTIFICATE_NEW_VERSION_CREATED, "e1", event, settings), Reconcile)
+
+
+# --- storage-queue messages (private network mode) -------------------------------------------
+
+QUEUED = {
+    "id": "e-1",
+    "topic": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/sample-kv",
+    "subject": "orders",
+    "eventType": CERTIFICATE_NEW_VERSION_CREATED,
+    "data": {"Id": "https://sample-kv.vault.azure.net/certificates/orders/abc123"},
+    "dataVersion": "1",
+}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(QUEUED).encode(),  # as Event Grid writes it
+        json.dumps(QUEUED),  # as text
+        base64.b64encode(json.dumps(QUEUED).encode()),  # as the queue extension's default encoding writes it
+        json.dumps([QUEUED]).encode(),  # an array of one event
+        b"\xef\xbb\xbf" + json.dumps(QUEUED).encode(),  # with a UTF-8 byte order mark
+    ],
+)
+def test_queue_message_yields_the_event_grid_envelope(body: bytes | str) -> None:
+    queued = parse_queue_message(body)
+
+    assert (queued.event_id, queued.event_type, queued.data) == ("e-1", CERTIFICATE_NEW_VERSION_CREATED, QUEUED["data"])
+
+
+def test_queue_message_in_the_cloudevents_schema_yields_its_envelope() -> None:
+    cloud = {"specversion": "1.0", "id": "c-1", "type": CERTIFICATE_NEAR_EXPIRY, "source": "kv", "data": {"Id": "x"}}
+
+    queued = parse_queue_message(json.dumps(cloud).encode())
+
+    assert (queued.event_id, queued.event_type, queued.data) == ("c-1", CERTIFICATE_NEAR_EXPIRY, {"Id": "x"})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"null",
+        b"42",
+        b"[]",
+        json.dumps([QUEUED, QUEUED]).encode(),  # two events: a queue message holds one
+        json.dumps({"id": "x", "data": {}}).encode(),  # no event type in either schema
+        base64.b64encode(b"not json either"),
+        b"[" * 100_000,  # nesting deeper than the parser recurses
+        b"{" + b" " * (64 * 1024) + b"}",  # more than a queue message holds
+    ],
+)
+def test_a_queue_message_without_one_event_is_an_event_error(body: bytes) -> None:
+    with pytest.raises(EventError):
+        parse_queue_message(body)
+
+
+def test_a_queued_event_with_a_malformed_data_is_still_routed_as_an_event_error() -> None:
+    queued = parse_queue_message(json.dumps({**QUEUED, "data": "text"}).encode())
+
+    with pytest.raises(EventError):
+        route(queued.event_type, queued.event_id, queued.data, load_settings(BASE))

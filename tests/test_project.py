@@ -42,6 +42,15 @@ def test_host_json_uses_extension_bundle_4() -> None:
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
 
 
+def test_queued_events_reach_the_function_as_event_grid_wrote_them_and_poison_after_retries() -> None:
+    """Event Grid writes the event JSON as the message text: the host must not base64-decode it."""
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queues["messageEncoding"] == "none"
+    assert 5 <= queues["maxDequeueCount"] <= 20  # retries, then the poison queue
+    hours, minutes, seconds = (int(part) for part in queues["visibilityTimeout"].split(":"))
+    assert 60 <= hours * 3600 + minutes * 60 + seconds <= 3600  # a retry minutes away, as Event Grid's would be
+
+
 def test_emulator_tests_and_infra_are_not_deployed() -> None:
     ignored = {line.strip() for line in (ROOT / ".funcignore").read_text().splitlines()}
     assert {"emulator/", "local/", "tests/", "infra/", ".venv/"} <= ignored

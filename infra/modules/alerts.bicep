@@ -65,7 +65,7 @@ AppTraces
 var failureQuery = format('''
 AppRequests
 | where AppRoleName =~ '{0}'
-| where OperationName in ("on_keyvault_event", "resync", "drift_audit")
+| where OperationName in ("on_keyvault_event", "on_keyvault_event_queue", "resync", "drift_audit")
 | where Success == false
 | project TimeGenerated, OperationName, ResultCode, OperationId
 ''', functionAppName)
@@ -186,7 +186,7 @@ resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'APIM Trust Sync: function failures'
-    description: 'An execution of on_keyvault_event, resync or drift_audit failed. Event Grid retries on_keyvault_event and dead-letters it after the last attempt.'
+    description: 'An execution of on_keyvault_event, on_keyvault_event_queue, resync or drift_audit failed. Event Grid retries on_keyvault_event and dead-letters it after the last attempt; the queue redelivers on_keyvault_event_queue and moves the message to the poison queue after the last attempt.'
     severity: 2
     enabled: true
     scopes: [

@@ -103,11 +103,18 @@ param telemetryUsesEntra bool
 @description('Subnet the app is integrated into (private network mode); empty = no VNet integration.')
 param virtualNetworkSubnetId string
 
-@description('true (private network mode) = inbound calls only from Event Grid (service tag AzureEventGrid) and inboundAllowedIpRanges.')
-param restrictInbound bool
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+@description('Enabled (public network mode) = the app answers on its public endpoint; Disabled (private network mode) = only through its private endpoint in the virtual network.')
+param publicNetworkAccess string
 
-@description('Address ranges (CIDR) that may call the app besides Event Grid when restrictInbound is true.')
-param inboundAllowedIpRanges array
+@description('Queue service endpoint of the account that holds the event queue (the dead-letter account).')
+param eventQueueServiceUri string
+
+@description('EVENT_QUEUE_NAME: the queue on_keyvault_event_queue reads (Event Grid delivers to it in private network mode).')
+param eventQueueName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -183,8 +190,22 @@ var trustSyncSettings = [
 ]
 
 // Settings the Functions host reads: identity-based host storage (no AzureWebJobsStorage
-// connection string exists) and the Application Insights connection string.
+// connection string exists), the event queue's identity-based connection "EventQueue" and queue
+// name (bindings of on_keyvault_event_queue in function_app.py; both network modes, so the function
+// indexes the same everywhere) and the Application Insights connection string.
 var hostSettings = [
+  {
+    name: 'EVENT_QUEUE_NAME'
+    value: eventQueueName
+  }
+  {
+    name: 'EventQueue__queueServiceUri'
+    value: eventQueueServiceUri
+  }
+  {
+    name: 'EventQueue__credential'
+    value: 'managedidentity'
+  }
   {
     name: 'AzureWebJobsStorage__credential'
     value: 'managedidentity'
@@ -212,6 +233,10 @@ var entraTelemetrySettings = [
 var userAssignedHostSettings = [
   {
     name: 'AzureWebJobsStorage__clientId'
+    value: userAssignedIdentityClientId
+  }
+  {
+    name: 'EventQueue__clientId'
     value: userAssignedIdentityClientId
   }
 ]
@@ -242,26 +267,11 @@ var appSettings = concat(trustSyncSettings, hostSettings, telemetryUsesEntra ? e
 
 var useVnet = !empty(virtualNetworkSubnetId)
 
-// Private network mode: Event Grid still pushes to the function over its public endpoint (push
-// delivery to an AzureFunction endpoint has no private path), so inbound is narrowed to the
-// AzureEventGrid service tag and the listed ranges. The scm site keeps its own rules (Entra-only
-// deployment, basic publishing credentials are off) so azd can still deploy.
-var eventGridInboundRule = [
-  {
-    name: 'event-grid'
-    action: 'Allow'
-    priority: 100
-    tag: 'ServiceTag'
-    ipAddress: 'AzureEventGrid'
-  }
-]
-var operatorInboundRules = [for (range, i) in inboundAllowedIpRanges: {
-  name: 'operators-${i}'
-  action: 'Allow'
-  priority: 200 + i
-  ipAddress: range
-}]
-var inboundRules = restrictInbound ? concat(eventGridInboundRule, operatorInboundRules) : []
+// Inbound: public network mode keeps the public endpoint (Event Grid pushes to on_keyvault_event;
+// every function needs a key). Private network mode disables it: Event Grid delivers to the event
+// queue, which the app pulls, so the site is reached only through its private endpoint (resync
+// and the scm site for deployments, from the virtual network or a network peered with it).
+var publicAccessEnabled = publicNetworkAccess == 'Enabled'
 
 var identityConfig = useUserAssigned ? {
   type: 'UserAssigned'
@@ -320,7 +330,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_16: False positive: identity comes from identityConfig (UserAssigned by default, SystemAssigned by parameter), which checkov cannot evaluate; tests/infra/test_bicep_intent.py asserts both shapes.
   // checkov:skip=CKV_AZURE_71: Same false positive as CKV_AZURE_16: the managed identity is always set, through identityConfig.
   // checkov:skip=CKV_AZURE_17: Callers authenticate with function keys (resync is AuthLevel.FUNCTION, Event Grid uses the system key); Event Grid delivery presents no client certificate, so requiring one would stop certificate events.
-  // checkov:skip=CKV_AZURE_222: Event Grid push delivery to an AzureFunction endpoint has no private path, so the site keeps its public endpoint in both network modes; private mode narrows inbound to the AzureEventGrid service tag and the listed ranges (ipSecurityRestrictions, default Deny). HTTPS only, TLS 1.2, no basic-auth publishing, every function needs a key.
+  // checkov:skip=CKV_AZURE_222: [when publicNetworkAccess=Enabled] Public network mode: Event Grid pushes certificate events to on_keyvault_event on the public endpoint (push delivery to an AzureFunction endpoint has no private path). HTTPS only, TLS 1.2, no basic-auth publishing, every function needs a key. Private network mode disables public network access: events arrive through the storage queue.
   // checkov:skip=CKV_AZURE_78: FTP is off through basicPublishingCredentialsPolicies ftp (allow false; FTP has no other sign-in). Flex Consumption rejects siteConfig.ftpsState, so the site leaves it out; the Dedicated plan also sets ftpsState Disabled in its sites/config resource.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales to zero by design and the Dedicated fallback is one instance; missed work is not lost: Event Grid retries for 24 hours, then dead-letters, and the drift audit repairs drift.
   // checkov:skip=CKV_AZURE_213: App Service health check needs an anonymous HTTP endpoint to probe; the app exposes none on purpose (every function requires a key) and the Functions platform restarts an unhealthy host itself.
@@ -336,7 +346,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     functionAppConfig: useFlex ? flexFunctionAppConfig : null
     virtualNetworkSubnetId: useVnet ? virtualNetworkSubnetId : null
     // Only what every plan accepts (see the top of this file); nothing Flex Consumption rejects.
@@ -345,8 +355,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       http20Enabled: true
       remoteDebuggingEnabled: false
-      ipSecurityRestrictions: inboundRules
-      ipSecurityRestrictionsDefaultAction: restrictInbound ? 'Deny' : 'Allow'
+      // No per-address rules: the public endpoint is open to keyed calls or, in private mode, off.
+      ipSecurityRestrictions: []
+      ipSecurityRestrictionsDefaultAction: publicAccessEnabled ? 'Allow' : 'Deny'
       scmIpSecurityRestrictionsUseMain: false
       appSettings: appSettings
     }

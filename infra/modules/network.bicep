@@ -2,11 +2,13 @@
 // DNS zones that make the storage account and the Key Vault resolve to those endpoints.
 //   - app subnet: delegated to the plan (Flex Consumption: Microsoft.App/environments; Dedicated:
 //     Microsoft.Web/serverFarms); the app's outbound calls to private addresses go through it;
-//   - private endpoint subnet: the host storage (blob) and Key Vault private endpoints;
+//   - private endpoint subnet: the host storage (blob), event queue (queue of the dead-letter
+//     account), Key Vault and Function App (sites: the app's only inbound path) private endpoints;
 //   - private DNS zones: new ones here, linked to the virtual network, or existing ones (e.g. in a
 //     hub) whose ids are passed in; the zone names follow the cloud (privatelink.blob.core.windows.net
 //     and privatelink.vaultcore.azure.net in the public cloud, .core.chinacloudapi.cn and
-//     .vaultcore.azure.cn in Azure China).
+//     .vaultcore.azure.cn in Azure China; privatelink.azurewebsites.net for the app, and its
+//     counterpart in each cloud).
 
 @description('Virtual network name.')
 param vnetName string
@@ -42,11 +44,23 @@ param blobPrivateDnsZoneId string
 @description('Existing privatelink.vaultcore zone id; empty = create one.')
 param keyVaultPrivateDnsZoneId string
 
+@description('Existing privatelink.queue zone id; empty = create one.')
+param queuePrivateDnsZoneId string
+
+@description('Existing privatelink zone id of App Service sites (privatelink.azurewebsites.net in the public cloud); empty = create one.')
+param sitesPrivateDnsZoneId string
+
 var blobZoneName = 'privatelink.blob.${environment().suffixes.storage}'
 // keyvaultDns is .vault.azure.net, .vault.azure.cn, .vault.usgovcloudapi.net: the private link
 // zone of each cloud is the same name with vaultcore.
 var keyVaultZoneName = 'privatelink${replace(environment().suffixes.keyvaultDns, 'vault.', 'vaultcore.')}'
+var queueZoneName = 'privatelink.queue.${environment().suffixes.storage}'
+// App Service private link zones: no environment() suffix names them.
+var cloudName = environment().name
+var sitesZoneName = (cloudName == 'AzureChinaCloud') ? 'privatelink.chinacloudsites.cn' : ((cloudName == 'AzureUSGovernment') ? 'privatelink.azurewebsites.us' : 'privatelink.azurewebsites.net')
 var createBlobZone = empty(blobPrivateDnsZoneId)
+var createQueueZone = empty(queuePrivateDnsZoneId)
+var createSitesZone = empty(sitesPrivateDnsZoneId)
 var createKeyVaultZone = empty(keyVaultPrivateDnsZoneId)
 
 resource appNsg 'Microsoft.Network/networkSecurityGroups@2023-11-01' = {
@@ -150,8 +164,48 @@ resource keyVaultZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks
   }
 }
 
+resource queueZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (createQueueZone) {
+  name: queueZoneName
+  location: 'global'
+  tags: tags
+}
+
+resource queueZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (createQueueZone) {
+  parent: queueZone
+  name: vnetName
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
+resource sitesZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (createSitesZone) {
+  name: sitesZoneName
+  location: 'global'
+  tags: tags
+}
+
+resource sitesZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (createSitesZone) {
+  parent: sitesZone
+  name: vnetName
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
 output vnetId string = vnet.id
 output appSubnetId string = '${vnet.id}/subnets/app'
 output privateEndpointSubnetId string = '${vnet.id}/subnets/private-endpoints'
 output blobPrivateDnsZoneId string = createBlobZone ? blobZone.id : blobPrivateDnsZoneId
 output keyVaultPrivateDnsZoneId string = createKeyVaultZone ? keyVaultZone.id : keyVaultPrivateDnsZoneId
+output queuePrivateDnsZoneId string = createQueueZone ? queueZone.id : queuePrivateDnsZoneId
+output sitesPrivateDnsZoneId string = createSitesZone ? sitesZone.id : sitesPrivateDnsZoneId

@@ -19,9 +19,11 @@ param targetId string
 
 @allowed([
   'blob'
+  'queue'
   'vault'
+  'sites'
 ])
-@description('Sub-resource of the target: blob (storage) or vault (Key Vault).')
+@description('Sub-resource of the target: blob or queue (storage), vault (Key Vault) or sites (the Function App).')
 param groupId string
 
 @description('Private DNS zone that gets the endpoint\'s A record.')

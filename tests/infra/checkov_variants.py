@@ -8,7 +8,8 @@ module's parameters replaced by the value that call passes, and an in-line skip 
 `[when name=value]` is kept only where the call passes that value. (Parameter defaults would not
 do: checkov's graph links same-named parameters across files, so two calls of one module would
 see each other's values.) checkov then runs on each rendering and must report no failed check;
-in private network mode the storage network checks must pass, not be skipped.
+in private network mode the storage network checks and the app's public network access check
+must pass, not be skipped.
 
     python -m tests.infra.checkov_variants            # all four variants
     python -m tests.infra.checkov_variants --keep DIR # also leave the renderings in DIR
@@ -45,6 +46,8 @@ PRIVATE_MODE_PASSES = {
     ("CKV_AZURE_35", "modules/storage.storage.bicep"),
     ("CKV_AZURE_59", "modules/storage.storage.bicep"),
     ("CKV_AZURE_35", "modules/storage.deadLetterStorage.bicep"),
+    # Event Grid delivers to the storage queue: the app's public network access is Disabled.
+    ("CKV_AZURE_222", "modules/function-app.functionApp.bicep"),
 }
 
 

@@ -45,6 +45,10 @@ ALLOWED_BUILT_IN_ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+    "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
 }
 # Roles that must never appear: broad management roles and the ones the custom APIM role replaces.
 FORBIDDEN_ROLES = {
@@ -68,7 +72,7 @@ APIM_ACTIONS = {
     "Microsoft.ApiManagement/service/gateways/certificateAuthorities/write",
     "Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete",
 }
-FUNCTIONS = ("on_keyvault_event", "resync", "drift_audit")
+FUNCTIONS = ("on_keyvault_event", "on_keyvault_event_queue", "resync", "drift_audit")
 
 
 def call_args(value: Any) -> list[Any]:
@@ -373,7 +377,10 @@ def test_role_assignment_name_is_guid_of_scope_principal_role(assignment: Resour
     text = [json.dumps(a) for a in arguments]
     assert ".id" in text[0] or '"id"' in text[0], "first argument is the scope's id"
     assert "principalId" in text[1] or "PrincipalId" in text[1]
-    assert any(word in text[2] for word in ("roleIds", "storageBlobDataContributor", "gatewayCaOperatorId"))
+    assert any(
+        word in text[2]
+        for word in ("roleIds", "storageBlobDataContributor", "storageQueueDataMessageSender", "gatewayCaOperatorId")
+    )
     assert assignment.properties["principalType"] == "ServicePrincipal"
 
 
@@ -472,13 +479,68 @@ def test_certificate_names_have_one_source_of_truth() -> None:
     assert "CERTIFICATE_NAMES" in app_settings()
 
 
-def test_event_subscription_targets_on_keyvault_event_one_event_at_a_time() -> None:
+APP_ID = "/subscriptions/1/resourceGroups/rg-dev/providers/Microsoft.Web/sites/func-trustsync-x"
+DEAD_LETTER_ID = "/subscriptions/1/resourceGroups/rg-dev/providers/Microsoft.Storage/storageAccounts/sttsdlx"
+
+
+def subscription_delivery(event_queue_name: str) -> tuple[Any, Any]:
+    """(destination, deliveryWithResourceIdentity) of the event subscription the hook deploys with this queue name."""
     eventgrid, subscription = event_subscription()
-    destination = subscription.properties["destination"]
-    assert destination["endpointType"] == "AzureFunction"
-    assert destination["properties"]["resourceId"].endswith("/functions/${functionName}")
-    assert eventgrid.variables["functionName"] == "on_keyvault_event"
-    assert destination["properties"]["maxEventsPerBatch"] == 1
+    values = {"functionAppId": APP_ID, "deadLetterStorageAccountId": DEAD_LETTER_ID, "eventQueueName": event_queue_name}
+    evaluator = Evaluator.for_template(eventgrid, values)
+    return evaluator.value(subscription.properties["destination"]), evaluator.value(
+        subscription.properties["deliveryWithResourceIdentity"]
+    )
+
+
+def test_event_subscription_targets_on_keyvault_event_one_event_at_a_time() -> None:
+    # Public network mode: TRUSTSYNC_EVENT_QUEUE_NAME is empty and the hook passes it as is.
+    assert module_output(deployed(networkMode="Public"), "TRUSTSYNC_EVENT_QUEUE_NAME") == ""
+    eventgrid = template("eventgrid.bicep")
+    assert eventgrid.parameters["eventQueueName"]["default"] == ""
+    destination, with_identity = subscription_delivery("")
+    assert destination == {
+        "endpointType": "AzureFunction",
+        "properties": {
+            "resourceId": f"{APP_ID}/functions/on_keyvault_event",
+            "maxEventsPerBatch": 1,
+            "preferredBatchSizeInKilobytes": 64,
+        },
+    }
+    assert with_identity is None
+
+
+def test_private_mode_event_subscription_writes_to_the_event_queue_with_the_topic_identity() -> None:
+    queue = module_output(deployed(networkMode="Private"), "TRUSTSYNC_EVENT_QUEUE_NAME")
+    assert queue == "keyvault-events"
+    destination, with_identity = subscription_delivery(queue)
+    assert destination is None  # nothing is pushed to the app's endpoint
+    assert with_identity == {
+        "identity": {"type": "SystemAssigned"},
+        "destination": {
+            "endpointType": "StorageQueue",
+            "properties": {
+                "resourceId": DEAD_LETTER_ID,
+                "queueName": "keyvault-events",
+            },
+        },
+    }
+    _, subscription = event_subscription()
+    assert subscription.properties["eventDeliverySchema"] == "EventGridSchema"
+
+
+def test_hooks_pass_the_event_queue_to_the_subscription_and_the_topic_identity_role() -> None:
+    for script in ("postdeploy.sh", "postdeploy.ps1", "postprovision.sh", "postprovision.ps1"):
+        text = (REPO / "scripts" / script).read_text()
+        assert "eventQueueName=" in text, script
+        assert "TRUSTSYNC_EVENT_QUEUE_NAME" in text, script
+    for script in ("postdeploy.sh", "postdeploy.ps1"):
+        assert "on_keyvault_event_queue" in (REPO / "scripts" / script).read_text(), script
+    assert template("access.bicep").modules["deadLetterAccess"].params["eventQueueName"] == "eventQueueName"
+
+
+def module_output(main: Evaluator, name: str) -> Any:
+    return main.value(template("main.bicep").document["outputs"][name]["value"])
 
 
 def test_event_subscription_retries_then_dead_letters_with_an_identity() -> None:
@@ -494,17 +556,82 @@ def test_event_subscription_retries_then_dead_letters_with_an_identity() -> None
     assert "deadLetterDestination" not in subscription.properties  # no key-based dead-lettering
 
 
-def test_system_topic_identity_may_write_only_the_dead_letter_container() -> None:
+def test_system_topic_identity_may_write_only_the_dead_letter_container_and_the_event_queue() -> None:
     topic = template("access/keyvault.bicep").resource("systemTopic")
     assert topic.body["identity"] == {"type": "SystemAssigned"}
     assert topic.properties["topicType"] == "Microsoft.KeyVault.vaults"
     deadletter = template("access/deadletter.bicep")
-    assignment = one(deadletter.resources(ROLE_ASSIGNMENT))
-    assert (
-        deadletter.resource(assignment.body["scope"]).type
-        == "Microsoft.Storage/storageAccounts/blobServices/containers"
-    )
+    assignments = {a.symbol: a for a in deadletter.resources(ROLE_ASSIGNMENT)}
+    assert set(assignments) == {"deadLetterWriter", "eventQueueSender"}
+    writer, sender = assignments["deadLetterWriter"], assignments["eventQueueSender"]
+    assert deadletter.resource(writer.body["scope"]).type == "Microsoft.Storage/storageAccounts/blobServices/containers"
     assert ALLOWED_BUILT_IN_ROLES[deadletter.variables["storageBlobDataContributor"]] == "Storage Blob Data Contributor"
+    # Sender on the event queue alone, and only when Event Grid delivers there (private mode).
+    queue = deadletter.resource(sender.body["scope"])
+    assert queue.type == "Microsoft.Storage/storageAccounts/queueServices/queues"
+    assert ALLOWED_BUILT_IN_ROLES[deadletter.variables["storageQueueDataMessageSender"]] == (
+        "Storage Queue Data Message Sender"
+    )
+    assert sender.condition == "deliversToQueue"
+    for queue_name, delivers in (("", False), ("keyvault-events", True)):
+        evaluator = Evaluator.for_template(deadletter, {"eventQueueName": queue_name})
+        assert evaluator.value("deliversToQueue") is delivers
+        if delivers:
+            assert evaluator.value(queue.body["name"]) == "keyvault-events"
+
+
+def test_the_event_queue_and_its_poison_queue_live_in_the_dead_letter_account_in_both_modes() -> None:
+    storage = template("modules/storage.bicep")
+    for mode in ("Public", "Private"):
+        main = deployed(networkMode=mode)
+        assert module_call(main, "deadLetterStorage")[1]["queueName"] == "keyvault-events"
+        assert "queueName" not in module_call(main, "storage")[1]  # host storage holds no queue
+        assert module_call(main, "functionApp")[1]["eventQueueName"] == "keyvault-events"
+        assert module_call(main, "appRbac")[1]["eventQueueName"] == "keyvault-events"
+    queues = one(storage.resources("Microsoft.Storage/storageAccounts/queueServices/queues"))
+    assert Evaluator.for_template(storage, {"queueName": "keyvault-events"}).value("queueNames") == [
+        "keyvault-events",
+        "keyvault-events-poison",
+    ]
+    assert Evaluator.for_template(storage, {"queueName": ""}).value("queueNames") == []
+    assert queues.body["parent"] == "queueService"
+    main_template = template("main.bicep")
+    assert "deadLetterStorage" in json.dumps(main_template.modules["functionApp"].params["eventQueueServiceUri"])
+    assert "deadLetterStorage" in json.dumps(main_template.modules["appRbac"].params["eventQueueStorageAccountName"])
+
+
+def test_the_app_identity_may_process_the_event_queue_and_fill_only_its_poison_queue() -> None:
+    rbac = template("modules/app-rbac.bicep")
+    queue_roles: dict[str, set[str]] = {}
+    for assignment in rbac.resources(ROLE_ASSIGNMENT):
+        target = rbac.resource(assignment.body["scope"])
+        if target.type != "Microsoft.Storage/storageAccounts/queueServices/queues":
+            continue
+        assert assignment.properties["principalId"] == "principalId"
+        roles = {
+            ALLOWED_BUILT_IN_ROLES[guid] for guid in _accessed_roles(rbac, assignment.properties["roleDefinitionId"])
+        }
+        queue_roles.setdefault(target.symbol, set()).update(roles)
+    assert queue_roles == {
+        "eventQueue": {"Storage Queue Data Reader", "Storage Queue Data Message Processor"},
+        "poisonQueue": {"Storage Queue Data Contributor"},
+    }
+    assert rbac.resource("eventQueue").body["name"] == "eventQueueName"
+    assert rbac.resource("poisonQueue").body["name"] == "${eventQueueName}-poison"
+
+
+def test_the_queue_trigger_connects_to_the_event_queue_with_the_app_identity() -> None:
+    code = (REPO / "function_app.py").read_text()
+    binding = re.search(r'queue_trigger\(arg_name="message", queue_name="%(\w+)%", connection="(\w+)"\)', code)
+    assert binding, "on_keyvault_event_queue's queue trigger binding"
+    queue_setting, connection = binding[1], binding[2]
+    settings = app_settings()
+    assert settings[queue_setting] == "eventQueueName"
+    assert settings[f"{connection}__queueServiceUri"] == "eventQueueServiceUri"
+    assert settings[f"{connection}__credential"] == "managedidentity"
+    assert settings_of("userAssignedHostSettings")[f"{connection}__clientId"] == "userAssignedIdentityClientId"
+    # No connection string or key for the queue anywhere.
+    assert not any(name.startswith(connection) and "connectionString" in name for name in settings)
 
 
 # --- alerting -------------------------------------------------------------------------------------------
@@ -662,7 +789,13 @@ def test_run_time_budget_is_the_function_timeout_less_a_margin() -> None:
 
 # --- network mode -----------------------------------------------------------------------------------------
 
-PRIVATE_ONLY_MODULES = {"network", "storagePrivateEndpoint", "keyVaultPrivateEndpoint"}
+PRIVATE_ONLY_MODULES = {
+    "network",
+    "storagePrivateEndpoint",
+    "keyVaultPrivateEndpoint",
+    "queuePrivateEndpoint",
+    "sitePrivateEndpoint",
+}
 
 
 @pytest.mark.parametrize("plan", ["FlexConsumption", "Dedicated"])
@@ -673,7 +806,7 @@ def test_public_mode_deploys_no_network(plan: str) -> None:
     storage = module_call(main, "storage")[1]
     assert (storage["publicNetworkAccess"], storage["networkDefaultAction"]) == ("Enabled", "Allow")
     app = module_call(main, "functionApp")[1]
-    assert app["restrictInbound"] is False
+    assert app["publicNetworkAccess"] == "Enabled"
 
 
 @pytest.mark.parametrize("plan", ["FlexConsumption", "Dedicated"])
@@ -724,49 +857,90 @@ def test_private_mode_reaches_storage_and_key_vault_through_private_endpoints(pl
         "true_value": "virtualNetworkSubnetId",
         "false_value": None,
     }
-    app = module_call(main, "functionApp")[1]
-    assert app["restrictInbound"] is True
-
-
-def test_private_mode_inbound_is_event_grid_and_the_listed_ranges() -> None:
-    function_app = template("modules/function-app.bicep")
-    (rule,) = function_app.variables["eventGridInboundRule"]
-    assert (rule["tag"], rule["ipAddress"], rule["action"]) == ("ServiceTag", "AzureEventGrid", "Allow")
-    site_config = site().properties["siteConfig"]
-    assert conditional(site_config["ipSecurityRestrictionsDefaultAction"]) == {
-        "condition": "restrictInbound",
-        "true_value": "Deny",
-        "false_value": "Allow",
-    }
-    ranges = module_call(
-        deployed(networkMode="Private", inboundAllowedIpRanges="203.0.113.0/24, 198.51.100.7/32"), "functionApp"
+    # The event queue (dead-letter account) and the app itself, through private endpoints too.
+    queue = module_call(main, "queuePrivateEndpoint")[1]
+    assert queue["groupId"] == "queue"
+    assert "deadLetterStorage" in json.dumps(main_template.modules["queuePrivateEndpoint"].params["targetId"])
+    assert "queuePrivateDnsZoneId" in json.dumps(
+        main_template.modules["queuePrivateEndpoint"].params["privateDnsZoneId"]
     )
-    assert ranges[1]["inboundAllowedIpRanges"] == ["203.0.113.0/24", "198.51.100.7/32"]
+    assert module_call(main, "sitePrivateEndpoint")[1]["groupId"] == "sites"
+    assert "functionApp" in json.dumps(main_template.modules["sitePrivateEndpoint"].params["targetId"])
+    assert "sitesPrivateDnsZoneId" in json.dumps(
+        main_template.modules["sitePrivateEndpoint"].params["privateDnsZoneId"]
+    )
+
+
+@pytest.mark.parametrize("plan", ["FlexConsumption", "Dedicated"])
+def test_private_mode_disables_the_apps_public_network_access(plan: str) -> None:
+    # Nothing needs the public endpoint once Event Grid delivers to the queue: resync and deployments
+    # go through the site's private endpoint.
+    assert module_call(deployed(networkMode="Private", hostingPlan=plan), "functionApp")[1]["publicNetworkAccess"] == (
+        "Disabled"
+    )
+    assert module_call(deployed(networkMode="Public", hostingPlan=plan), "functionApp")[1]["publicNetworkAccess"] == (
+        "Enabled"
+    )
+    function_app = template("modules/function-app.bicep")
+    assert site().properties["publicNetworkAccess"] == "publicNetworkAccess"
+    assert function_app.parameters["publicNetworkAccess"]["decorators"][0]["argument"] == ["Enabled", "Disabled"]
+    site_config = site().properties["siteConfig"]
+    assert site_config["ipSecurityRestrictions"] == []
+    for access, action in (("Enabled", "Allow"), ("Disabled", "Deny")):
+        evaluator = Evaluator.for_template(function_app, {"publicNetworkAccess": access})
+        assert evaluator.value(site_config["ipSecurityRestrictionsDefaultAction"]) == action
+    assert "inboundAllowedIpRanges" not in template("main.bicep").parameters
 
 
 @pytest.mark.parametrize(
-    ("cloud", "blob", "vault"),
+    ("cloud", "blob", "vault", "sites"),
     [
-        ("AzureCloud", "privatelink.blob.core.windows.net", "privatelink.vaultcore.azure.net"),
-        ("AzureChinaCloud", "privatelink.blob.core.chinacloudapi.cn", "privatelink.vaultcore.azure.cn"),
-        ("AzureUSGovernment", "privatelink.blob.core.usgovcloudapi.net", "privatelink.vaultcore.usgovcloudapi.net"),
+        (
+            "AzureCloud",
+            "privatelink.blob.core.windows.net",
+            "privatelink.vaultcore.azure.net",
+            "privatelink.azurewebsites.net",
+        ),
+        (
+            "AzureChinaCloud",
+            "privatelink.blob.core.chinacloudapi.cn",
+            "privatelink.vaultcore.azure.cn",
+            "privatelink.chinacloudsites.cn",
+        ),
+        (
+            "AzureUSGovernment",
+            "privatelink.blob.core.usgovcloudapi.net",
+            "privatelink.vaultcore.usgovcloudapi.net",
+            "privatelink.azurewebsites.us",
+        ),
     ],
 )
-def test_private_dns_zones_are_the_clouds_own(cloud: str, blob: str, vault: str) -> None:
+def test_private_dns_zones_are_the_clouds_own(cloud: str, blob: str, vault: str, sites: str) -> None:
     network = template("modules/network.bicep")
     evaluator = Evaluator.for_template(network, {"blobPrivateDnsZoneId": "", "keyVaultPrivateDnsZoneId": ""}, cloud)
     assert evaluator.value("blobZoneName") == blob
     assert evaluator.value("keyVaultZoneName") == vault
+    assert evaluator.value("queueZoneName") == blob.replace(".blob.", ".queue.")
+    assert evaluator.value("sitesZoneName") == sites
 
 
 def test_private_dns_zones_are_created_or_taken_as_given() -> None:
     network = template("modules/network.bicep")
     zones = network.resources("Microsoft.Network/privateDnsZones")
     links = network.resources("Microsoft.Network/privateDnsZones/virtualNetworkLinks")
-    assert {z.condition for z in zones} == {"createBlobZone", "createKeyVaultZone"}
-    assert {link.condition for link in links} == {"createBlobZone", "createKeyVaultZone"}
+    created = {"createBlobZone", "createKeyVaultZone", "createQueueZone", "createSitesZone"}
+    assert {z.condition for z in zones} == created
+    assert {link.condition for link in links} == created
     hub = "/subscriptions/9/resourceGroups/rg-hub/providers/Microsoft.Network/privateDnsZones/privatelink.blob.core.windows.net"
-    given = Evaluator.for_template(network, {"blobPrivateDnsZoneId": hub, "keyVaultPrivateDnsZoneId": ""})
+    given = Evaluator.for_template(
+        network,
+        {
+            "blobPrivateDnsZoneId": hub,
+            "keyVaultPrivateDnsZoneId": "",
+            "queuePrivateDnsZoneId": "",
+            "sitesPrivateDnsZoneId": "",
+        },
+    )
     assert given.value("createBlobZone") is False
     assert given.value("createKeyVaultZone") is True
     outputs = network.document["outputs"]
@@ -928,10 +1102,12 @@ NAME_LIMITS = {
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": 64,
     "Microsoft.Network/privateDnsZones": 253,
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": 80,
+    "Microsoft.Storage/storageAccounts/queueServices/queues": 63,
 }
 # Child resources whose name the platform fixes.
 FIXED_NAMES = {
     "Microsoft.Storage/storageAccounts/blobServices": {"default"},
+    "Microsoft.Storage/storageAccounts/queueServices": {"default"},
     "Microsoft.Web/sites/config": {"web"},
     "Microsoft.Web/sites/basicPublishingCredentialsPolicies": {"ftp", "scm"},
 }

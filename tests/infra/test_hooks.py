@@ -233,6 +233,37 @@ def test_postdeploy_waits_for_the_function_then_subscribes(shell: str, bin_dir: 
     # One list of certificates: the app setting. The subscription is not filtered by name.
     assert "certificateNames" not in parameters
     assert "/api/resync" in run.output
+    # Public network mode (TRUSTSYNC_EVENT_QUEUE_NAME empty): Event Grid pushes to on_keyvault_event.
+    assert parameters["eventQueueName"] == ""
+    assert {call[call.index("--function-name") + 1] for call in run.calls_to("functionapp", "function", "show")} == {
+        "on_keyvault_event"
+    }
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_private_mode_postdeploy_waits_for_the_queue_function_and_subscribes_the_queue(
+    shell: str, bin_dir: Path
+) -> None:
+    run = run_hook(
+        shell, "postdeploy", bin_dir, FAKE_FUNCTION_READY_AFTER="1", TRUSTSYNC_EVENT_QUEUE_NAME="keyvault-events"
+    )
+    assert run.returncode == 0, run.output
+    shows = run.calls_to("functionapp", "function", "show")
+    assert {call[call.index("--function-name") + 1] for call in shows} == {"on_keyvault_event_queue"}
+    (deploy,) = run.calls_to("deployment", "group", "create")
+    assert run.parameters(deploy)["eventQueueName"] == "keyvault-events"
+    assert "queue keyvault-events" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("queue", ["", "keyvault-events"])
+def test_postprovision_passes_the_event_queue_for_the_topic_identity_role(
+    shell: str, bin_dir: Path, queue: str
+) -> None:
+    run = run_hook(shell, "postprovision", bin_dir, TRUSTSYNC_EVENT_QUEUE_NAME=queue)
+    assert run.returncode == 0, run.output
+    (deploy,) = run.calls_to("deployment", "sub", "create")
+    assert run.parameters(deploy)["eventQueueName"] == queue
 
 
 @pytest.mark.parametrize("shell", SHELLS)
