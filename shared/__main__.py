@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 from shared.handlers import TrustSync
 from shared.ports import Work
+from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
 from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
-from shared.telemetry import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Trigger, correlate
+from shared.telemetry import Trigger, correlate
 from shared.verdicts import LeafVerdict
 
 if TYPE_CHECKING:

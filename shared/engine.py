@@ -53,12 +53,12 @@ from shared.ports import (
     VersionInfo,
     Work,
 )
+from shared.records import ACTION_RECORD, Dim
 from shared.report import Mode, Outcome, Report, Scope, Status, gateway_entries
 from shared.settings import MANAGED_GATEWAY, Settings
 from shared.verdicts import judge, keep_accepted
 
 log = logging.getLogger("trustsync")
-ACTION_LOG_PREFIX = "TRUSTSYNC_ACTION"  # one record per action of a run; queries and the workbook look for it
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
 
@@ -474,19 +474,13 @@ def _leaves(group: BaseExceptionGroup[E]) -> Iterator[E]:
 def _log(report: Report) -> None:
     for outcome in report.outcomes:
         action = outcome.action
-        # The attributes are custom dimensions once exported (names: shared.telemetry.Dim).
-        dimensions = {
-            "action": action.kind.value,
-            "certificateId": action.certificate_id,
-            "status": outcome.status.value,
+        dimensions: dict[str, str] = {
+            Dim.ACTION: action.kind.value,
+            Dim.CERTIFICATE_ID: action.certificate_id,
+            Dim.STATUS: outcome.status.value,
+            **({Dim.GATEWAY: action.gateway} if action.gateway else {}),
         }
-        log.info(
-            "%s %s %s",
-            ACTION_LOG_PREFIX,
-            outcome.status.value,
-            action.describe(),
-            extra=dimensions | ({"gateway": action.gateway} if action.gateway else {}),
-        )
+        log.info("%s %s %s", ACTION_RECORD, outcome.status.value, action.describe(), extra=dimensions)
     # Warnings (a missing root, a retired certificate) and conflicts (an entry not ours that blocks the
     # desired trust) reach the log too: an event run's report goes nowhere else.
     for message in report.warnings:

@@ -19,6 +19,7 @@ from shared.connect import ClientPool
 from shared.engine import Engine
 from shared.events import EventError, Ignore, parse_queue_message, route
 from shared.ports import NoProgress, Progress
+from shared.records import AUDIT_RECORD, EXPIRY_RECORD, Dim
 from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import (
     Remediation,
@@ -32,13 +33,12 @@ from shared.telemetry import Telemetry, Trigger, annotate, correlate, current, i
 
 log = logging.getLogger("trustsync")
 
-AUDIT_LOG_PREFIX = "TRUSTSYNC_AUDIT"  # the audit's one log record per run; the Azure Monitor alert queries it
-EXPIRY_LOG_PREFIX = "TRUSTSYNC_EXPIRY"  # one record per near-expiry or expired event
 MAX_RESYNC_BODY_BYTES = 64 * 1024
 MAX_RESYNC_CERTIFICATES = 1000
 # Azure's front end drops an HTTP request after 230 s whatever the function timeout: a resync stops
 # starting writes in time to answer (partial, with what is left) before that.
 HTTP_ANSWER_BUDGET = timedelta(seconds=220)
+_AUDIT_LEVELS = {RunStatus.IN_SYNC: logging.INFO, RunStatus.FAILED: logging.ERROR}  # the rest: WARNING
 _AUDIT_MODES = {Remediation.REPORT: Mode.DRY_RUN, Remediation.ADDITIONS: Mode.ADDITIONS, Remediation.ALL: Mode.FULL}
 
 
@@ -110,12 +110,12 @@ class TrustSync:
             days = "unknown" if event.expires is None else (event.expires - datetime.now(UTC)).days
             log.warning(
                 "%s certificate=%s version=%s event=%s days_left=%s",
-                EXPIRY_LOG_PREFIX,
+                EXPIRY_RECORD,
                 decision.certificate_name,
                 event.version,
                 event.event_type,
                 days,
-                extra={"version": event.version or "", **({"daysLeft": days} if isinstance(days, int) else {})},
+                extra={Dim.VERSION: event.version or "", **({Dim.DAYS_LEFT: days} if isinstance(days, int) else {})},
             )
         log.info(
             "event %s: %s for certificate %s (version %s)",
@@ -183,16 +183,11 @@ class TrustSync:
     async def _handle_audit(self) -> Report:
         settings = self.settings()
         report = await self.run(settings, Scope(), _AUDIT_MODES[settings.audit_remediate])
-        level = {
-            "in-sync": logging.INFO,
-            "expiring": logging.WARNING,
-            "drift": logging.WARNING,
-            "partial": logging.WARNING,
-        }.get(report.status.value, logging.ERROR)
+        level = _AUDIT_LEVELS.get(report.status, logging.WARNING)
         log.log(
             level,
             "%s status=%s %s",
-            AUDIT_LOG_PREFIX,
+            AUDIT_RECORD,
             report.status.value,
             json.dumps(report.to_dict(), sort_keys=True),
         )

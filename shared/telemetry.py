@@ -9,7 +9,8 @@ An edge module (the core never imports it): it reads the finished `Report` and t
   one ``TRUSTSYNC_RUN`` per run, one ``TRUSTSYNC_VERDICT`` per (gateway, certificate) the run
   judged, one ``TRUSTSYNC_HORIZON`` per needed certificate version and per gateway (what expires
   next). The engine's ``TRUSTSYNC_ACTION`` records and the handlers' ``TRUSTSYNC_AUDIT`` and
-  ``TRUSTSYNC_EXPIRY`` records complete the vocabulary.
+  ``TRUSTSYNC_EXPIRY`` records complete the vocabulary; every record and dimension name is in
+  `shared.records`, which the core imports too.
 
 Correlation: `invocation` (the Functions binding) and `correlate` (the handlers) keep, in a context
 variable, the trigger, the Functions invocation id, the Event Grid event id and type and, when a run
@@ -42,8 +43,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.engine import ACTION_LOG_PREFIX
 from shared.expiry import within
+from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
 from shared.report import Report, Status
 
 LOGGER_NAME = "trustsync"
@@ -54,11 +55,6 @@ WORKER_TELEMETRY_SETTING = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
 log = logging.getLogger(LOGGER_NAME)
 
 # -- Names that queries, the workbook and the alerts use (tests/test_telemetry.py checks them) ------
-
-RUN_RECORD = "TRUSTSYNC_RUN"
-VERDICT_RECORD = "TRUSTSYNC_VERDICT"
-HORIZON_RECORD = "TRUSTSYNC_HORIZON"
-ACTION_RECORD = ACTION_LOG_PREFIX
 
 
 class Trigger(enum.StrEnum):
@@ -75,36 +71,6 @@ class Metric(enum.StrEnum):
     REJECTED_VERDICTS = "trustsync.verdicts.rejected"  # histogram, one value per run: trigger, scope
     EXPIRY_SECONDS = "trustsync.expiry.seconds"  # histogram, one value per run that needs anything: trigger, scope
     RUN_DURATION = "trustsync.run.duration"  # histogram (s): trigger, status
-
-
-class Dim(enum.StrEnum):
-    """Custom dimensions: of log records (correlation and per-record), and of metrics (the bounded ones)."""
-
-    # correlation: every record of a run
-    TRIGGER = "trigger"
-    INVOCATION_ID = "InvocationId"  # the key the Functions host gives its own records of the invocation
-    EVENT_ID = "eventId"
-    EVENT_TYPE = "eventType"
-    CERTIFICATE = "certificate"  # the Key Vault certificate a run or record is about, when it is one
-    # per record
-    GATEWAY = "gateway"
-    ACTION = "action"
-    CERTIFICATE_ID = "certificateId"
-    STATUS = "status"
-    MODE = "mode"
-    SCOPE = "scope"
-    VERDICT = "verdict"
-    REASON = "reason"
-    VERSION = "version"
-    ITEM = "item"
-    EXPIRES = "expires"
-    DAYS_LEFT = "daysLeft"
-    EXPIRING = "expiring"
-    DURATION_SECONDS = "durationSeconds"
-    DRIFT_ITEMS = "driftItems"
-    REJECTED_VERDICTS = "rejectedVerdicts"
-    ERRORS = "errors"
-    EARLIEST_EXPIRY = "earliestExpiry"
 
 
 METRIC_DIMENSIONS: Mapping[Metric, frozenset[Dim]] = {

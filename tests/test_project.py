@@ -67,6 +67,7 @@ CORE = (
     "plan",
     "verdicts",
     "expiry",
+    "records",
     "report",
     "engine",
     "pacing",

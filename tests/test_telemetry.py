@@ -18,8 +18,8 @@ from emulator.keyvault import CertificateVersion
 from emulator.pki import Hierarchy
 from local.host import functions
 from shared import telemetry
-from shared.handlers import AUDIT_LOG_PREFIX
-from shared.telemetry import METRIC_DIMENSIONS, Dim, Metric
+from shared.records import ACTION_RECORD, AUDIT_RECORD, HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
+from shared.telemetry import METRIC_DIMENSIONS, Metric
 from tests.capture import Exported, attributes
 from tests.conftest import GATEWAYS
 from tests.harness import audit, deliver, import_version, resync
@@ -87,16 +87,14 @@ def test_every_record_of_an_event_run_carries_its_invocation_event_and_certifica
         assert found[Dim.EVENT_TYPE] == "Microsoft.KeyVault.CertificateNewVersionCreated"
         assert found[Dim.CERTIFICATE] == "orders", record.log_record.body
     # Each write names its action, certificate id, gateway (for gateway entries) and outcome.
-    actions = [attributes(r) for r in exported.records(telemetry.ACTION_RECORD)]
+    actions = [attributes(r) for r in exported.records(ACTION_RECORD)]
     assert {(a[Dim.ACTION], a[Dim.CERTIFICATE_ID], a.get(Dim.GATEWAY), a[Dim.STATUS]) for a in actions} == {
         *(("upload-certificate", cid, None, "applied") for cid in backend.authority_ids),
         *(("set-gateway-ca", cid, gw, "applied") for cid in backend.authority_ids for gw in GATEWAYS),
     }
-    (run,) = exported.records(telemetry.RUN_RECORD)
+    (run,) = exported.records(RUN_RECORD)
     assert attributes(run)[Dim.STATUS] == "in-sync"
-    verdicts = {
-        attributes(r)[Dim.GATEWAY]: attributes(r)[Dim.VERDICT] for r in exported.records(telemetry.VERDICT_RECORD)
-    }
+    verdicts = {attributes(r)[Dim.GATEWAY]: attributes(r)[Dim.VERDICT] for r in exported.records(VERDICT_RECORD)}
     assert verdicts == dict.fromkeys(GATEWAYS, "accepted")
 
     # What Azure Monitor's exporter makes of one: the dimensions become customDimensions, and the
@@ -132,18 +130,18 @@ def test_an_audit_says_per_gateway_and_certificate_whether_it_would_accept_and_w
 
     verdicts = {
         (attributes(r)[Dim.GATEWAY], attributes(r)[Dim.CERTIFICATE]): attributes(r)
-        for r in exported.records(telemetry.VERDICT_RECORD)
+        for r in exported.records(VERDICT_RECORD)
     }
     assert set(verdicts) == {(gateway, "orders") for gateway in GATEWAYS}
     assert verdicts[GATEWAYS[0], "orders"][Dim.VERDICT] == "accepted"
     assert verdicts[GATEWAYS[1], "orders"][Dim.VERDICT] == "rejected"
     assert verdicts[GATEWAYS[1], "orders"][Dim.REASON]
-    horizon = [attributes(r) for r in exported.records(telemetry.HORIZON_RECORD)]
+    horizon = [attributes(r) for r in exported.records(HORIZON_RECORD)]
     (version,) = emu.vault.versions("orders")
     assert [(h[Dim.CERTIFICATE], h[Dim.VERSION]) for h in horizon if Dim.CERTIFICATE in h] == [("orders", version)]
     assert {h[Dim.GATEWAY] for h in horizon if Dim.GATEWAY in h} == set(GATEWAYS)
     assert all(isinstance(h[Dim.DAYS_LEFT], int) and h[Dim.EXPIRES] and h[Dim.ITEM] for h in horizon)
-    (record,) = exported.records(AUDIT_LOG_PREFIX)
+    (record,) = exported.records(AUDIT_RECORD)
     assert attributes(record)[Dim.TRIGGER] == "audit"
     assert json.loads(str(record.log_record.body).split(" ", 2)[2])["status"] == "drift"
 

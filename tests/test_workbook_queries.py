@@ -20,10 +20,10 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy, pfx_secret
 from local.host import functions
-from shared import telemetry
+from shared import records
 from shared.events import CERTIFICATE_NEAR_EXPIRY
-from shared.handlers import AUDIT_LOG_PREFIX, EXPIRY_LOG_PREFIX
 from shared.plan import ActionKind
+from shared.records import AUDIT_RECORD, EXPIRY_RECORD
 from shared.report import Mode, RunStatus, Status
 from shared.telemetry import Metric, Trigger
 from tests.capture import Exported, attributes
@@ -122,15 +122,15 @@ def emitted(configured: Emulator, exported: Exported, monkeypatch: pytest.Monkey
 
 def test_the_capture_covers_every_record_metric_and_dimension_the_code_names(emitted: Emitted) -> None:
     assert {
-        AUDIT_LOG_PREFIX,
-        EXPIRY_LOG_PREFIX,
-        telemetry.RUN_RECORD,
-        telemetry.ACTION_RECORD,
-        telemetry.VERDICT_RECORD,
-        telemetry.HORIZON_RECORD,
+        AUDIT_RECORD,
+        EXPIRY_RECORD,
+        records.RUN_RECORD,
+        records.ACTION_RECORD,
+        records.VERDICT_RECORD,
+        records.HORIZON_RECORD,
     } <= emitted.prefixes
     assert set(Metric) <= emitted.metrics
-    assert {str(d) for d in telemetry.Dim} <= emitted.dimensions
+    assert {str(d) for d in records.Dim} <= emitted.dimensions
     assert {"accepted", "rejected"} <= emitted.values
 
 
@@ -165,7 +165,7 @@ def test_each_pattern_a_query_extracts_with_matches_the_records_it_reads(emitted
         for query in [*workbook_queries(), *alert_queries()]
         for pattern in re.findall(r"extract\(@\"([^\"]+)\"", query.text)
     ]
-    assert any(AUDIT_LOG_PREFIX in pattern for _, pattern in patterns)  # the alerts' status
+    assert any(AUDIT_RECORD in pattern for _, pattern in patterns)  # the alerts' status
     for where, pattern in patterns:
         prefix = PREFIX.search(pattern)
         meant = [b for b in emitted.bodies if b.startswith(prefix.group() if prefix else "TRUSTSYNC_")]
@@ -173,7 +173,7 @@ def test_each_pattern_a_query_extracts_with_matches_the_records_it_reads(emitted
         for body in meant:
             match = re.match(pattern, body)
             assert match is not None, f"{where}: {pattern} does not match {body[:120]}"
-            if prefix is not None and prefix.group() == AUDIT_LOG_PREFIX:
+            if prefix is not None and prefix.group() == AUDIT_RECORD:
                 assert match.group(1) in {s.value for s in RunStatus}
                 assert json.loads(body.split(" ", 2)[2])["status"] == match.group(1)
 
