@@ -5,13 +5,18 @@ against the emulator over HTTPS with the real Azure SDK clients.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
 import azure.functions as func
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
@@ -102,6 +107,51 @@ def import_version(
             name, pem_secret(leaf.key, [leaf.certificate, *cas]), content_type, created=created
         )
     return Backend(name, pki, leaf)
+
+
+OPENSSL = shutil.which("openssl") or "openssl"
+
+
+def gateway_accepts(emu: Emulator, gateway: str, leaf: Certificate) -> bool:
+    """What OpenSSL's verifier says of a backend presenting `leaf` to `gateway` as the emulator holds it:
+    its trusted self-signed entries as anchors, every entry for chain building, no partial chains."""
+    anchors: list[bytes] = []
+    entries: list[bytes] = []
+    for certificate_id, is_trusted in emu.apim.gateway_cas(gateway).items():
+        stored = emu.apim.certificate(certificate_id)
+        bundle = pkcs12.load_pkcs12(stored.uploaded_pfx, b"")
+        (cert,) = [item.certificate for item in (bundle.cert, *bundle.additional_certs) if item is not None]
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        entries.append(pem)
+        if is_trusted and cert.subject == cert.issuer:
+            anchors.append(pem)
+    with tempfile.TemporaryDirectory() as folder:
+        files = {
+            "anchors.pem": anchors,
+            "entries.pem": entries,
+            "leaf.pem": [leaf.parsed.public_bytes(serialization.Encoding.PEM)],
+        }
+        for name, pems in files.items():
+            Path(folder, name).write_bytes(b"".join(pems))
+        untrusted = ["-untrusted", "entries.pem"] if entries else []
+        verified = subprocess.run(  # noqa: S603 - a fixed command over files this test wrote
+            [
+                OPENSSL,
+                "verify",
+                "-purpose",
+                "sslserver",
+                "-no-CApath",
+                "-no-CAstore",
+                "-CAfile",
+                "anchors.pem",
+                *untrusted,
+                "leaf.pem",
+            ],
+            cwd=folder,
+            capture_output=True,
+            check=False,
+        )
+    return verified.returncode == 0
 
 
 def trusted(emu: Emulator) -> dict[str, dict[str, bool]]:

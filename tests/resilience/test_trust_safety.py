@@ -15,8 +15,9 @@ from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import PKCS12_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for, encoded_thumbprint
+from shared.records import AUDIT_RECORD
 from tests.conftest import GATEWAYS
-from tests.harness import audit, import_version, resync, trusted
+from tests.harness import audit, gateway_accepts, import_version, resync, trusted
 from tests.resilience.scenarios import (
     MONTH_AGO,
     WEEK_AGO,
@@ -289,3 +290,37 @@ def test_an_id_that_only_looks_like_ours_is_never_untrusted_or_deleted(emu: Emul
     (conflict,) = answer.body["conflicts"]
     assert certificate_id_for(root) in conflict
     assert answer.body["status"] == "drift"  # the root cannot be trusted until the squatter is removed
+
+
+def test_a_root_only_a_retired_certificate_carried_stays_while_a_leaf_without_its_root_needs_it(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`orders` holds leaf + issuing CA + root; `payments` the same issuing CA without the root, as
+    private CAs usually hand out certificates. Once `orders` is retired no bound secret holds the root,
+    so the app cannot check it, but the gateways still need it for `payments`: it stays, and the run
+    says what to fix instead of calling itself in sync."""
+    pki = Hierarchy(intermediates=1)
+    import_version(emu, "orders", pki, created=WEEK_AGO)
+    payments = pki.issue("payments.internal.example")
+    emu.vault.import_certificate(
+        "payments", pfx_secret(payments.key, payments.certificate, [pki.issuer.certificate]), PKCS12_CONTENT_TYPE
+    )
+    assert resync().status == 200
+    root = Certificate.from_x509(pki.root.certificate)
+    root_id = certificate_id_for(root)
+    leaf = Certificate.from_x509(payments.certificate)
+    assert all(gateway_accepts(emu, gateway, leaf) for gateway in GATEWAYS)
+
+    for version in emu.vault.versions("orders"):
+        emu.vault.set_enabled("orders", version, False)
+    monkeypatch.setenv("AUDIT_REMEDIATE", "true")
+    caplog.set_level(logging.INFO, logger="trustsync")
+    audit()
+
+    assert root_id in emu.apim.certificates
+    for gateway in GATEWAYS:
+        assert trusted(emu)[gateway].get(root_id) is True
+        assert gateway_accepts(emu, gateway, leaf), f"{gateway} lost the root payments needs"
+    (record,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith(AUDIT_RECORD)]
+    assert json.loads(record.split(" ", 2)[2])["status"] != "in-sync"
+    assert any(f"kept {root_id}" in line and "payments" in line for line in problems(caplog))
