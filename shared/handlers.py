@@ -194,6 +194,17 @@ class TrustSync:
         return report
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON parsers disagree on which of two equal keys wins: {"dryRun": true, "dryRun": false} must
+    # not apply because this one takes the last.
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"request body names {key} twice")
+        found[key] = value
+    return found
+
+
 def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
     """The certificates to resync (None: all) and whether to only plan. ValueError names the problem."""
     if len(body) > MAX_RESYNC_BODY_BYTES:
@@ -201,7 +212,7 @@ def parse_resync_body(body: bytes) -> tuple[frozenset[str] | None, bool]:
     if not body.strip():
         return None, False
     try:
-        request = json.loads(body)
+        request = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"request body is not JSON: {error}") from None
     except RecursionError:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from shared.pacing import HOURLY, TOKEN_BUCKETS, UNMODELLED, Kind, Limit, RateLimits
 
@@ -169,15 +169,17 @@ class Settings:
 
 
 _APIM_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[0-9a-fA-F-]{36})/resourceGroups/(?P<rg>[-\w.()]{1,90})"
+    r"^/subscriptions/(?P<sub>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/resourceGroups/(?P<rg>[-\w.()]{1,90})"
     r"/providers/Microsoft\.ApiManagement/service/(?P<name>[a-zA-Z][a-zA-Z0-9-]{0,49})/?$",
     re.IGNORECASE,
 )
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$", re.ASCII
+)
 _KEYVAULT_OBJECT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _GATEWAY_ID = re.compile(r"^[^*#&+:<>?/\\%]{1,80}$")
-_NCRONTAB = re.compile(r"^\S+( \S+){5}$")
-_DURATION = re.compile(r"^(?P<amount>\d{1,6})\s*(?P<unit>s|m|h|d)$", re.IGNORECASE)
+_DURATION = re.compile(r"^(?P<amount>\d{1,6})\s*(?P<unit>s|m|h|d)$", re.IGNORECASE | re.ASCII)
 _UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 _MAX_GRACE = timedelta(days=366)
 _MAX_RUN_TIME_BUDGET = timedelta(days=1)
@@ -186,12 +188,11 @@ _MAX_RUN_TIME_BUDGET = timedelta(days=1)
 # or a fraction (a window scaled down for a test: "50/0.5s").
 _LIMIT = re.compile(
     r"^(?P<capacity>\d{1,7}(?:\.\d+)?)(?:\+(?P<refill>\d{1,7}(?:\.\d+)?))?/(?P<period>(?:\d{1,6}(?:\.\d+)?)?[smhd])$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 # ARM's limits as each cloud documents them: the token buckets, or (Azure China) the hourly limits.
 _CLOUD_LIMITS: Final[Mapping[str, RateLimits]] = {"AzureChinaCloud": HOURLY}
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
+_WHOLE_NUMBER = re.compile(r"^[+-]?[0-9]+$")  # ASCII digits only: int() also takes full-width ones
 
 
 def is_keyvault_object_name(name: str) -> bool:
@@ -206,25 +207,42 @@ def url_host(netloc: str) -> str:
 
 def parse_bool(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
+    if lowered in ("true", "false"):
+        return lowered == "true"
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
 
 
 def _parse_https_url(name: str, raw: str) -> str:
+    shown = repr(redact_url(raw))  # a user-info or query may carry a credential: never echoed
     try:
         parts = urlsplit(raw.strip())
         port = parts.port  # raises on a port that is not a number
     except ValueError:
-        raise SettingsError(f"{name} must be an https:// URL, not {raw!r}") from None
+        raise SettingsError(f"{name} must be an https:// URL, not {shown}") from None
     if parts.scheme.lower() != "https" or not parts.hostname:
-        raise SettingsError(f"{name} must be an https:// URL, not {raw!r}")
+        raise SettingsError(f"{name} must be an https:// URL, not {shown}")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise SettingsError(f"{name} must be the endpoint alone, without a path, query or user: {raw!r}")
+        raise SettingsError(f"{name} must be the endpoint alone, without a path, query or user: {shown}")
+    written_port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if port == 0 or (written_port and not written_port.isascii()):
+        raise SettingsError(f"{name} has an invalid port: {shown}")
+    if not _HOST_NAME.match(parts.hostname) and not _is_ip_literal(parts.hostname):
+        # A trailing dot or a space would never equal the host an event names: every event ignored.
+        raise SettingsError(
+            f"{name} has an invalid host name (letters, digits, hyphens and dots; no trailing dot): {shown}"
+        )
     host = parts.hostname if port in (None, 443) else f"{parts.hostname}:{port}"
     return f"https://{url_host(host)}"
+
+
+def redact_url(raw: str) -> str:
+    """A URL without its user-info, query and fragment, which may carry credentials (user:pass@, ?sig=)."""
+    try:
+        parts = urlsplit(raw.strip())
+    except ValueError:
+        return "<not a URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -241,9 +259,9 @@ def parse_keyvault_url(raw: str, cloud: Cloud | None) -> str:
     # The most common sovereign-cloud mistake: a vault of one cloud with the credentials of another.
     for other in CLOUDS.values():
         if cloud is not None and other != cloud and host.endswith("." + other.keyvault_suffix):
-            raise SettingsError(f"KEYVAULT_URL {raw!r} is a vault in {other.name}, but AZURE_CLOUD is {cloud.name}")
+            raise SettingsError(f"KEYVAULT_URL {url!r} is a vault in {other.name}, but AZURE_CLOUD is {cloud.name}")
     if not _is_ip_literal(host) and "." not in host:
-        raise SettingsError(f"KEYVAULT_URL must name the vault's full host name, not {raw!r}")
+        raise SettingsError(f"KEYVAULT_URL must name the vault's full host name, not {url!r}")
     return url
 
 
@@ -294,9 +312,9 @@ def parse_cloud(raw: str) -> Cloud:
 
 def parse_remediation(raw: str) -> Remediation:
     lowered = raw.strip().lower()
-    if lowered in _TRUE:
+    if lowered == "true":
         return Remediation.ALL
-    if lowered in _FALSE:
+    if lowered == "false":
         return Remediation.REPORT
     if lowered == Remediation.ADDITIONS.value:
         return Remediation.ADDITIONS
@@ -358,10 +376,9 @@ def _parse_limit(name: str, spec: str) -> Limit | None:
 
 
 def _parse_int(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if not _WHOLE_NUMBER.match(raw.strip()):
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
     return value
@@ -375,11 +392,67 @@ def _parse_client_id(raw: str) -> str | None:
     return raw.lower()
 
 
-def _parse_schedule(raw: str) -> str:
+def _parse_schedule(raw: str, *, hosting_sku: str) -> str:
     # Read by the Functions host, not by the app: checked here so that a typo gets a message naming it.
-    if not _NCRONTAB.match(raw):
-        raise SettingsError(f"AUDIT_SCHEDULE must be a six-field NCRONTAB expression, not {raw!r}")
+    if _TIMESPAN.match(raw):
+        if hosting_sku.lower() in _TIMESPAN_SKUS_REFUSED or not hosting_sku:
+            raise SettingsError(
+                f"AUDIT_SCHEDULE {raw!r} is a TimeSpan, which the timer trigger takes only on an App Service plan "
+                f"(this app's plan: {hosting_sku or 'unknown'}); write a six-field NCRONTAB expression like 0 0 */6 * * *"
+            )
+        return raw
+    problem = ncrontab_problem(raw)
+    if problem:
+        raise SettingsError(f"AUDIT_SCHEDULE must be a six-field NCRONTAB expression (like 0 0 */6 * * *): {problem}")
     return raw
+
+
+# NCRONTAB with seconds, as the Functions host reads a timer schedule: second minute hour day month day-of-week.
+_CRON_FIELDS: Final[tuple[tuple[str, int, int, Mapping[str, int]], ...]] = (
+    ("second", 0, 59, {}),
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day", 1, 31, {}),
+    (
+        "month",
+        1,
+        12,
+        {
+            m: i
+            for i, m in enumerate(
+                ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+            )
+        },
+    ),
+    ("day-of-week", 0, 6, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
+)
+_CRON_ITEM = re.compile(r"^(?P<range>\*|(?P<low>[0-9a-z]+)(?:-(?P<high>[0-9a-z]+))?)(?:/(?P<step>[0-9]+))?$", re.ASCII)
+_TIMESPAN = re.compile(r"^(?:\d+\.)?\d{1,2}:\d{2}:\d{2}$", re.ASCII)
+_TIMESPAN_SKUS_REFUSED: Final = frozenset({"dynamic", "flexconsumption", "elasticpremium"})
+
+
+def ncrontab_problem(expression: str) -> str:
+    """Why `expression` is not a six-field NCRONTAB schedule ("" when it is one)."""
+    fields = expression.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return f"{len(fields)} field(s) in {expression!r}, not 6"
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.lower().split(","):
+            match = _CRON_ITEM.match(item)
+            if not match:
+                return f"the {what} field {text!r} is not *, a number, a range or a step"
+            bounds = [match[part] for part in ("low", "high") if match[part] is not None]
+            unknown = [value for value in bounds if not value.isdigit() and value not in names]
+            if unknown:
+                return f"the {what} field {text!r} holds {unknown[0]!r}, which is neither a number nor a {what} name"
+            values = [names.get(value) or int(value) for value in bounds]
+            if any(not low <= value <= high for value in values):
+                return f"the {what} field {text!r} is outside {low}-{high}"
+            if len(values) == 2 and values[0] > values[1]:
+                return f"the {what} field {text!r} is a range that runs backwards"
+            if match["step"] is not None and not 1 <= int(match["step"]) <= high - low + 1:
+                return f"the {what} field {text!r} has a step outside 1-{high - low + 1}"
+    return ""
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -406,7 +479,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     trust_intermediates = read("TRUST_INTERMEDIATES", lambda raw: parse_bool("TRUST_INTERMEDIATES", raw))
     arm_override = read("ARM_ENDPOINT", lambda raw: _parse_https_url("ARM_ENDPOINT", raw) if raw else "")
     client_id = read("AZURE_CLIENT_ID", _parse_client_id)
-    read("AUDIT_SCHEDULE", _parse_schedule)
+    read("AUDIT_SCHEDULE", lambda raw: _parse_schedule(raw, hosting_sku=env.get("WEBSITE_SKU", "")))
     remediation = read("AUDIT_REMEDIATE", parse_remediation)
     grace = read("ROTATION_GRACE", lambda raw: parse_duration("ROTATION_GRACE", raw, at_most=_MAX_GRACE))
     warning_days = read("EXPIRY_WARNING_DAYS", lambda raw: _parse_int("EXPIRY_WARNING_DAYS", raw, 0, 365))

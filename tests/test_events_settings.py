@@ -119,11 +119,58 @@ class TestSettings:
             ({**BASE, "TRUSTSYNC_RATE_LIMITS": "writes=200+10/s"}, "TRUSTSYNC_RATE_LIMITS"),
             ({**BASE, "TRUSTSYNC_RATE_LIMITS": "arm-writes=0+10/s"}, "TRUSTSYNC_RATE_LIMITS"),
             ({**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net:notaport"}, "KEYVAULT_URL"),
+            ({**BASE, "KEYVAULT_URL": "https://my vault.vault.azure.net"}, "KEYVAULT_URL has an invalid host"),
+            ({**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net."}, "KEYVAULT_URL has an invalid host"),
+            ({**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net:0"}, "KEYVAULT_URL has an invalid port"),
+            (
+                {**BASE, "KEYVAULT_URL": "https://kv.vault.azure.net:\uff14\uff14\uff13"},
+                "KEYVAULT_URL",
+            ),
+            (
+                {**BASE, "APIM_RESOURCE_ID": APIM_ID.replace("00000000-0000-0000-0000-000000000000", "-" * 36)},
+                "APIM_RESOURCE_ID",
+            ),
+            ({**BASE, "MAX_CONCURRENCY": "\uff11\uff12"}, "MAX_CONCURRENCY must be a whole number"),
+            ({**BASE, "RUN_TIME_BUDGET": "\uff19m"}, "RUN_TIME_BUDGET"),
+            ({**BASE, "EXPIRY_WARNING_DAYS": "\u0663\u0660"}, "EXPIRY_WARNING_DAYS"),
+            ({**BASE, "AUDIT_REMEDIATE": "yes"}, "AUDIT_REMEDIATE"),
+            ({**BASE, "TRUST_INTERMEDIATES": "1"}, "TRUST_INTERMEDIATES"),
+            ({**BASE, "AUDIT_SCHEDULE": "x x x x x x"}, "neither a number nor a second name"),
+            ({**BASE, "AUDIT_SCHEDULE": "0 0 */6 * *"}, "5 field"),
+            ({**BASE, "AUDIT_SCHEDULE": "0 60 * * * *"}, "minute field '60' is outside 0-59"),
+            ({**BASE, "AUDIT_SCHEDULE": "0 0 0 1 1 7"}, "day-of-week"),
+            ({**BASE, "AUDIT_SCHEDULE": "0 */0 * * * *"}, "step"),
+            ({**BASE, "AUDIT_SCHEDULE": "0 0 5-2 * * *"}, "backwards"),
+            ({**BASE, "AUDIT_SCHEDULE": "06:00:00", "WEBSITE_SKU": "FlexConsumption"}, "only on an App Service plan"),
         ],
     )
     def test_errors_name_the_setting(self, env: dict[str, str], named: str) -> None:
         with pytest.raises(SettingsError, match=named):
             load_settings(env)
+
+    @pytest.mark.parametrize(
+        "schedule", ["0 0 */6 * * *", "0 0,30 9-17/2 * * Mon-Fri", "0 0 0 1 Jan-Mar *", "*/30 * * * * *"]
+    )
+    def test_schedules_the_functions_host_reads_are_accepted(self, schedule: str) -> None:
+        load_settings({**BASE, "AUDIT_SCHEDULE": schedule})
+
+    def test_a_timespan_schedule_is_accepted_on_an_app_service_plan(self) -> None:
+        load_settings({**BASE, "AUDIT_SCHEDULE": "06:00:00", "WEBSITE_SKU": "Standard"})
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://user:hunter2@kv.vault.azure.net",
+            "https://kv.vault.azure.net/?sig=hunter2",
+            "http://kv:hunter2@x/?sig=hunter2",
+        ],
+    )
+    def test_a_credential_in_a_url_is_never_echoed(self, url: str) -> None:
+        with pytest.raises(SettingsError) as raised:
+            load_settings({**BASE, "KEYVAULT_URL": url, "ARM_ENDPOINT": url})
+        assert "hunter2" not in str(raised.value)
+        assert "KEYVAULT_URL" in str(raised.value)
+        assert "ARM_ENDPOINT" in str(raised.value)
 
     @pytest.mark.parametrize(
         ("raw", "normalized"),
@@ -299,6 +346,8 @@ class TestResyncBody:
             (b'{"certificates": ["web", 3]}', "non-empty list"),
             (b'{"certificates": ["a,b"]}', "not a Key Vault certificate name"),
             (b'{"cert": ["web"]}', "unknown field"),
+            (b'{"dryRun": true, "dryRun": false}', "names dryRun twice"),
+            (b'{"certificates": ["web"], "x": {"a": 1, "a": 2}}', "names a twice"),
             (b" " * (64 * 1024 + 1), "at most"),
             (json.dumps({"certificates": [f"c{i}" for i in range(1001)]}).encode(), "at most 1000"),
         ],
