@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,7 @@ class Engine:
             mode = Mode.ADDITIONS  # only a full-scope run sees enough to take anything away
         report = Report(scope, mode)
         budget = budget or self.settings.run_time_budget
+        started = time.monotonic()
         try:
             await _Run(self, scope, mode, report, budget).execute()
         except* AzureCallError as failures:
@@ -124,6 +126,13 @@ class Engine:
         if left := report.left():
             counts = ", ".join(f"{kind}: {count}" for kind, count in left.items())
             report.warn(f"time budget of {budget.total_seconds():g}s ran out; left for the next run: {counts}")
+            if not any(outcome.status is Status.APPLIED for outcome in report.outcomes):
+                # The next run reads as much again, so it would end the same way: say so, once, plainly.
+                report.warn(
+                    f"no write could start within the time budget of {budget.total_seconds():g}s (this run took "
+                    f"{time.monotonic() - started:.1f}s, most of it reading Key Vault and APIM): every run will end "
+                    "the same way until RUN_TIME_BUDGET is raised well above that"
+                )
         _log(report)
         return report
 

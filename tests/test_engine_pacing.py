@@ -142,7 +142,9 @@ def test_removals_wait_for_every_addition_and_are_left_too_when_additions_are() 
 
 def test_a_needed_ca_no_gateway_trusts_goes_before_a_copy_missing_on_one_gateway() -> None:
     async def test() -> None:
-        estate = Estate(Limit(10, 50))
+        # A token every 250 ms: every write of the run is planned and waiting before the first one comes,
+        # however long reading the secrets takes on a busy machine, so the ranks alone decide the order.
+        estate = Estate(Limit(10, 4))
         known, new = Hierarchy(intermediates=1), Hierarchy(intermediates=1, organization="Fabrikam")
         estate.vault.add_version("known", known)
         estate.apim.trust(known.ca_certificates(), gateways=["gw-1"])  # missing on gw-2 only
@@ -187,5 +189,23 @@ def test_an_event_s_writes_go_before_those_a_full_run_has_queued() -> None:
         assert max(event_writes) - min(event_writes) <= len(event_writes)
         assert written_by_the_event_s_end - max(event_writes) == 1
         assert len(estate.writes()) == 8 + 8 * 2 + len(event_writes)
+
+    run(test)
+
+
+def test_a_budget_no_write_fits_in_says_so_and_what_to_change() -> None:
+    async def test() -> None:
+        estate = Estate(Limit(100, NEVER))
+        estate.vault.add_version("web", Hierarchy(intermediates=1))
+
+        report = await estate.run(Mode.FULL, budget=timedelta(microseconds=1))
+
+        assert report.status is RunStatus.PARTIAL
+        assert estate.writes() == []
+        assert any("no write could start" in w and "RUN_TIME_BUDGET" in w for w in report.warnings)
+
+        enough = await estate.run(Mode.FULL)
+        assert enough.status is RunStatus.IN_SYNC
+        assert not any("no write could start" in w for w in enough.warnings)
 
     run(test)
