@@ -1,12 +1,10 @@
-"""Operator CLI: ``python -m shared plan | sync | audit | status [--json] [--certificates a,b] [-v]``.
+"""Operator CLI: keep API Management gateways trusting the CA chains of Key Vault certificates.
 
-Same configuration as the Function App (environment variables). Exit codes: 0 in sync, 1 failed
-(errors, or a configuration error), 2 drift (something needed is missing or unneeded remains),
-3 expiring (in sync, but something expires within EXPIRY_WARNING_DAYS), 4 partial (RUN_TIME_BUDGET
-ran out with writes left: run it again to continue), 64 usage error.
+Same configuration as the Function App: the app settings, read from the environment and, when the
+current directory holds one, from local.settings.json's "Values" (the environment wins).
 
 On a terminal (stdout and stderr both), a run that takes longer than about a second shows its
-progress on stderr: Key Vault reads and writes done out of planned. Nothing extra with ``--json``
+progress on stderr: Key Vault reads and writes done out of planned. Nothing extra with --json
 or when the output goes to a file or a pipe.
 """
 
@@ -16,16 +14,19 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import ssl
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from shared.handlers import TrustSync
 from shared.ports import Work
 from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
 from shared.report import Mode, Report, RunStatus, Scope
-from shared.settings import SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
+from shared.settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
 from shared.telemetry import Trigger, correlate
 from shared.verdicts import LeafVerdict
 
@@ -62,8 +63,54 @@ def _certificate_names(raw: str) -> frozenset[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+LOCAL_SETTINGS = Path("local.settings.json")
+
+_EXAMPLES = """\
+examples:
+  python -m shared plan                       what a sync would change, changing nothing
+  python -m shared status --certificates web  per gateway: its CAs and its verdict on each leaf
+  python -m shared sync                       apply: add missing trust, take away what nothing needs
+  python -m shared plan --json | jq .status   the report as JSON
+
+exit codes:
+  0   in sync: every selected gateway holds and trusts what Key Vault needs
+  1   failed: an error (the report says which), or a configuration error
+  2   drift: something needed is missing or something unneeded remains
+  3   expiring: in sync, but a leaf or CA expires within EXPIRY_WARNING_DAYS
+  4   partial: RUN_TIME_BUDGET ran out with writes left; run it again to continue
+  64  usage error
+"""
+
+
+def _epilog() -> str:
+    settings = "\n".join(
+        f"  {setting.name:<20} {setting.description}"
+        + (" (required)" if setting.default is None else f" (default {setting.default})" if setting.default else "")
+        for setting in SETTINGS
+    )
+    return f"{_EXAMPLES}\nsettings (environment, or local.settings.json's Values):\n{settings}\n"
+
+
+def local_settings(path: Path = LOCAL_SETTINGS) -> dict[str, str]:
+    """The "Values" of a Functions local.settings.json, as strings; {} when there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8-sig")).get("Values", {})
+    except (OSError, ValueError, AttributeError) as error:
+        raise SettingsError(f"{path} is not a local.settings.json with a Values object: {error}") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: Values must be an object of app settings")
+    return {str(name): str(value) for name, value in values.items() if value is not None}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m shared", description=(__doc__ or "").splitlines()[0])
+    parser = _Parser(
+        prog="python -m shared",
+        description=(__doc__ or "").strip(),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "command",
         choices=("plan", "sync", "audit", "status"),
@@ -81,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("audit always covers every bound certificate")
     _configure_logging(args.verbose)
 
-    app = TrustSync()
     try:
+        app = TrustSync({**local_settings(), **os.environ})
         settings = app.settings()
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
@@ -96,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.progress = progress
     try:
         report = asyncio.run(_run(app, args.command, args.certificates))
+    except (OSError, ssl.SSLError) as error:  # before any call: the TLS roots or the network setup
+        print(f"cannot reach Azure: {unreachable(error, app.environ)}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if progress is not None:
             progress.stop()
@@ -162,6 +212,19 @@ class TerminalProgress:
             self._bars.start()
 
 
+def unreachable(error: OSError | ssl.SSLError, environ: Mapping[str, str]) -> str:
+    """One line on why the clients could not even be set up, and what to check."""
+    bundle = environ.get("REQUESTS_CA_BUNDLE", "")
+    if isinstance(error, FileNotFoundError | ssl.SSLError) and bundle and not Path(bundle).is_file():
+        return (
+            f"REQUESTS_CA_BUNDLE names {bundle}, which does not exist (a local emulator that has stopped takes its "
+            "CA file with it: start it again, or unset REQUESTS_CA_BUNDLE)"
+        )
+    if isinstance(error, ssl.SSLError):
+        return f"the TLS roots could not be loaded ({error.reason or error}); check REQUESTS_CA_BUNDLE"
+    return f"{error.strerror or error}{f': {error.filename}' if error.filename else ''}"
+
+
 def _configure_logging(verbose: bool) -> None:
     """The report says everything once; -v adds the app's own calls and actions as they happen."""
     handler = logging.StreamHandler(sys.stderr)
@@ -173,7 +236,15 @@ def _configure_logging(verbose: bool) -> None:
     app_log.addHandler(handler)
     app_log.propagate = False
     app_log.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    # The SDK's own credential chatter (each credential tried, and why it failed) only with -v: the
+    # report's error already says in one line that no credential could be had.
+    sdk_log = logging.getLogger("azure")
+    if verbose:
+        sdk_log.addHandler(logging.StreamHandler(sys.stderr))
+        sdk_log.setLevel(logging.WARNING)
+    else:
+        sdk_log.setLevel(logging.CRITICAL + 1)
+    sdk_log.propagate = False
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -554,3 +556,76 @@ def test_operator_cli_status_shows_each_gateway_s_cas_and_verdicts(
     assert out.count("accepted orders") == 2
     assert out.splitlines()[-1] == "summary: 2 accepted, 0 rejected verdict(s); 0 change(s) to make"
     assert writes(emu) == 2 + 2 * len(GATEWAYS)  # the sync's writes only: status writes nothing
+
+
+def test_operator_cli_help_lists_exit_codes_settings_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.__main__ import main
+    from shared.settings import SETTINGS
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert "``" not in shown  # plain text, not reStructuredText
+    for code in ("0   in sync", "1   failed", "2   drift", "3   expiring", "4   partial", "64  usage"):
+        assert code in shown
+    assert all(setting.name in shown for setting in SETTINGS)
+    assert "examples:" in shown
+    assert "local.settings.json" in shown
+
+
+def test_operator_cli_reads_local_settings_json_and_the_environment_wins(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_FAILED, EXIT_IN_SYNC, main
+
+    values = {name: os.environ[name] for name in ("KEYVAULT_URL", "APIM_RESOURCE_ID")}
+    for name in values:
+        monkeypatch.delenv(name)
+    (tmp_path / "local.settings.json").write_text(
+        json.dumps({"IsEncrypted": False, "Values": {**values, "MAX_CONCURRENCY": "many"}})
+    )
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["plan"]) == EXIT_FAILED  # the file's own bad value is read...
+    assert "MAX_CONCURRENCY" in capsys.readouterr().err
+    monkeypatch.setenv("MAX_CONCURRENCY", "4")  # ...and the environment wins over the file
+    assert main(["plan"]) == EXIT_IN_SYNC
+    assert "status: in-sync" in capsys.readouterr().out
+
+
+def test_operator_cli_says_in_one_line_that_the_tls_roots_are_gone(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_FAILED, main
+
+    gone = tmp_path / "emulator-ca.pem"  # what a stopped emulator leaves behind: a path to nothing
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(gone))
+
+    assert main(["plan"]) == EXIT_FAILED
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"cannot reach Azure: REQUESTS_CA_BUNDLE names {gone}, which does not exist")
+    assert "Traceback" not in err
+
+
+def test_operator_cli_without_a_credential_says_so_once_and_keeps_the_sdk_s_chatter_for_verbose(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_FAILED, main
+
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", "")  # no Azure CLI to fall back on either
+
+    assert main(["plan"]) == EXIT_FAILED
+    out, err = capsys.readouterr()
+    assert "error:" in out
+    assert "credential" in out.lower()
+    assert err == ""  # the report's error line is the one place it is said
+
+    assert main(["plan", "-v"]) == EXIT_FAILED
+    assert "Credential" in capsys.readouterr().err  # the SDK's own account, when asked for
