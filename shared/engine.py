@@ -78,11 +78,11 @@ _ROLE_TO_LIST = (
     "the app's identity lacks the Key Vault Reader role on the vault, which lists its certificates "
     "(CERTIFICATE_NAMES=*); nothing is taken away until that is fixed"
 )
-_ROLE_TO_READ_SECRET = (
+_ROLE_TO_READ_CHAIN = (
     "the app's identity lacks the Key Vault Secrets User role on secret {name} (or on the vault), which reads "
     "a certificate's chain"
 )
-_SECRET_DISABLED = "Forbidden/SecretDisabled"  # a version disabled since it was listed: not a role
+_VERSION_DISABLED = "Forbidden/SecretDisabled"  # a version disabled since it was listed: not a role
 _LEFT = "not started: the run's time budget ran out; the next run continues from what APIM holds"
 
 
@@ -418,8 +418,8 @@ class _Run:
         try:
             secret = await self.read(self.vault.secret, name, version.version)
         except AzureCallError as error:
-            if error.status == 403 and error.code != _SECRET_DISABLED:
-                self.report.fail(f"{error}: {_ROLE_TO_READ_SECRET.format(name=name)}", retryable=False)
+            if error.status == 403 and error.code != _VERSION_DISABLED:
+                self.report.fail(f"{error}: {_ROLE_TO_READ_CHAIN.format(name=name)}", retryable=False)
                 return None
             # Key Vault has just listed this version, so even a 404 is a passing inconsistency (or a
             # deletion since), not bad input: a retry re-lists and settles it either way.

@@ -124,7 +124,9 @@ class MemoryVault:
     async def versions(self, name: str) -> list[VersionInfo]:
         await self.calls(f"kv versions {name}")
         if name in self.forbidden:
-            raise AzureCallError(f"list versions of certificate {name}: HTTP 403 Forbidden", status=403, code="Forbidden")
+            raise AzureCallError(
+                f"list versions of certificate {name}: HTTP 403 Forbidden", status=403, code="Forbidden"
+            )
         if name not in self.certificates:
             raise NotFoundError(f"certificate {name} does not exist")
         return [version for version, _ in self.certificates[name]]
