@@ -72,7 +72,11 @@ class TestGraceFromWhenAVersionStoppedBeingTheLatest:
 
     def test_a_later_attribute_change_only_keeps_more(self) -> None:
         # A tag set on v2 an hour ago reads as a later enabling: v1 stays (when unsure, keep).
-        versions = [version("v1", created=60 * DAY), version("v2", created=3 * DAY, updated=HOUR), version("v3", created=HOUR)]
+        versions = [
+            version("v1", created=60 * DAY),
+            version("v2", created=3 * DAY, updated=HOUR),
+            version("v3", created=HOUR),
+        ]
         assert picked(versions) == ["v3", "v2", "v1"]
 
 
@@ -105,7 +109,7 @@ def test_a_certificate_whose_versions_all_expired_is_retired_with_a_warning_and_
 def retired_and_kept(estate: Estate) -> tuple[set[str], set[str]]:
     """`orders` rotated (v1 disabled): v1's chain would go in a full run, v2's is added. `payments`
     (its own chain, trusted) is named too. Returns v1's ids and payments' ids."""
-    new, old_ids = estate.retiring()
+    _new, old_ids = estate.retiring()
     payments = Hierarchy(intermediates=1, organization="Payments")
     payments_ids = estate.apim.trust(payments.ca_certificates())
     return old_ids, payments_ids
@@ -125,7 +129,8 @@ def test_a_name_key_vault_does_not_hold_is_a_configuration_error_that_blocks_eve
         assert removals(estate) == []
         assert "kv deleted paymnets" in estate.calls.log  # told from a deletion by Key Vault's word
         (error,) = report.errors
-        assert "CERTIFICATE_NAMES" in error and "paymnets" in error
+        assert "CERTIFICATE_NAMES" in error
+        assert "paymnets" in error
         assert not report.retryable
         assert not report.in_sync
         assert not any("retired" in w for w in report.warnings)
@@ -146,7 +151,9 @@ def test_a_403_on_a_named_certificate_is_a_configuration_error_naming_the_role()
 
         assert removals(estate) == []
         (error,) = report.errors
-        assert "HTTP 403" in error and "Key Vault Reader" in error and "CERTIFICATE_NAMES" in error
+        assert "HTTP 403" in error
+        assert "Key Vault Reader" in error
+        assert "CERTIFICATE_NAMES" in error
         assert not report.retryable
 
     run(test)
@@ -247,7 +254,8 @@ def test_a_403_on_the_vault_s_list_is_a_configuration_error_and_nothing_is_remov
 
         assert removals(estate) == []
         (error,) = report.errors
-        assert "Key Vault Reader" in error and "on the vault" in error
+        assert "Key Vault Reader" in error
+        assert "on the vault" in error
         assert not report.retryable
 
     run(test)
@@ -263,7 +271,8 @@ def test_a_403_on_a_secret_names_the_secrets_role_but_a_disabled_version_stays_r
         report = await estate.run(Mode.FULL)
 
         (error,) = report.errors
-        assert "Key Vault Secrets User" in error and "orders" in error
+        assert "Key Vault Secrets User" in error
+        assert "orders" in error
         assert not report.retryable
 
         estate = Estate(CERTIFICATE_NAMES="orders")

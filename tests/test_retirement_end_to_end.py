@@ -55,7 +55,8 @@ def test_a_typo_in_certificate_names_removes_nothing_and_names_the_setting(
     assert answer.status == 500, answer.body
     assert answer.body["inSync"] is False
     (error,) = answer.body["errors"]
-    assert "CERTIFICATE_NAMES" in error and "paymnets" in error
+    assert "CERTIFICATE_NAMES" in error
+    assert "paymnets" in error
     assert removed(answer.body) == set()
     assert trusted_ids(emu) >= orders.authority_ids | payments.authority_ids | new.authority_ids  # additions go on
     assert emu.count("kv.get_deleted_certificate") >= 1  # Key Vault was asked whether it was deleted
@@ -73,7 +74,9 @@ def test_a_403_on_a_named_certificate_removes_nothing_and_names_the_role(
 
     assert answer.status == 500, answer.body
     (error,) = answer.body["errors"]
-    assert "HTTP 403" in error and "Key Vault Reader" in error and "CERTIFICATE_NAMES" in error
+    assert "HTTP 403" in error
+    assert "Key Vault Reader" in error
+    assert "CERTIFICATE_NAMES" in error
     assert removed(answer.body) == set()
     assert trusted_ids(emu) >= orders.authority_ids | payments.authority_ids
 
@@ -98,7 +101,8 @@ def test_a_deleted_certificate_is_retired_and_its_chain_removed(
     assert set(emu.apim.certificates) == orders.authority_ids
     if roles == "named certificates":
         forbidden = [r for r in emu.requests if r.operation == "kv.get_deleted_certificate"]
-        assert forbidden and all(r.status == 403 for r in forbidden)
+        assert forbidden
+        assert all(r.status == 403 for r in forbidden)
 
 
 def test_a_certificate_whose_versions_all_expired_is_retired_with_a_warning_and_its_chain_removed(
