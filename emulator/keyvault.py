@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -79,6 +79,24 @@ class SecretVersion:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+RETENTION_DAYS = 90  # soft-delete retention, Key Vault's default (recoverableDays)
+
+
+class DeletedButRecoverable(ValueError):
+    """A certificate of this name is deleted and not purged: Key Vault will not reuse the name (409)."""
+
+
+@dataclass(frozen=True)
+class DeletedCertificate:
+    """A soft-deleted certificate: its latest version and policy, kept until the purge date."""
+
+    name: str
+    latest: CertificateVersion
+    policy: Mapping[str, Any]
+    deleted: int  # epoch seconds
+    scheduled_purge: int
+
+
 @dataclass
 class _Certificate:
     name: str  # as first created
@@ -102,6 +120,8 @@ class Vault:
         self.delivery_errors: list[BaseException] = []
         self._lock = threading.RLock()
         self._certificates: dict[str, _Certificate] = {}
+        self._deleted: dict[str, DeletedCertificate] = {}
+        self.allowed_certificates: frozenset[str] | None = None  # see allow_only
         self._secrets: dict[str, _Secret] = {}
         self._subscribers: list[EventCallback] = []
 
@@ -158,10 +178,16 @@ class Vault:
             secret_value=secret_value,
             enabled=enabled,
             created=created if created is not None else now,
-            updated=now,
+            # Key Vault sets both at creation; a version arranged in the past was last changed then.
+            updated=created if created is not None else now,
             tags=dict(tags or {}),
         )
         with self._lock:
+            if name.lower() in self._deleted:
+                raise DeletedButRecoverable(
+                    f"Certificate {name} is currently in a deleted but recoverable state, and its name cannot be "
+                    "reused; in this state, the certificate can only be recovered or purged."
+                )
             if name.lower() in self._secrets:
                 raise ValueError(f"{name!r} is a plain secret; a certificate cannot share its name")
             certificate = self._certificates.get(name.lower())
@@ -173,7 +199,9 @@ class Vault:
         self._notify(self.certificate_event(stored.name, stored.version))
         return stored
 
-    def set_enabled(self, name: str, version: str, enabled: bool) -> None:
+    def set_enabled(self, name: str, version: str, enabled: bool, *, at: datetime | None = None) -> None:
+        """Enables or disables a version; its ``updated`` becomes now (or ``at``, for arranged history)."""
+        when = certs.epoch(at) if at is not None else int(time.time())
         with self._lock:
             if (certificate := self._certificates.get(name.lower())) is not None:
                 versions: list[Any] = certificate.versions
@@ -183,7 +211,7 @@ class Vault:
                 raise KeyError(name)
             for index, stored in enumerate(versions):
                 if stored.version == version:
-                    versions[index] = dataclasses.replace(stored, enabled=enabled, updated=int(time.time()))
+                    versions[index] = dataclasses.replace(stored, enabled=enabled, updated=when)
                     return
             raise KeyError(f"{name}/{version}")
 
@@ -253,16 +281,45 @@ class Vault:
         return stored.version
 
     def clear(self) -> None:
-        """Forgets every certificate and secret (subscribers stay): a fresh vault for the next test."""
+        """Forgets every certificate and secret, deleted ones too, and any access restriction
+        (subscribers stay): a fresh vault for the next test."""
         with self._lock:
             self._certificates.clear()
+            self._deleted.clear()
             self._secrets.clear()
             self.delivery_errors.clear()
+            self.allowed_certificates = None
 
-    def delete_certificate(self, name: str) -> None:
-        """Removes the certificate and all its versions (no soft-delete is emulated)."""
+    def delete_certificate(self, name: str, *, at: datetime | None = None) -> None:
+        """Deletes the certificate, its versions and backing secret, softly as every vault does now:
+        it leaves the list and is found among the deleted certificates until purged."""
+        when = certs.epoch(at) if at is not None else int(time.time())
         with self._lock:
-            del self._certificates[name.lower()]
+            certificate = self._certificates.pop(name.lower())
+            self._deleted[name.lower()] = DeletedCertificate(
+                certificate.name,
+                certificate.versions[-1],
+                dict(certificate.policy),
+                deleted=when,
+                scheduled_purge=when + RETENTION_DAYS * 86400,
+            )
+
+    def purge_deleted_certificate(self, name: str) -> None:
+        """Forgets a deleted certificate for good: Key Vault then holds no trace of the name."""
+        with self._lock:
+            del self._deleted[name.lower()]
+
+    def allow_only(self, names: Iterable[str] | None) -> None:
+        """Grants the app's identity roles on these certificates (and their secrets) only, as the
+        deployment does with named certificates; None: roles on the whole vault (the default).
+        Anything else it asks for answers 403, the vault's lists and deleted certificates too."""
+        with self._lock:
+            self.allowed_certificates = None if names is None else frozenset(name.lower() for name in names)
+
+    def may_access(self, name: str | None) -> bool:
+        """Whether the identity holds a role on the certificate or secret `name` (None: the vault)."""
+        allowed = self.allowed_certificates
+        return allowed is None or (name is not None and name.lower() in allowed)
 
     # -- inspecting ------------------------------------------------------------------------------
 
@@ -286,6 +343,11 @@ class Vault:
             if certificate is None:
                 raise KeyError(name)
             return _pick(certificate.versions, name, version)
+
+    def deleted_certificate(self, name: str) -> DeletedCertificate:
+        """A deleted certificate; KeyError when the vault holds none of that name."""
+        with self._lock:
+            return self._deleted[name.lower()]
 
     def certificate_versions(self, name: str) -> list[CertificateVersion]:
         with self._lock:

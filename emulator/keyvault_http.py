@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from . import operations as op
 from .certs import CONTENT_TYPES, PEM, PKCS12, CertificateFormatError, CertificateMaterial, load_pem, load_pkcs12
 from .identity import IssuedToken, TokenIssuer
-from .keyvault import CertificateVersion, SecretVersion, Vault
+from .keyvault import CertificateVersion, DeletedButRecoverable, DeletedCertificate, SecretVersion, Vault
 from .server import Call
 from .throttling import KeyVaultLimits
 from .wire import HttpError, Request, Response, format_retry_after, parse_json_object, request_id
@@ -34,6 +34,7 @@ _CERTIFICATE_OPERATIONS = {
     op.KV_LIST_CERTIFICATE_VERSIONS,
     op.KV_GET_CERTIFICATE,
     op.KV_IMPORT_CERTIFICATE,
+    op.KV_GET_DELETED_CERTIFICATE,
 }
 _ERROR_CODES = {
     400: "BadParameter",
@@ -49,6 +50,13 @@ _ERROR_CODES = {
 }
 
 Handler = Callable[[], Response]
+
+# The data actions Key Vault's RBAC checks (what a 403 names): Key Vault Reader grants the reads,
+# Key Vault Secrets User getSecret.
+_READ_CERTIFICATES = "Microsoft.KeyVault/vaults/certificates/read"
+_READ_DELETED = "Microsoft.KeyVault/vaults/deletedcertificates/read"
+_READ_SECRETS = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
+_GET_SECRET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
 
 
 class KeyVaultApi:
@@ -73,14 +81,14 @@ class KeyVaultApi:
         return f"https://0.0.1:{urlsplit(self.vault.url).port}"
 
     def resolve(self, request: Request) -> Call:
-        operation, handler = self._route(request)
+        token = self.issuer.lookup(request.bearer_token()) if request.bearer_token() is not None else None
+        operation, handler = self._route(request, token.client_id if token is not None else "")
         if request.bearer_token() is None:
             return Call(
                 op.KV_CHALLENGE,
                 lambda: self._unauthorized("AKV10000: Request is missing a Bearer or PoP token."),
                 self._fault(op.KV_CHALLENGE),
             )
-        token = self.issuer.lookup(request.bearer_token())
 
         def guarded() -> Response:
             self._authorize(token)
@@ -101,26 +109,48 @@ class KeyVaultApi:
 
     # -- routing ---------------------------------------------------------------------------------
 
-    def _route(self, request: Request) -> tuple[str, Handler]:
+    def _route(self, request: Request, caller: str) -> tuple[str, Handler]:
         segments = request.segments
         if segments and segments[-1] == "" and len(segments) <= 2:
             segments = segments[:-1]  # "/certificates/" lists like "/certificates"
         method = request.method
+
+        def allowed(handler: Handler, action: str, name: str | None = None, kind: str = "certificates") -> Handler:
+            """The handler, once the caller is found to hold a role that grants `action` on the object."""
+
+            def checked() -> Response:
+                if not self.vault.may_access(name):
+                    raise HttpError(self._forbidden_by_rbac(caller, action, f"{kind}/{name}" if name else None))
+                return handler()
+
+            return checked
+
         match segments:
             case ["certificates"] if method == "GET":
-                return op.KV_LIST_CERTIFICATES, lambda: self._list_certificates(request)
+                handler = allowed(lambda: self._list_certificates(request), _READ_CERTIFICATES)
+                return op.KV_LIST_CERTIFICATES, handler
             case ["certificates", name, "versions"] if method == "GET":
-                return op.KV_LIST_CERTIFICATE_VERSIONS, lambda: self._list_certificate_versions(request, name)
+                handler = allowed(lambda: self._list_certificate_versions(request, name), _READ_CERTIFICATES, name)
+                return op.KV_LIST_CERTIFICATE_VERSIONS, handler
             case ["certificates", name, "import"] if method == "POST":
                 return op.KV_IMPORT_CERTIFICATE, lambda: self._import_certificate(request, name)
             case ["certificates", name] | ["certificates", name, _] if method == "GET":
                 version = segments[2] if len(segments) == 3 else ""
-                return op.KV_GET_CERTIFICATE, lambda: self._get_certificate(name, version)
+                return op.KV_GET_CERTIFICATE, allowed(
+                    lambda: self._get_certificate(name, version), _READ_CERTIFICATES, name
+                )
+            case ["deletedcertificates", name] if method == "GET":
+                # Deleted certificates are vault-scoped: a role on one certificate does not reach them.
+                return op.KV_GET_DELETED_CERTIFICATE, allowed(
+                    lambda: self._get_deleted_certificate(name), _READ_DELETED
+                )
             case ["secrets", name, "versions"] if method == "GET":
-                return op.KV_LIST_SECRET_VERSIONS, lambda: self._list_secret_versions(request, name)
+                handler = allowed(lambda: self._list_secret_versions(request, name), _READ_SECRETS, name, "secrets")
+                return op.KV_LIST_SECRET_VERSIONS, handler
             case ["secrets", name] | ["secrets", name, _] if method == "GET":
                 version = segments[2] if len(segments) == 3 else ""
-                return op.KV_GET_SECRET, lambda: self._get_secret(name, version)
+                handler = allowed(lambda: self._get_secret(name, version), _GET_SECRET, name, "secrets")
+                return op.KV_GET_SECRET, handler
         message = f"The emulator does not model {method} {request.path}."
         return op.KV_UNROUTED, lambda: _error(404, "NotFound", message)
 
@@ -138,6 +168,27 @@ class KeyVaultApi:
             f'Bearer authorization="https://login.windows.net/{self.tenant_id}", resource="{self.challenge_resource}"'
         )
         return _error(401, "Unauthorized", message, {"WWW-Authenticate": challenge})
+
+    def _forbidden_by_rbac(self, caller: str, action: str, scope: str | None) -> Response:
+        """Key Vault's answer under Azure RBAC when no role assignment grants `action` on the object."""
+        resource = f"{self.vault.topic}/{scope}" if scope else self.vault.topic
+        message = (
+            "Caller is not authorized to perform action on resource.\r\n"
+            "If role assignments, deny assignments or role definitions were changed recently, please observe "
+            "propagation time.\r\n"
+            f"Caller: appid={caller};oid={caller};iss=https://sts.windows.net/{self.tenant_id}/\r\n"
+            f"Action: '{action}'\r\n"
+            f"Resource: '{resource.lower()}'\r\n"
+            "Assignment: (not found)\r\n"
+            "DenyAssignmentId: null\r\n"
+            "DecisionReason: 'DeniedWithNoValidRBAC' \r\n"
+            f"Vault: {self.vault.name};location=emulated\r\n"
+        )
+        return Response.json(
+            403,
+            {"error": {"code": "Forbidden", "message": message, "innererror": {"code": "ForbiddenByRbac"}}},
+            _headers(),
+        )
 
     def _fault(self, operation: str) -> Callable[[int, float | None], Response]:
         def respond(status: int, retry_after: float | None) -> Response:
@@ -185,6 +236,24 @@ class KeyVaultApi:
             raise HttpError(_certificate_not_found(f"{name}/{version}" if version else name)) from None
         return _ok(self._bundle(stored, with_policy=not version))
 
+    def _get_deleted_certificate(self, name: str) -> Response:
+        try:
+            deleted = self.vault.deleted_certificate(name)
+        except KeyError:
+            raise HttpError(_error(404, "CertificateNotFound", f"Deleted Certificate not found: {name}")) from None
+        return _ok(self._deleted_bundle(deleted))
+
+    def _deleted_bundle(self, deleted: DeletedCertificate) -> dict[str, Any]:
+        """A DeletedCertificateBundle: the certificate's latest version as it was, and when it goes for good."""
+        bundle = self._bundle(deleted.latest, with_policy=False)
+        bundle["policy"] = {"id": f"{self.vault.url}/certificates/{deleted.name}/policy", **deleted.policy}
+        return {
+            "recoveryId": f"{self.vault.url}/deletedcertificates/{deleted.name}",
+            "deletedDate": deleted.deleted,
+            "scheduledPurgeDate": deleted.scheduled_purge,
+            **bundle,
+        }
+
     def _import_certificate(self, request: Request, name: str) -> Response:
         body = parse_json_object(request.body)
         if body is None or not isinstance(body.get("value"), str):
@@ -210,6 +279,15 @@ class KeyVaultApi:
                 tags=tags,
                 policy=policy,
             )
+        except DeletedButRecoverable as error:
+            body = {
+                "error": {
+                    "code": "Conflict",
+                    "message": str(error),
+                    "innererror": {"code": "ObjectIsDeletedButRecoverable"},
+                }
+            }
+            raise HttpError(Response.json(409, body, _headers())) from None
         except (CertificateFormatError, ValueError) as error:
             raise HttpError(
                 _error(400, "BadParameter", f"The specified certificate content is invalid: {error}")

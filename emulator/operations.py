@@ -13,6 +13,7 @@ KV_GET_CERTIFICATE: Final = "kv.get_certificate"
 KV_IMPORT_CERTIFICATE: Final = "kv.import_certificate"
 KV_GET_SECRET: Final = "kv.get_secret"
 KV_LIST_SECRET_VERSIONS: Final = "kv.list_secret_versions"
+KV_GET_DELETED_CERTIFICATE: Final = "kv.get_deleted_certificate"
 
 ARM_GET_SERVICE: Final = "arm.get_service"
 ARM_LIST_CERTIFICATES: Final = "arm.list_certificates"
@@ -43,6 +44,7 @@ OPERATIONS: Final = frozenset(
         KV_IMPORT_CERTIFICATE,
         KV_GET_SECRET,
         KV_LIST_SECRET_VERSIONS,
+        KV_GET_DELETED_CERTIFICATE,
         ARM_GET_SERVICE,
         ARM_LIST_CERTIFICATES,
         ARM_GET_CERTIFICATE,

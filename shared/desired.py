@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 
 from shared.chain import Certificate, Role, TrustPath
 from shared.ports import VersionInfo
@@ -18,13 +17,15 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def versions_to_trust(versions: Iterable[VersionInfo], now: datetime, grace: timedelta) -> tuple[VersionInfo, ...]:
-    """The versions a backend may still present, newest first.
+    """The versions a backend may still present, newest first; none when every version is disabled
+    or expired (the certificate is retired: nothing of it is needed).
 
     - the latest enabled version;
     - the previous enabled, unexpired one (a backend that has not reloaded yet keeps working);
-    - every enabled, unexpired version that was the latest less than `grace` ago (backends that
-      reload on a schedule, such as App Service's Key Vault references within 24 h, may still
-      serve it after a quick second rotation).
+    - every enabled, unexpired version that was the latest enabled one less than `grace` ago
+      (backends that reload on a schedule, such as App Service's Key Vault references within 24 h,
+      may still serve it after a quick second rotation). A version stopped being the latest when
+      the first newer one became enabled, which a version created disabled does only later.
     """
     enabled = sorted(
         (version for version in versions if version.enabled),
@@ -32,20 +33,36 @@ def versions_to_trust(versions: Iterable[VersionInfo], now: datetime, grace: tim
         key=lambda version: (version.created or _EPOCH, version.not_before or _EPOCH, version.version),
         reverse=True,
     )
-    if not enabled:
-        return ()
 
     def unexpired(version: VersionInfo) -> bool:
         return version.expires is None or version.expires > now
 
+    if not any(unexpired(version) for version in enabled):
+        # An expired leaf is refused by every gateway whatever they trust: keeping its chain for it
+        # would fail every run and keep the chain forever.
+        return ()
     latest, *older = enabled
     previous = next((version for version in older if unexpired(version)), None)
-    superseded_lately = {
-        older_version.version
-        for newer, older_version in pairwise(enabled)
-        if unexpired(older_version) and newer.created is not None and newer.created > now - grace
-    }
-    return (latest, *(v for v in older if v is previous or v.version in superseded_lately))
+    chosen = [latest]
+    superseded: datetime | None = became_latest(latest)  # when the versions after it had a newer one
+    for version in older:
+        lately = superseded is not None and superseded > now - grace
+        if unexpired(version) and (version is previous or lately):
+            chosen.append(version)
+        if (became := became_latest(version)) is not None:
+            superseded = became if superseded is None else min(superseded, became)
+    return tuple(chosen)
+
+
+def became_latest(version: VersionInfo) -> datetime | None:
+    """When `version` became the latest enabled one, as late as Key Vault's attributes allow: created,
+    or updated when later (Key Vault keeps no "enabled at"; `updated` is at least as late as the
+    enabling, and any later attribute change only keeps the older versions longer)."""
+    if version.created is None:
+        return version.updated
+    if version.updated is None:
+        return version.created
+    return max(version.created, version.updated)
 
 
 @dataclass(frozen=True)

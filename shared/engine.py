@@ -74,6 +74,16 @@ _LIMIT_OF = {
     ActionKind.REMOVE_GATEWAY_CA: Kind.ARM_DELETES,
     ActionKind.DELETE_CERTIFICATE: Kind.ARM_DELETES,
 }
+# What a 403 from Key Vault means: a role the app's identity lacks (infra/access/keyvault.bicep).
+_ROLE_TO_LIST = (
+    "the app's identity lacks the Key Vault Reader role on the vault, which lists its certificates "
+    "(CERTIFICATE_NAMES=*); nothing is taken away until that is fixed"
+)
+_ROLE_TO_READ_CHAIN = (
+    "the app's identity lacks the Key Vault Secrets User role on secret {name} (or on the vault), which reads "
+    "a certificate's chain"
+)
+_VERSION_DISABLED = "Forbidden/SecretDisabled"  # a version disabled since it was listed: not a role
 _LEFT = "not started: the run's time budget ran out; the next run continues from what APIM holds"
 
 
@@ -293,12 +303,18 @@ class _Run:
 
     async def read_desired(self) -> Desired:
         """The paths of every version to trust of every certificate in scope; incomplete when one failed."""
+        listed = True
         async with asyncio.TaskGroup() as reads:
-            started = [
-                (name, reads.create_task(self.read_certificate(name)))
-                async for page in self.certificate_names()
-                for name in page
-            ]
+            started: list[tuple[str, asyncio.Task[_Certificate]]] = []
+            try:
+                async for page in self.certificate_names():
+                    started.extend((name, reads.create_task(self.read_certificate(name))) for name in page)
+            except AzureCallError as error:
+                if error.status != 403:
+                    raise
+                # Not every certificate is known: nothing may be taken away, and a retry will not help.
+                self.report.fail(f"{error}: {_ROLE_TO_LIST}", retryable=False)
+                listed = False
         read = [task.result() for _, task in started]
         missing = sorted(certificate.name for certificate in read if not certificate.exists)
         if missing and not self.scope.is_full:
@@ -306,7 +322,7 @@ class _Run:
         return desired_state(
             {certificate.name: certificate.paths or () for certificate in read},
             trust_intermediates=self.settings.trust_intermediates,
-            complete=all(certificate.paths is not None for certificate in read),
+            complete=listed and all(certificate.paths is not None for certificate in read),
         )
 
     async def certificate_names(self) -> AsyncIterator[list[str]]:
@@ -330,31 +346,90 @@ class _Run:
         try:
             versions = await self.read(self.vault.versions, name)
         except NotFoundError:
-            # Deleted: retired like a certificate whose versions are all disabled, so the clean-up of
-            # the others goes on; named in CERTIFICATE_NAMES, it is a setting to fix.
-            if self.scope.is_full and self.settings.certificates.names is not None:
-                self.report.warn(
-                    f"certificate {name} does not exist in {self.settings.keyvault_url}: treated as retired; "
-                    "remove it from CERTIFICATE_NAMES"
-                )
-            return _Certificate(name, (), exists=False)
+            if not self.scope.is_full:
+                return _Certificate(name, (), exists=False)  # a scoped run writes nothing: MissingCertificates
+            return await self.confirm_deleted(name)
         except AzureCallError as error:
-            self.report.fail(str(error), retryable=True)
+            self.vault_failed(name, error)
             return _Certificate(name, None)
         chosen = versions_to_trust(versions, self.now, self.settings.rotation_grace)
         if not chosen:
             # Retired on purpose: it needs nothing, so what only it needed may go in a full run.
-            self.report.warn(f"certificate {name} has no enabled version: nothing of it is trusted")
+            if any(version.enabled for version in versions):
+                self.report.warn(f"certificate {name} has only expired versions: retired, nothing of it is trusted")
+            else:
+                self.report.warn(f"certificate {name} has no enabled version: nothing of it is trusted")
             return _Certificate(name, ())
         self.progress.planned(Work.KEYVAULT_READS, len(chosen))
         paths = await asyncio.gather(*(self.read_path(name, version) for version in chosen))
         found = tuple(path for path in paths if path is not None)
         return _Certificate(name, found if len(found) == len(paths) else None)
 
+    async def confirm_deleted(self, name: str) -> _Certificate:
+        """A full run met a 404 on a certificate's versions: retired only on Key Vault's word that it was
+        deleted, since a name that never existed (a typo in CERTIFICATE_NAMES) answers the same 404, and
+        taking its chains away would break every backend that uses them."""
+        vault = self.settings.keyvault_url
+        self.progress.planned(Work.KEYVAULT_READS)
+        try:
+            deleted = await self.read(self.vault.deleted, name)
+            if deleted is None:
+                # The identity may not read deleted certificates (roles on named certificates only),
+                # where a misspelt name answers 403, not 404: a second 404 is taken as the deletion.
+                self.progress.planned(Work.KEYVAULT_READS)
+                deleted = not await self.exists(name)
+                if not deleted:  # recreated or recovered between the two looks: the next run reads it
+                    self.report.fail(f"certificate {name} was not found in {vault}, then found", retryable=True)
+                    return _Certificate(name, None)
+        except AzureCallError as error:
+            self.vault_failed(name, error)
+            return _Certificate(name, None)
+        named = self.settings.certificates.names is not None
+        if deleted:
+            fix = "; remove it from CERTIFICATE_NAMES" if named else ""
+            self.report.warn(f"certificate {name} was deleted from {vault}: retired, nothing of it is trusted{fix}")
+            return _Certificate(name, ())
+        if named:
+            self.report.fail(
+                f"CERTIFICATE_NAMES names certificate {name}, which {vault} does not hold, not even as deleted: "
+                "correct the setting; nothing is taken away until then",
+                retryable=False,
+            )
+        else:  # listed by the vault a moment ago, gone now without a trace (purged): the next list settles it
+            self.report.fail(
+                f"certificate {name} was listed by {vault}, then not found, not even as deleted: nothing is taken away",
+                retryable=True,
+            )
+        return _Certificate(name, None)
+
+    async def exists(self, name: str) -> bool:
+        try:
+            await self.read(self.vault.versions, name)
+        except NotFoundError:
+            return False
+        return True
+
+    def vault_failed(self, name: str, error: AzureCallError) -> None:
+        """A read of a certificate's versions failed: a 403 is a role to grant or a name to correct (a
+        retry will not help: the run is failed, not retryable), anything else may pass."""
+        if error.status != 403:
+            self.report.fail(str(error), retryable=True)
+            return
+        named = name in self.settings.certificates and not self.settings.certificates.is_all
+        fix = f"; if {name} is misspelt, correct CERTIFICATE_NAMES" if named else ""
+        self.report.fail(
+            f"{error}: the app's identity lacks the Key Vault Reader role on certificate {name} (or on the vault), "
+            f"which lists its versions; nothing is taken away until that is fixed{fix}",
+            retryable=False,
+        )
+
     async def read_path(self, name: str, version: VersionInfo) -> VersionPath | None:
         try:
             secret = await self.read(self.vault.secret, name, version.version)
         except AzureCallError as error:
+            if error.status == 403 and error.code != _VERSION_DISABLED:
+                self.report.fail(f"{error}: {_ROLE_TO_READ_CHAIN.format(name=name)}", retryable=False)
+                return None
             # Key Vault has just listed this version, so even a 404 is a passing inconsistency (or a
             # deletion since), not bad input: a retry re-lists and settles it either way.
             self.report.fail(str(error), retryable=True)

@@ -101,6 +101,7 @@ class KeyVault:
                 expires=props.expires_on,
                 leaf_thumbprint=props.x509_thumbprint.hex().upper() if props.x509_thumbprint else None,
                 not_before=props.not_before,
+                updated=props.updated_on,
             )
             for props in listed
             if props.version is not None
@@ -108,6 +109,19 @@ class KeyVault:
         if not found:
             raise NotFoundError(f"certificate {name} does not exist in {self.vault_url}")
         return found
+
+    async def deleted(self, name: str) -> bool | None:
+        try:
+            async with self._certificates_first():
+                with translated(f"read deleted certificate {name}"):
+                    await self._certificates.get_deleted_certificate(name)
+        except NotFoundError:
+            return False
+        except AzureCallError as error:
+            if error.status == 403:  # the identity may not read deleted certificates: it cannot tell
+                return None
+            raise
+        return True
 
     async def secret(self, name: str, version: str) -> Secret:
         async with self._secrets_first():

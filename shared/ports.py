@@ -56,6 +56,9 @@ class VersionInfo:
     expires: datetime | None
     leaf_thumbprint: str | None  # upper-case SHA-1 hex of the leaf (Key Vault's x5t)
     not_before: datetime | None = None
+    # The last change of the version's attributes. Key Vault keeps no "enabled at": this is the
+    # latest moment it can have been enabled (a later change of a tag or date only moves it later).
+    updated: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,11 @@ class VaultPort(Protocol):
         ...
 
     async def secret(self, name: str, version: str) -> Secret: ...
+
+    async def deleted(self, name: str) -> bool | None:
+        """Whether Key Vault holds the certificate as deleted (soft-deleted, recoverable): True it
+        does, False it does not, None when the identity may not ask (HTTP 403)."""
+        ...
 
 
 class ApimPort(Protocol):

@@ -9,6 +9,7 @@ not a stand-in for them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,9 @@ class MemoryVault:
     calls: Calls
     certificates: dict[str, list[tuple[VersionInfo, Secret]]] = field(default_factory=dict)
     page_size: int = 25
+    deleted_names: set[str] = field(default_factory=set)  # soft-deleted certificates
+    forbidden: set[str] = field(default_factory=set)  # names the identity has no role on: 403
+    may_read_deleted: bool = True  # False: roles on named certificates only, the deleted list answers 403
 
     def add_version(
         self,
@@ -81,6 +85,7 @@ class MemoryVault:
         pki: Hierarchy,
         *,
         created: datetime | None = None,
+        updated: datetime | None = None,
         enabled: bool = True,
         secret: Secret | None = None,
     ) -> Certificate:
@@ -95,6 +100,7 @@ class MemoryVault:
             expires=leaf.not_after,
             leaf_thumbprint=leaf.sha1_thumbprint,
             not_before=leaf.not_before,
+            updated=updated,
         )
         value = secret or Secret(pem_secret(issued.key, [issued.certificate, *pki.ca_certificates()]), PEM_CONTENT_TYPE)
         self.certificates.setdefault(name, []).append((version, value))
@@ -102,12 +108,12 @@ class MemoryVault:
 
     def disable(self, name: str, number: int) -> None:
         version, secret = self.certificates[name][number - 1]
-        self.certificates[name][number - 1] = (
-            VersionInfo(
-                version.version, False, version.created, version.expires, version.leaf_thumbprint, version.not_before
-            ),
-            secret,
-        )
+        self.certificates[name][number - 1] = (dataclasses.replace(version, enabled=False), secret)
+
+    def delete(self, name: str) -> None:
+        """Soft-deletes the certificate, as Key Vault does: gone from the list, found among the deleted."""
+        del self.certificates[name]
+        self.deleted_names.add(name)
 
     async def certificate_names(self) -> AsyncIterator[list[str]]:
         names = sorted(self.certificates)
@@ -117,9 +123,19 @@ class MemoryVault:
 
     async def versions(self, name: str) -> list[VersionInfo]:
         await self.calls(f"kv versions {name}")
+        if name in self.forbidden:
+            raise AzureCallError(
+                f"list versions of certificate {name}: HTTP 403 Forbidden", status=403, code="Forbidden"
+            )
         if name not in self.certificates:
             raise NotFoundError(f"certificate {name} does not exist")
         return [version for version, _ in self.certificates[name]]
+
+    async def deleted(self, name: str) -> bool | None:
+        await self.calls(f"kv deleted {name}")
+        if not self.may_read_deleted:
+            return None
+        return name in self.deleted_names
 
     async def secret(self, name: str, version: str) -> Secret:
         await self.calls(f"kv secret {version}")

@@ -67,11 +67,15 @@ class TestVersionsToTrust:
         versions = [version("v1", created=60 * DAY), version("v2", created=30 * DAY, enabled=False), version("v3")]
         assert picked(versions) == ["v3", "v1"]
 
-    def test_expired_previous_is_dropped_but_latest_kept(self) -> None:
+    def test_every_version_expired_is_a_retired_certificate(self) -> None:
         versions = [
             version("v1", created=400 * DAY, expires_in=-10 * DAY),
             version("v2", created=DAY, expires_in=-DAY),
         ]
+        assert picked(versions) == []
+
+    def test_expired_previous_is_dropped_but_latest_kept(self) -> None:
+        versions = [version("v1", created=400 * DAY, expires_in=-10 * DAY), version("v2", created=DAY)]
         assert picked(versions) == ["v2"]
 
     def test_nothing_enabled(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -322,3 +324,91 @@ def test_rsa_chains_work_too(emu: Emulator, secrets: SecretClient) -> None:
         "reuse_key": False,
         "key_size": 2048,
     }
+
+
+def test_a_deleted_certificate_leaves_the_list_and_is_found_among_the_deleted(
+    emu: Emulator, certificates: CertificateClient, secrets: SecretClient, chain: Chain
+) -> None:
+    version = emu.vault.import_certificate("tls", chain.pfx())
+    emu.vault.import_certificate("other", chain.pfx())
+    emu.vault.delete_certificate("TLS")  # names are case-insensitive
+
+    deleted = certificates.get_deleted_certificate("tls")
+
+    assert [c.name for c in certificates.list_properties_of_certificates()] == ["other"]
+    assert deleted.name == "tls"
+    assert deleted.properties is not None
+    assert deleted.properties.version == version
+    assert deleted.recovery_id == f"{emu.vault.url}/deletedcertificates/tls"
+    assert deleted.deleted_on is not None
+    assert deleted.scheduled_purge_date is not None
+    assert (deleted.scheduled_purge_date - deleted.deleted_on).days == 90
+    with pytest.raises(ResourceNotFoundError):
+        list(certificates.list_properties_of_certificate_versions("tls"))
+    with pytest.raises(ResourceNotFoundError):
+        secrets.get_secret("tls", version)
+    with pytest.raises(HttpResponseError) as reused:  # the name is taken until purged
+        certificates.import_certificate("tls", chain.pfx())
+    assert reused.value.status_code == 409
+    assert reused.value.response is not None
+    body = json.loads(reused.value.response.text())
+    assert body["error"]["code"] == "Conflict"
+    assert body["error"]["innererror"] == {"code": "ObjectIsDeletedButRecoverable"}
+    assert "tls is currently in a deleted but recoverable state" in body["error"]["message"]
+
+    emu.vault.purge_deleted_certificate("tls")
+    with pytest.raises(ResourceNotFoundError) as purged:
+        certificates.get_deleted_certificate("tls")
+    assert purged.value.response is not None
+    assert json.loads(purged.value.response.text()) == {
+        "error": {"code": "CertificateNotFound", "message": "Deleted Certificate not found: tls"}
+    }
+    certificates.import_certificate("tls", chain.pfx())  # a purged name may be used again
+
+
+def test_roles_on_named_certificates_only_answer_403_by_rbac_elsewhere(
+    emu: Emulator, certificates: CertificateClient, secrets: SecretClient, chain: Chain
+) -> None:
+    emu.vault.import_certificate("tls", chain.pfx())
+    emu.vault.import_certificate("other", chain.pfx())
+    emu.vault.allow_only(["TLS"])
+
+    assert len(list(certificates.list_properties_of_certificate_versions("tls"))) == 1
+    assert secrets.get_secret("tls").value
+    refused: dict[str, Any] = {}
+    calls: dict[str, Callable[[], object]] = {
+        "versions": lambda: list(certificates.list_properties_of_certificate_versions("other")),
+        "misspelt": lambda: list(certificates.list_properties_of_certificate_versions("tsl")),
+        "secret": lambda: secrets.get_secret("other"),
+        "list": lambda: list(certificates.list_properties_of_certificates()),
+        "deleted": lambda: certificates.get_deleted_certificate("tls"),
+    }
+    for what, call in calls.items():
+        with pytest.raises(HttpResponseError) as raised:
+            call()
+        assert raised.value.status_code == 403, what
+        assert raised.value.response is not None
+        refused[what] = json.loads(raised.value.response.text())["error"]
+
+    assert {error["code"] for error in refused.values()} == {"Forbidden"}
+    assert {error["innererror"]["code"] for error in refused.values()} == {"ForbiddenByRbac"}
+    assert "Action: 'Microsoft.KeyVault/vaults/certificates/read'" in refused["versions"]["message"]
+    assert f"Resource: '{emu.vault.topic.lower()}/certificates/tsl'" in refused["misspelt"]["message"]
+    assert "Action: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'" in refused["secret"]["message"]
+    assert "Action: 'Microsoft.KeyVault/vaults/deletedcertificates/read'" in refused["deleted"]["message"]
+    emu.vault.allow_only(None)
+    assert len(list(certificates.list_properties_of_certificates())) == 2
+
+
+def test_updated_is_when_a_version_s_attributes_last_changed(
+    emu: Emulator, certificates: CertificateClient, chain: Chain
+) -> None:
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    version = emu.vault.import_certificate("tls", chain.pfx(), enabled=False, created=created)
+    (listed,) = certificates.list_properties_of_certificate_versions("tls")
+    assert (listed.created_on, listed.updated_on) == (created, created)  # as Key Vault sets both at creation
+
+    enabled_at = created + timedelta(days=2)
+    emu.vault.set_enabled("tls", version, True, at=enabled_at)
+    (listed,) = certificates.list_properties_of_certificate_versions("tls")
+    assert (listed.enabled, listed.created_on, listed.updated_on) == (True, created, enabled_at)
