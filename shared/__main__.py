@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import ssl
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -126,33 +127,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "audit" and args.certificates:
         parser.error("audit always covers every bound certificate")
-    _configure_logging(args.verbose)
+    with _cli_logging(args.verbose):
+        return _command(args.command, args.certificates, as_json=args.json)
 
+
+def _command(command: str, certificates: frozenset[str] | None, *, as_json: bool) -> int:
     try:
         app = TrustSync({**local_settings(), **os.environ})
         settings = app.settings()
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    unbound = unbound_certificates(settings, args.certificates or ())
+    unbound = unbound_certificates(settings, certificates or ())
     if unbound:
         print(f"--certificates: not in CERTIFICATE_NAMES: {', '.join(unbound)}", file=sys.stderr)
         return EXIT_USAGE
-    progress = TerminalProgress() if not args.json and sys.stdout.isatty() and sys.stderr.isatty() else None
+    progress = TerminalProgress() if not as_json and sys.stdout.isatty() and sys.stderr.isatty() else None
     if progress is not None:
         app.progress = progress
     try:
-        report = asyncio.run(_run(app, args.command, args.certificates))
+        report = asyncio.run(_run(app, command, certificates))
     except (OSError, ssl.SSLError) as error:  # before any call: the TLS roots or the network setup
         print(f"cannot reach Azure: {unreachable(error, app.environ)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if progress is not None:
             progress.stop()
-    if args.json:
+    if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(render_status(report) if args.command == "status" else render(report))
+        print(render_status(report) if command == "status" else render(report))
     return _EXIT_BY_STATUS[report.status]
 
 
@@ -225,26 +229,37 @@ def unreachable(error: OSError | ssl.SSLError, environ: Mapping[str, str]) -> st
     return f"{error.strerror or error}{f': {error.filename}' if error.filename else ''}"
 
 
-def _configure_logging(verbose: bool) -> None:
-    """The report says everything once; -v adds the app's own calls and actions as they happen."""
+@contextlib.contextmanager
+def _cli_logging(verbose: bool) -> Iterator[None]:
+    """The report says everything once; -v adds the app's own calls and actions as they happen.
+
+    The loggers are the process's: put back as found on the way out (tests call `main` in-process)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.addFilter(lambda record: record.levelno < logging.WARNING)  # warnings and errors are in the report
     summaries = (RUN_RECORD, VERDICT_RECORD, HORIZON_RECORD)  # for Application Insights: the report says it all
     handler.addFilter(lambda record: not record.getMessage().startswith(summaries))
-    app_log = logging.getLogger("trustsync")
+    app_log, sdk_log = logging.getLogger("trustsync"), logging.getLogger("azure")
+    saved = [(log, log.level, log.propagate) for log in (app_log, sdk_log)]
     app_log.addHandler(handler)
     app_log.propagate = False
     app_log.setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
     # The SDK's own credential chatter (each credential tried, and why it failed) only with -v: the
     # report's error already says in one line that no credential could be had.
-    sdk_log = logging.getLogger("azure")
-    if verbose:
-        sdk_log.addHandler(logging.StreamHandler(sys.stderr))
-        sdk_log.setLevel(logging.WARNING)
-    else:
-        sdk_log.setLevel(logging.CRITICAL + 1)
+    # A handler that drops them, not only a level: an azure.* logger with a level of its own (the
+    # function app sets some) would otherwise reach Python's last-resort handler on stderr.
+    sdk_handler: logging.Handler = logging.StreamHandler(sys.stderr) if verbose else logging.NullHandler()
+    sdk_log.addHandler(sdk_handler)
+    sdk_log.setLevel(logging.WARNING if verbose else logging.CRITICAL + 1)
     sdk_log.propagate = False
+    try:
+        yield
+    finally:
+        app_log.removeHandler(handler)
+        sdk_log.removeHandler(sdk_handler)
+        for log, level, propagate in saved:
+            log.setLevel(level)
+            log.propagate = propagate
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
