@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from emulator.pki import make_certificate
 from shared.chain import Certificate
 from shared.desired import Desired, DesiredAuthority
-from shared.plan import Action, ActionKind, Observed, certificate_id_for, is_ours
+from shared.plan import LOCAL, Action, ActionKind, Observed, certificate_id_for, is_ours
 from shared.ports import ApimCertificate
 from tests.planning import plan_all
 
@@ -66,7 +66,7 @@ class Apim:
         return found
 
     def foreign(self) -> tuple[dict[str, str], dict[str, dict[str, bool]]]:
-        ours = {cid for cid, cert in self.certificates.items() if is_ours(cert)}
+        ours = {cid for cid, cert in self.certificates.items() if is_ours(cert, LOCAL)}
         return (
             {cid: c.thumbprint for cid, c in self.certificates.items() if cid not in ours},
             {gw: {cid: ok for cid, ok in cas.items() if cid not in ours} for gw, cas in self.gateway_cas.items()},
@@ -154,7 +154,7 @@ def test_a_plan_never_touches_foreign_entries_never_removes_what_is_needed_and_c
         ours_here = {
             apim.certificates[cid].thumbprint: trusted
             for cid, trusted in apim.gateway_cas[gateway].items()
-            if is_ours(apim.certificates[cid])
+            if is_ours(apim.certificates[cid], LOCAL)
         }
         for thumbprint, authority in desired.authorities.items():
             if any(authority.certificate.subject in conflict for conflict in conflicts if "not uploaded" in conflict):
