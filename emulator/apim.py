@@ -116,6 +116,7 @@ class ApimService:
             self._certificates.clear()
             self._gateways.clear()
             self._include_managed = False
+            self.sku = "Developer"
 
     # -- gateways --------------------------------------------------------------------------------
 
