@@ -719,3 +719,31 @@ def test_an_apim_without_a_self_hosted_gateway_is_not_in_sync_and_says_what_it_h
     assert main(["plan"]) == EXIT_FAILED
     assert "tier BasicV2" in capsys.readouterr().out
     assert emu.count("arm.get_service") == 4  # read once per run, each time no gateway was selected
+
+
+def test_a_legacy_entry_whose_replacement_cannot_be_written_stays(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone else's certificate sits under the id the deployment would give the root: the root's
+    legacy entry is then the only one trusting it, and it stays however often a full run comes."""
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    for cert in backend.authorities:
+        emu.apim.add_certificate(legacy_id(cert), cert.der)
+        for gw in GATEWAYS:
+            emu.apim.set_gateway_ca(gw, legacy_id(cert), trusted=True)
+    intermediate, root = backend.authorities
+    squatter = Certificate.from_x509(make_certificate("Squatter", is_ca=True).certificate)
+    emu.apim.add_certificate(certificate_id_for(root), squatter.der)
+    monitor = TrustMonitor(emu, backend.authorities)
+    monitor.watch()
+    monkeypatch.setenv("AUDIT_REMEDIATE", "true")
+
+    answer = resync()
+    audit()
+
+    assert answer.body["status"] == "drift"  # the squatter is a conflict until someone removes it
+    monitor.assert_never_lost()
+    for gw in GATEWAYS:
+        assert emu.apim.gateway_cas(gw) == {legacy_id(root): True, certificate_id_for(intermediate): True}
+    assert legacy_id(intermediate) not in emu.apim.certificates  # replaced, so gone
