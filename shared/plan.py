@@ -313,6 +313,18 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
                     if replacement not in entries or (replaced.trusted and not entries[replacement]):
                         awaiting.add(key)
                         notes.append(f"{certificate_id} stays on {gateway} until {replacement} replaces it there")
+                        if trusted and not replaced.trusted:  # meanwhile, as trusted as needed and no more
+                            reason = f"{replaced.certificate.subject} is needed for chain building only on {gateway}"
+                            actions.append(
+                                Action(
+                                    ActionKind.SET_GATEWAY_CA,
+                                    certificate_id,
+                                    gateway,
+                                    False,
+                                    replace=True,
+                                    reason=reason,
+                                )
+                            )
                         continue
                     reason = f"an id of an earlier version, replaced by {replacement}"
                 actions.append(Action(ActionKind.REMOVE_GATEWAY_CA, certificate_id, gateway, reason=reason))

@@ -585,7 +585,8 @@ def test_two_deployments_on_one_apim_each_full_resync_leaves_the_other_s_entries
         team: {c.id for c in emu.apim.certificates.values() if c.id.startswith(f"trustsync-{team}--")}
         for team in ("teama", "teamb")
     }
-    assert len(held_by["teama"]) == 2 and len(held_by["teamb"]) == 4  # the shared chain twice: a copy each
+    assert len(held_by["teama"]) == 2  # the shared chain twice: a copy each
+    assert len(held_by["teamb"]) == 4
     b_certificates = {cid: emu.apim.certificates[cid].etag for cid in held_by["teamb"]}
     b_entries = {
         gw: {
@@ -609,7 +610,8 @@ def test_two_deployments_on_one_apim_each_full_resync_leaves_the_other_s_entries
     assert not orders.authority_ids & set(emu.apim.certificates)  # the default deployment's ids: never written
     assert not held_by["teama"] & set(emu.apim.certificates)  # teama's own copies of the shared chain: gone
     written = {record.path.rsplit("/", 1)[1] for record in emu.requests if record.is_write}
-    assert written and all(target.startswith("trustsync-teama--") for target in written), written
+    assert written
+    assert all(target.startswith("trustsync-teama--") for target in written), written
     assert {cid: emu.apim.certificates[cid].etag for cid in held_by["teamb"]} == b_certificates
     for gw in GATEWAYS:
         assert {
@@ -713,7 +715,9 @@ def test_an_apim_without_a_self_hosted_gateway_is_not_in_sync_and_says_what_it_h
     assert answer.body["status"] == "failed"
     assert answer.body["inSync"] is False
     (error,) = answer.body["errors"]
-    assert "tier BasicV2" in error and "gateways: none" in error and emu.apim.name in error
+    assert "tier BasicV2" in error
+    assert "gateways: none" in error
+    assert emu.apim.name in error
     (record,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TRUSTSYNC_AUDIT")]
     assert record.startswith("TRUSTSYNC_AUDIT status=failed ")
     assert main(["plan"]) == EXIT_FAILED

@@ -290,6 +290,15 @@ class TestLegacyIds:
         narrowing = plan_narrowing(desired((root, True)), observed, ["gw1"])
         assert narrowing.actions == ()
 
+    def test_a_legacy_entry_waiting_for_its_replacement_is_trusted_no_more_than_needed(self) -> None:
+        inter = ca("Contoso Issuing")
+        old = legacy_id(inter)
+        observed = Observed(held((old, inter)), {"gw1": {old: True}}, owner=HEIR)
+        narrowing = plan_narrowing(desired((inter, False)), observed, ["gw1"])  # chain building only
+        assert [(a.kind, a.certificate_id, a.trusted, a.replace) for a in narrowing.actions] == [
+            (ActionKind.SET_GATEWAY_CA, old, False, True)
+        ]
+
     def test_a_deployment_that_does_not_adopt_them_never_touches_them(self) -> None:
         root, retired = ca("Contoso Root"), ca("Retired CA")
         old = [legacy_id(root), legacy_id(retired)]
