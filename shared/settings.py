@@ -6,7 +6,8 @@ the first person to read it is an operator looking at the Function App's configu
 
 One deployment binds one vault's certificates to one APIM service's gateways. A platform team
 with several APIM instances deploys the app once per instance: each identity then holds roles on
-one APIM service only, and one instance's failures or throttling never hold up another's.
+one APIM service only, and one instance's failures or throttling never hold up another's. Several
+deployments may share one APIM service: DEPLOYMENT_ID keeps each to the entries it wrote.
 """
 
 from __future__ import annotations

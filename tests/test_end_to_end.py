@@ -442,7 +442,7 @@ def test_operator_cli_says_each_warning_once_and_verbose_shows_the_app_s_calls(
     out, err = capsys.readouterr()
     assert (out + err).count("root missing") == 1
     assert "versions orders" in err  # the app's own calls...
-    assert "upload-certificate trustsync-issuing-ca-" in err  # ...and actions
+    assert "upload-certificate trustsync-local--issuing-ca-" in err  # ...and actions
     assert "Request headers" not in err  # not the SDK's HTTP logging
     assert "Authorization" not in err
 
