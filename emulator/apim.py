@@ -94,6 +94,7 @@ class ApimService:
         self.resource_group = resource_group
         self.name = name
         self.location = location
+        self.sku = "Developer"  # ARM's sku.name; a test sets e.g. "BasicV2", a tier without self-hosted gateways
         self.key_vault_resolver: KeyVaultResolver = lambda _identifier: None
         self._lock = threading.RLock()
         self._etag_counter = 0x00E6A1D0  # any start; only changes matter
@@ -115,6 +116,7 @@ class ApimService:
             self._certificates.clear()
             self._gateways.clear()
             self._include_managed = False
+            self.sku = "Developer"
 
     # -- gateways --------------------------------------------------------------------------------
 

@@ -511,5 +511,5 @@ def _service_contract(service: ApimService) -> dict[str, Any]:
             "publicNetworkAccess": "Enabled",
             "platformVersion": "stv2",
         },
-        "sku": {"name": "Developer", "capacity": 1},
+        "sku": {"name": service.sku, "capacity": 1},
     }

@@ -72,6 +72,12 @@ class Apim:
                     found.append(name)
         return found
 
+    async def service_tier(self) -> str:
+        with translated(f"read API Management service {self.service.name}"):
+            service = await self._client.api_management_service.get(*self._where)
+        tier: object = service.sku.name if service.sku is not None else None
+        return str(getattr(tier, "value", tier) or "unknown")  # the SDK may give the SkuType enum or its text
+
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         found: dict[str, bool] = {}
         with translated(f"list certificate authorities of gateway {gateway}"):

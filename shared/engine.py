@@ -37,6 +37,7 @@ from shared.plan import (
     Action,
     ActionKind,
     Observed,
+    Ownership,
     Uploads,
     plan_additions,
     plan_narrowing,
@@ -121,7 +122,7 @@ class Engine:
         """
         if mode is Mode.FULL and not scope.is_full:
             mode = Mode.ADDITIONS  # only a full-scope run sees enough to take anything away
-        report = Report(scope, mode)
+        report = Report(scope, mode, deployment=self.settings.deployment.id)
         budget = budget or self.settings.run_time_budget
         started = time.monotonic()
         try:
@@ -178,6 +179,8 @@ class _Run:
         self.progress = engine.progress
         self.lane = engine.pacer.lane(urgent=not scope.is_full, budget=budget.total_seconds())
         self.trusted: set[str] = set()  # ids (lower case) some gateway read so far trusts
+        deployment = self.settings.deployment
+        self.owner = Ownership(deployment.id, adopts_legacy=deployment.adopts_legacy)
 
     async def execute(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -185,7 +188,7 @@ class _Run:
             certificates_task = tasks.create_task(self.call(self.apim.certificates))
 
             async def start_uploads() -> tuple[Uploads, dict[str, asyncio.Task[Outcome]]]:
-                uploads = plan_uploads(await desired_task, await certificates_task)
+                uploads = plan_uploads(await desired_task, await certificates_task, self.owner)
                 self.planned_writes(uploads.actions)
                 started = {a.certificate_id: tasks.create_task(self.write(a, _FIRST)) for a in uploads.actions}
                 return uploads, started
@@ -194,7 +197,7 @@ class _Run:
 
             listed = await self.call(self.apim.gateways)
             self_hosted = [gateway for gateway in listed if gateway.lower() != MANAGED_GATEWAY]
-            selected = self.select(self_hosted)
+            selected = await self.select(listed, self_hosted)
 
             async def sync_gateway(gateway: str) -> _Gateway:
                 """Its own CA list, then the puts it needs, each once its upload is in."""
@@ -232,6 +235,7 @@ class _Run:
             certificates,
             {gateway: cas for gateway, cas in read.items() if cas is not None},
             complete=all(cas is not None for cas in read.values()),
+            owner=self.owner,
         ).after(_applied(additions))
         if self.scope.is_full:
             observed = await self.narrow(desired, observed, selected, additions)
@@ -445,17 +449,31 @@ class _Run:
 
     # -- APIM -------------------------------------------------------------------------------------
 
-    def select(self, self_hosted: Sequence[str]) -> list[str]:
+    async def select(self, listed: Sequence[str], self_hosted: Sequence[str]) -> list[str]:
+        """The selected self-hosted gateways. None selected is an error that names what the service
+        has and its tier (read only then, so a run with gateways makes no extra request)."""
         wanted = self.settings.gateways
+        service = self.settings.apim.name
         missing = sorted(name for name in wanted.names or () if name.lower() not in {g.lower() for g in self_hosted})
         if missing:
             self.report.fail(
-                f"gateway(s) {', '.join(missing)} named in APIM_GATEWAYS do not exist in {self.settings.apim.name}",
-                retryable=False,
+                f"gateway(s) {', '.join(missing)} named in APIM_GATEWAYS do not exist in {service}", retryable=False
             )
         selected = [gateway for gateway in self_hosted if gateway in wanted]
         if not selected:
-            self.report.warn(f"{self.settings.apim.name} has no self-hosted gateway to trust the certificates")
+            try:
+                tier = await self.call(self.apim.service_tier)
+            except AzureCallError as error:
+                tier = f"unknown ({error})"
+            existing = ", ".join(sorted(listed)) or "none"
+            # Nothing can be trusted anywhere: not in sync, whatever else the run finds. A setting or
+            # the service must change, so an event is not delivered again for it; the audit alerts.
+            self.report.fail(
+                f"no self-hosted gateway selected in {service} (tier {tier}; gateways: {existing}; "
+                f"APIM_GATEWAYS={wanted}): nothing is trusted. Check APIM_RESOURCE_ID, and that the tier "
+                "supports self-hosted gateways (Developer, Premium) and one is created",
+                retryable=False,
+            )
         return selected
 
     async def gateway_cas(self, gateway: str) -> GatewayCas | None:

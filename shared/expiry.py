@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.desired import Desired
-from shared.plan import Observed, is_ours
+from shared.plan import Observed
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def expiry_horizon(
             for certificate_id, is_trusted in observed.gateway_cas.get(gateway, {}).items()
             if is_trusted
             and (held := observed.certificates.get(certificate_id)) is not None
-            and is_ours(held)
+            and observed.owner.is_ours(held)
             and held.expires is not None
         ]
         soonest = min(trusted, key=lambda held: held.expires or now, default=None)

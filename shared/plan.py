@@ -1,10 +1,11 @@
 """The plan: the fewest writes that make APIM hold and trust what the desired state needs. Pure sets.
 
 Rules that keep trust safe:
-- **Provable ownership.** An APIM certificate is ours only if its id has our exact pattern and
-  APIM holds, under it, the certificate whose SHA-1 thumbprint the id encodes; a gateway entry is
-  ours only if it points at such a certificate. Everything else is foreign: never changed,
-  untrusted, removed or deleted.
+- **Provable ownership.** An APIM certificate is ours only if its id has our exact pattern with
+  this deployment's id in it (or, for the deployment that adopts them, the legacy pattern without
+  one) and APIM holds, under it, the certificate whose SHA-1 thumbprint the id encodes; a gateway
+  entry is ours only if it points at such a certificate. Everything else, another deployment's
+  entries included, is foreign: never changed, untrusted, removed or deleted.
 - **No trust by reference.** Gateway entries we write point only at certificates we uploaded. A
   foreign certificate holding a needed CA is left alone and we upload our own copy, so that its
   owner can retire or replace it without touching our trust.
@@ -22,33 +23,96 @@ from dataclasses import dataclass, field
 from shared.chain import Certificate
 from shared.desired import Desired, DesiredAuthority
 from shared.ports import ApimCertificate, GatewayCas
+from shared.settings import LOCAL_DEPLOYMENT, MAX_DEPLOYMENT_ID_LENGTH
 
 OWNED_PREFIX = "trustsync-"
 MAX_ID_LENGTH = 80  # APIM's limit for a certificate id
 _THUMBPRINT_LENGTH = 40
-_SLUG_LENGTH = MAX_ID_LENGTH - len(OWNED_PREFIX) - 1 - _THUMBPRINT_LENGTH
-_OWNED_ID = re.compile(rf"^{OWNED_PREFIX}[a-z0-9]+(?:-[a-z0-9]+)*-(?P<thumbprint>[0-9a-f]{{{_THUMBPRINT_LENGTH}}})$")
+# Between the deployment and the name. A name is words joined by single hyphens, so an id of one
+# form never parses as the other: a legacy id cannot pass for a deployment's, nor the reverse.
+_SEPARATOR = "--"
+_NAME = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_APP_ID = re.compile(
+    rf"^{OWNED_PREFIX}(?:(?P<deployment>[a-z0-9]{{1,{MAX_DEPLOYMENT_ID_LENGTH}}}){_SEPARATOR})?"
+    rf"{_NAME}-(?P<thumbprint>[0-9a-f]{{{_THUMBPRINT_LENGTH}}})$"
+)
+_DEPLOYMENT = re.compile(rf"^[a-z0-9]{{1,{MAX_DEPLOYMENT_ID_LENGTH}}}$")
 
 
-def certificate_id_for(certificate: Certificate) -> str:
-    """Our id for a CA certificate: prefix, a slug of its name, its whole SHA-1 thumbprint.
+@dataclass(frozen=True)
+class AppId:
+    """What an id of the app's form says: the deployment that wrote it (None: a legacy id, written
+    before ids carried one) and the SHA-1 thumbprint (upper-case hex) of the certificate it names."""
 
-    The thumbprint is what APIM reports of the certificate it holds, so APIM's own list proves
-    whether an id is ours.
-    """
-    words = re.findall(r"[a-z0-9]+", certificate.common_name.lower())
-    slug = "-".join(words)[:_SLUG_LENGTH].strip("-") or "ca"
-    return f"{OWNED_PREFIX}{slug}-{certificate.sha1_thumbprint.lower()}"
+    deployment: str | None
+    thumbprint: str
+
+
+def parse_app_id(certificate_id: str) -> AppId | None:
+    """The deployment and thumbprint an id of the app's form carries; None for any other id."""
+    match = _APP_ID.match(certificate_id.lower())
+    return AppId(match["deployment"], match["thumbprint"].upper()) if match else None
 
 
 def encoded_thumbprint(certificate_id: str) -> str | None:
-    """The SHA-1 thumbprint (upper-case hex) an id of our exact pattern encodes; None for any other id."""
-    match = _OWNED_ID.match(certificate_id.lower())
-    return match["thumbprint"].upper() if match else None
+    """The SHA-1 thumbprint (upper-case hex) an id of the app's form (any deployment's, or legacy) encodes."""
+    parsed = parse_app_id(certificate_id)
+    return parsed.thumbprint if parsed else None
 
 
-def is_ours(certificate: ApimCertificate) -> bool:
-    return encoded_thumbprint(certificate.id) == certificate.thumbprint.upper()
+@dataclass(frozen=True)
+class Ownership:
+    """Which APIM certificates one deployment may change: those under its own ids, and (when it
+    `adopts_legacy`) those under the ids of versions before ids carried a deployment.
+
+    Several deployments may share one APIM service: each writes ids that carry its own
+    `deployment`, so the others' entries are foreign to it. An adopted legacy entry is only taken
+    away once the deployment's own entry for the same CA is in (see `plan_narrowing`).
+    """
+
+    deployment: str
+    adopts_legacy: bool = False
+
+    def __post_init__(self) -> None:
+        if not _DEPLOYMENT.match(self.deployment):
+            raise ValueError(
+                f"a deployment id is 1 to {MAX_DEPLOYMENT_ID_LENGTH} of a-z and 0-9, not {self.deployment!r}"
+            )
+
+    def certificate_id(self, certificate: Certificate) -> str:
+        """This deployment's id for a CA: prefix, deployment, a slug of its name, its whole SHA-1 thumbprint.
+
+        The thumbprint is what APIM reports of the certificate it holds, so APIM's own list proves
+        whether an id is ours; the slug gets what the 80 characters leave.
+        """
+        room = MAX_ID_LENGTH - len(OWNED_PREFIX) - len(self.deployment) - len(_SEPARATOR) - 1 - _THUMBPRINT_LENGTH
+        words = re.findall(r"[a-z0-9]+", certificate.common_name.lower())
+        slug = "-".join(words)[:room].strip("-") or "ca"
+        return f"{OWNED_PREFIX}{self.deployment}{_SEPARATOR}{slug}-{certificate.sha1_thumbprint.lower()}"
+
+    def is_ours(self, certificate: ApimCertificate) -> bool:
+        """Our id form with this deployment (or, adopted, none) and APIM holds the thumbprint it encodes."""
+        parsed = parse_app_id(certificate.id)
+        if parsed is None or parsed.thumbprint != certificate.thumbprint.upper():
+            return False
+        return parsed.deployment == self.deployment if parsed.deployment is not None else self.adopts_legacy
+
+    def is_legacy(self, certificate_id: str) -> bool:
+        parsed = parse_app_id(certificate_id)
+        return parsed is not None and parsed.deployment is None
+
+
+# A deployment whose settings name none (the emulator, a laptop): it also adopts legacy ids.
+LOCAL = Ownership(LOCAL_DEPLOYMENT, adopts_legacy=True)
+
+
+def certificate_id_for(certificate: Certificate, owner: Ownership = LOCAL) -> str:
+    """`owner`'s id for a CA (the default: a deployment whose settings leave DEPLOYMENT_ID unset, locally)."""
+    return owner.certificate_id(certificate)
+
+
+def is_ours(certificate: ApimCertificate, owner: Ownership) -> bool:
+    return owner.is_ours(certificate)
 
 
 class ActionKind(enum.StrEnum):
@@ -86,11 +150,13 @@ class Observed:
 
     `gateway_cas` may hold gateways outside the selection: they are never changed, but what they
     reference is never deleted. `complete` is False when a self-hosted gateway could not be read.
+    `owner` says which of the certificates are the running deployment's.
     """
 
     certificates: Mapping[str, ApimCertificate]
     gateway_cas: Mapping[str, GatewayCas]
     complete: bool = True
+    owner: Ownership = LOCAL
 
     def after(self, applied: Sequence[Action]) -> Observed:
         """APIM once `applied` (our own writes) have been made."""
@@ -108,7 +174,7 @@ class Observed:
                 cas.get(action.gateway, {}).pop(action.certificate_id, None)
             elif action.kind is ActionKind.DELETE_CERTIFICATE:
                 certificates.pop(action.certificate_id, None)
-        return Observed(certificates, cas, self.complete)
+        return Observed(certificates, cas, self.complete, self.owner)
 
 
 @dataclass(frozen=True)
@@ -122,16 +188,17 @@ class Uploads:
     ids: Mapping[str, str]  # thumbprint → our certificate id (held, or being uploaded)
     actions: tuple[Action, ...]
     conflicts: tuple[str, ...]
+    owner: Ownership
 
 
-def plan_uploads(desired: Desired, certificates: Mapping[str, ApimCertificate]) -> Uploads:
+def plan_uploads(desired: Desired, certificates: Mapping[str, ApimCertificate], owner: Ownership) -> Uploads:
     by_id = {certificate_id.lower(): cert for certificate_id, cert in certificates.items()}
     ids: dict[str, str] = {}
     actions: list[Action] = []
     conflicts: list[str] = []
     for thumbprint, authority in sorted(desired.authorities.items()):
         cert = authority.certificate
-        certificate_id = certificate_id_for(cert)
+        certificate_id = owner.certificate_id(cert)
         held = by_id.get(certificate_id)
         if held is None:
             actions.append(
@@ -142,14 +209,14 @@ def plan_uploads(desired: Desired, certificates: Mapping[str, ApimCertificate]) 
                     certificate=cert,
                 )
             )
-        elif not is_ours(held):
+        elif not owner.is_ours(held):
             conflicts.append(
                 f"certificate {held.id} holds {held.thumbprint}, not {cert.subject} [{thumbprint}]: it was not "
                 f"uploaded by this app and is left alone, so {cert.subject} cannot be trusted until it is removed"
             )
             continue
         ids[thumbprint] = certificate_id
-    return Uploads(ids=ids, actions=tuple(actions), conflicts=tuple(conflicts))
+    return Uploads(ids=ids, actions=tuple(actions), conflicts=tuple(conflicts), owner=owner)
 
 
 @dataclass(frozen=True)
@@ -178,11 +245,11 @@ def plan_additions(
             actions.append(
                 Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, True, replace=True, reason=reason)
             )
-    return GatewayPlan(tuple(actions), _foreign_conflicts(gateway, desired, cas, certificates))
+    return GatewayPlan(tuple(actions), _foreign_conflicts(gateway, desired, cas, certificates, uploads.owner))
 
 
 def _foreign_conflicts(
-    gateway: str, desired: Desired, cas: GatewayCas, certificates: Mapping[str, ApimCertificate]
+    gateway: str, desired: Desired, cas: GatewayCas, certificates: Mapping[str, ApimCertificate], owner: Ownership
 ) -> tuple[str, ...]:
     """Foreign entries on this gateway that hold a desired authority but do not trust it while we do.
 
@@ -193,7 +260,7 @@ def _foreign_conflicts(
     found = []
     for certificate_id, trusted in sorted(cas.items()):
         held = by_id.get(certificate_id.lower())
-        if held is None or trusted or is_ours(held):
+        if held is None or trusted or owner.is_ours(held):
             continue
         authority = desired.authorities.get(held.thumbprint.upper())
         if authority is not None and authority.trusted:
@@ -214,30 +281,53 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
     """What a full-scope run takes away once every addition is in: our entries no bound certificate
     needs (or needs less trusted) on the selected gateways, then our certificates no entry uses.
 
+    An adopted legacy entry of a CA still needed goes only from a gateway that holds this
+    deployment's own entry of it, as trusted as needed: until then it stays, so moving to the
+    deployment's ids never leaves a gap in trust.
+
     Only for a complete desired state and a complete observed state: an unread certificate or
     gateway could still need or use what looks unused.
     """
-    ours = {cid.lower(): cert for cid, cert in observed.certificates.items() if is_ours(cert)}
+    owner = observed.owner
+    ours = {cid.lower(): cert for cid, cert in observed.certificates.items() if owner.is_ours(cert)}
     wanted: dict[str, DesiredAuthority] = {
-        certificate_id_for(authority.certificate): authority for authority in desired.authorities.values()
+        owner.certificate_id(authority.certificate): authority for authority in desired.authorities.values()
     }
     actions: list[Action] = []
     still_used: dict[str, list[str]] = {}
+    awaiting: set[str] = set()  # legacy entries kept until this deployment's own entry replaces them
+    notes: list[str] = []
     for gateway, cas in sorted(observed.gateway_cas.items()):
+        entries = {certificate_id.lower(): trusted for certificate_id, trusted in cas.items()}
         for certificate_id, trusted in sorted(cas.items()):
             key = certificate_id.lower()
             authority = wanted.get(key)
             if gateway not in selected or key not in ours:
                 still_used.setdefault(key, []).append(gateway)  # not ours to change here
             elif authority is None:
-                actions.append(
-                    Action(
-                        ActionKind.REMOVE_GATEWAY_CA,
-                        certificate_id,
-                        gateway,
-                        reason="no bound Key Vault certificate needs it any more",
-                    )
-                )
+                replaced = desired.authorities.get(ours[key].thumbprint.upper()) if owner.is_legacy(key) else None
+                if replaced is None:
+                    reason = "no bound Key Vault certificate needs it any more"
+                else:
+                    replacement = owner.certificate_id(replaced.certificate)
+                    if replacement not in entries or (replaced.trusted and not entries[replacement]):
+                        awaiting.add(key)
+                        notes.append(f"{certificate_id} stays on {gateway} until {replacement} replaces it there")
+                        if trusted and not replaced.trusted:  # meanwhile, as trusted as needed and no more
+                            reason = f"{replaced.certificate.subject} is needed for chain building only on {gateway}"
+                            actions.append(
+                                Action(
+                                    ActionKind.SET_GATEWAY_CA,
+                                    certificate_id,
+                                    gateway,
+                                    False,
+                                    replace=True,
+                                    reason=reason,
+                                )
+                            )
+                        continue
+                    reason = f"an id of an earlier version, replaced by {replacement}"
+                actions.append(Action(ActionKind.REMOVE_GATEWAY_CA, certificate_id, gateway, reason=reason))
             else:
                 still_used.setdefault(key, []).append(gateway)
                 if trusted and not authority.trusted:
@@ -245,9 +335,8 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
                     actions.append(
                         Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, False, replace=True, reason=reason)
                     )
-    notes: list[str] = []
     for key, cert in sorted(ours.items()):
-        if key in wanted:
+        if key in wanted or key in awaiting:
             continue
         if key in still_used:
             users = ", ".join(still_used[key])

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.expiry import Horizon
-from shared.plan import Action, Observed, is_ours
+from shared.plan import Action, Observed
 from shared.verdicts import LeafVerdict
 
 
@@ -115,6 +115,7 @@ class Report:
     horizon: Horizon | None = None
     verdicts: tuple[LeafVerdict, ...] = ()
     gateways: tuple[GatewayEntries, ...] = ()  # APIM as the run leaves it: for `python -m shared status`
+    deployment: str = ""  # DEPLOYMENT_ID as the run used it: the mark in the ids it owns
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -157,6 +158,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "scope": str(self.scope),
+            "deployment": self.deployment,
             "mode": self.mode.value,
             "dryRun": self.mode is Mode.DRY_RUN,
             "status": self.status.value,
@@ -184,6 +186,10 @@ def gateway_entries(observed: Observed, gateways: Sequence[str]) -> tuple[Gatewa
         for certificate_id, trusted in sorted(observed.gateway_cas.get(gateway, {}).items()):
             held = by_id.get(certificate_id.lower())
             subject, expires = (held.subject, held.expires) if held is not None else ("", None)
-            entries.append(GatewayEntry(certificate_id, subject, trusted, held is not None and is_ours(held), expires))
+            entries.append(
+                GatewayEntry(
+                    certificate_id, subject, trusted, held is not None and observed.owner.is_ours(held), expires
+                )
+            )
         found.append(GatewayEntries(gateway, tuple(entries)))
     return tuple(found)

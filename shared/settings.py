@@ -6,16 +6,18 @@ the first person to read it is an operator looking at the Function App's configu
 
 One deployment binds one vault's certificates to one APIM service's gateways. A platform team
 with several APIM instances deploys the app once per instance: each identity then holds roles on
-one APIM service only, and one instance's failures or throttling never hold up another's.
+one APIM service only, and one instance's failures or throttling never hold up another's. Several
+deployments may share one APIM service: DEPLOYMENT_ID keeps each to the entries it wrote.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -106,12 +108,22 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     ),
     Setting("MAX_CONCURRENCY", "12", "Most Azure calls in flight at once in a run"),
     Setting(
+        "DEPLOYMENT_ID",
+        "",
+        "This deployment's mark in the ids it writes to APIM (1-10 of a-z, 0-9); empty = derived from "
+        "WEBSITE_SITE_NAME (local without it), and the ids of earlier versions are adopted",
+    ),
+    Setting(
         "RUN_TIME_BUDGET",
         "540s",
         "How long a run may go on starting writes (e.g. 540s, 9m): the function timeout less a margin; "
         "what does not fit is left to the next run and the run reports partial",
     ),
 )
+# DEPLOYMENT_ID: at most 10 characters leave an id (80 at most) room for 17 of the CA's name.
+MAX_DEPLOYMENT_ID_LENGTH: Final = 10
+LOCAL_DEPLOYMENT: Final = "local"  # DEPLOYMENT_ID left empty where Azure sets no WEBSITE_SITE_NAME
+SITE_NAME_VARIABLE: Final = "WEBSITE_SITE_NAME"  # set by Azure Functions: the app's name
 # Not an app setting of the table: the request limits the pacer models, for environments whose limits
 # differ from the cloud's documented ones (Azure Stack Hub, the emulator's scaled-down buckets).
 RATE_LIMITS_VARIABLE: Final = "TRUSTSYNC_RATE_LIMITS"
@@ -146,6 +158,15 @@ class ApimService:
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """Which deployment a run acts as: `id` goes into every APIM id it writes; `adopts_legacy`
+    (DEPLOYMENT_ID left empty) makes the ids written before ids carried a deployment its own too."""
+
+    id: str
+    adopts_legacy: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     keyvault_url: str  # https://host[:port], normalized (lower case, no default port)
     certificates: Selection
@@ -161,6 +182,7 @@ class Settings:
     max_concurrency: int
     run_time_budget: timedelta = timedelta(seconds=540)
     rate_limits: RateLimits = TOKEN_BUCKETS
+    deployment: Deployment = field(default_factory=lambda: Deployment(LOCAL_DEPLOYMENT, adopts_legacy=True))
 
     @property
     def vault_host(self) -> str:
@@ -392,6 +414,22 @@ def _parse_client_id(raw: str) -> str | None:
     return raw.lower()
 
 
+def parse_deployment_id(raw: str, site_name: str) -> Deployment:
+    """DEPLOYMENT_ID as set; empty: derived from the app's name (the first 10 hex digits of the SHA-256
+    of WEBSITE_SITE_NAME in lower case), or `local` without one, and then legacy ids are adopted."""
+    if raw:
+        if not re.fullmatch(rf"[a-z0-9]{{1,{MAX_DEPLOYMENT_ID_LENGTH}}}", raw):
+            raise SettingsError(
+                f"DEPLOYMENT_ID must be 1 to {MAX_DEPLOYMENT_ID_LENGTH} lower-case letters and digits (a-z, 0-9), "
+                f"not {raw!r}"
+            )
+        return Deployment(raw, adopts_legacy=False)
+    site = site_name.strip().lower()
+    if not site:
+        return Deployment(LOCAL_DEPLOYMENT, adopts_legacy=True)
+    return Deployment(hashlib.sha256(site.encode()).hexdigest()[:MAX_DEPLOYMENT_ID_LENGTH], adopts_legacy=True)
+
+
 def _parse_schedule(raw: str, *, hosting_sku: str) -> str:
     # Read by the Functions host, not by the app: checked here so that a typo gets a message naming it.
     if _TIMESPAN.match(raw):
@@ -488,6 +526,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "RUN_TIME_BUDGET",
         lambda raw: parse_duration("RUN_TIME_BUDGET", raw, at_most=_MAX_RUN_TIME_BUDGET, at_least=timedelta(seconds=1)),
     )
+    deployment = read("DEPLOYMENT_ID", lambda raw: parse_deployment_id(raw, env.get(SITE_NAME_VARIABLE, "")))
     rate_limits = TOKEN_BUCKETS
     try:
         rate_limits = parse_rate_limits(env.get(RATE_LIMITS_VARIABLE, ""), cloud)
@@ -511,6 +550,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_concurrency=_parsed(concurrency),
         run_time_budget=_parsed(budget),
         rate_limits=rate_limits,
+        deployment=_parsed(deployment),
     )
 
 

@@ -148,6 +148,7 @@ class MemoryApim:
     gateways_listed: list[str] = field(default_factory=list)
     held_certificates: dict[str, ApimCertificate] = field(default_factory=dict)
     cas: dict[str, dict[str, bool]] = field(default_factory=dict)
+    tier: str = "Developer"
 
     def add_gateways(self, *names: str) -> None:
         for name in names:
@@ -175,6 +176,10 @@ class MemoryApim:
     async def gateways(self) -> list[str]:
         await self.calls("apim gateways")
         return list(self.gateways_listed)
+
+    async def service_tier(self) -> str:
+        await self.calls("apim service")
+        return self.tier
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         await self.calls(f"apim cas {gateway}")

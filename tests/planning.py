@@ -13,7 +13,7 @@ def plan_all(
 ) -> tuple[tuple[Action, ...], tuple[str, ...]]:
     """Every action a full-scope run would take from `observed` (additions, then narrowing computed on
     the state after them, as the engine does), and the conflicts it reports."""
-    uploads = plan_uploads(desired, observed.certificates)
+    uploads = plan_uploads(desired, observed.certificates, observed.owner)
     actions = list(uploads.actions)
     conflicts = list(uploads.conflicts)
     for gateway in sorted(selected):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import Certificate
 from shared.events import CERTIFICATE_EXPIRED, CERTIFICATE_NEAR_EXPIRY
 from shared.handlers import RetryableError
-from shared.plan import certificate_id_for
+from shared.plan import Ownership, certificate_id_for
 from tests.conftest import GATEWAYS
 from tests.harness import (
     PEM_CONTENT_TYPE,
@@ -30,7 +31,8 @@ from tests.harness import (
     trusted,
     writes,
 )
-from tests.resilience.scenarios import arrange_trusted
+from tests.legacy import legacy_id
+from tests.resilience.scenarios import TrustMonitor, arrange_trusted, assert_trusts_exactly
 
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
 OUR_CLIENT_ID = "5e29463d-71da-4fe0-8e69-999b57db23b0"
@@ -442,7 +444,7 @@ def test_operator_cli_says_each_warning_once_and_verbose_shows_the_app_s_calls(
     out, err = capsys.readouterr()
     assert (out + err).count("root missing") == 1
     assert "versions orders" in err  # the app's own calls...
-    assert "upload-certificate trustsync-issuing-ca-" in err  # ...and actions
+    assert "upload-certificate trustsync-local--issuing-ca-" in err  # ...and actions
     assert "Request headers" not in err  # not the SDK's HTTP logging
     assert "Authorization" not in err
 
@@ -629,3 +631,198 @@ def test_operator_cli_without_a_credential_says_so_once_and_keeps_the_sdk_s_chat
 
     assert main(["plan", "-v"]) == EXIT_FAILED
     assert "Credential" in capsys.readouterr().err  # the SDK's own account, when asked for
+
+
+def test_two_deployments_on_one_apim_each_full_resync_leaves_the_other_s_entries_untouched(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two teams' deployments watch one vault (orders; payments and billing) and share one APIM
+    service and a root hierarchy: each holds its own copies and takes away only its own."""
+    emu = configured
+    shared_pki = Hierarchy(intermediates=1)
+    orders = import_version(emu, "orders", shared_pki, created=MONTH_AGO)
+    import_version(emu, "payments", shared_pki, hostname="payments.internal.example")
+    import_version(emu, "billing", Hierarchy(intermediates=1, organization="Fabrikam"), hostname="billing.example")
+    team_a = {"DEPLOYMENT_ID": "teama", "CERTIFICATE_NAMES": "orders", "AUDIT_REMEDIATE": "true"}
+    team_b = {"DEPLOYMENT_ID": "teamb", "CERTIFICATE_NAMES": "payments,billing", "AUDIT_REMEDIATE": "true"}
+
+    def act_as(team: dict[str, str]) -> None:
+        for name, value in team.items():
+            monkeypatch.setenv(name, value)
+
+    act_as(team_a)
+    assert resync().body["status"] == "in-sync"
+    act_as(team_b)
+    answer = resync()
+    assert answer.body["status"] == "in-sync", answer.body
+    assert answer.body["deployment"] == "teamb"
+    held_by = {
+        team: {c.id for c in emu.apim.certificates.values() if c.id.startswith(f"trustsync-{team}--")}
+        for team in ("teama", "teamb")
+    }
+    assert len(held_by["teama"]) == 2  # the shared chain twice: a copy each
+    assert len(held_by["teamb"]) == 4
+    b_certificates = {cid: emu.apim.certificates[cid].etag for cid in held_by["teamb"]}
+    b_entries = {
+        gw: {
+            ca.certificate_id: ca.etag
+            for ca in emu.apim.gateway_ca_entities(gw)
+            if ca.certificate_id in held_by["teamb"]
+        }
+        for gw in GATEWAYS
+    }
+    # teama moves to another hierarchy and retires the shared one: its full runs take its copies away.
+    import_version(emu, "orders", Hierarchy(intermediates=1, organization="Contoso 2"))
+    emu.vault.set_enabled("orders", emu.vault.versions("orders")[0], False)
+    emu.clear_requests()
+
+    act_as(team_a)
+    answer = resync()
+    audit()
+
+    assert answer.status == 200
+    assert answer.body["status"] == "in-sync", answer.body
+    assert not orders.authority_ids & set(emu.apim.certificates)  # the default deployment's ids: never written
+    assert not held_by["teama"] & set(emu.apim.certificates)  # teama's own copies of the shared chain: gone
+    written = {record.path.rsplit("/", 1)[1] for record in emu.requests if record.is_write}
+    assert written
+    assert all(target.startswith("trustsync-teama--") for target in written), written
+    assert {cid: emu.apim.certificates[cid].etag for cid in held_by["teamb"]} == b_certificates
+    for gw in GATEWAYS:
+        assert {
+            ca.certificate_id: ca.etag
+            for ca in emu.apim.gateway_ca_entities(gw)
+            if ca.certificate_id in held_by["teamb"]
+        } == b_entries[gw]
+    act_as(team_b)
+    assert resync({"dryRun": True}).body["actions"] == []  # teamb: still in sync, nothing of its own missing
+
+
+def test_legacy_ids_migrate_to_the_deployment_s_own_with_no_moment_without_trust(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APIM as the version before DEPLOYMENT_ID left it: every CA under a legacy id, trusted on both
+    gateways, and one retired CA. In Azure (WEBSITE_SITE_NAME set, DEPLOYMENT_ID empty) the app
+    adopts them: the additions come first, then the legacy entries go, and at no write does a
+    gateway stop trusting a CA the needed leaf's path holds."""
+    emu = configured
+    monkeypatch.setenv("WEBSITE_SITE_NAME", "func-trustsync-abc")
+    old = import_version(emu, "orders", Hierarchy(intermediates=1), created=MONTH_AGO)
+    backend = import_version(emu, "orders", Hierarchy(intermediates=2, organization="Fabrikam"))
+    retired = Certificate.from_x509(make_certificate("Retired CA", is_ca=True).certificate)
+    legacy = {legacy_id(cert): cert for cert in [*old.authorities, *backend.authorities, retired]}
+    for certificate_id, cert in legacy.items():
+        emu.apim.add_certificate(certificate_id, cert.der)
+        for gw in GATEWAYS:
+            emu.apim.set_gateway_ca(gw, certificate_id, trusted=True)
+    monitor = TrustMonitor(emu, [*old.authorities, *backend.authorities])
+    monitor.watch()
+
+    deliver(emu.vault.certificate_event("orders"))  # an event adds this deployment's entries, takes nothing
+    assert set(legacy) < set(emu.apim.certificates)
+    answer = resync()
+
+    assert answer.status == 200
+    assert answer.body["status"] == "in-sync", answer.body
+    deployment = answer.body["deployment"]
+    assert deployment == hashlib.sha256(b"func-trustsync-abc").hexdigest()[:10]
+    own = {cid for cid in emu.apim.certificates if cid.startswith(f"trustsync-{deployment}--")}
+    assert_trusts_exactly(emu, own)
+    assert {emu.apim.certificates[cid].thumbprint for cid in own} == {
+        cert.sha1_thumbprint for cert in [*old.authorities, *backend.authorities]
+    }
+    assert monitor.checks > 0
+    monitor.assert_never_lost()
+    removed = [r.path for r in emu.requests if r.operation == "arm.delete_gateway_ca"]
+    assert len(removed) == len(legacy) * len(GATEWAYS)
+
+
+def test_a_deployment_with_an_explicit_id_leaves_legacy_entries_to_the_one_that_adopts_them(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    retired = Certificate.from_x509(make_certificate("Retired CA", is_ca=True).certificate)
+    emu.apim.add_certificate(legacy_id(retired), retired.der)
+    for gw in GATEWAYS:
+        emu.apim.set_gateway_ca(gw, legacy_id(retired), trusted=True)
+    legacy_entries = {gw: emu.apim.gateway_ca_entities(gw) for gw in GATEWAYS}
+    legacy_certificate = emu.apim.certificates[legacy_id(retired)].etag
+    monkeypatch.setenv("DEPLOYMENT_ID", "teama")
+    monkeypatch.setenv("AUDIT_REMEDIATE", "true")
+
+    answer = resync()
+    audit()
+
+    assert answer.body["status"] == "in-sync", answer.body
+    for gw in GATEWAYS:
+        assert [ca for ca in emu.apim.gateway_ca_entities(gw) if ca.certificate_id == legacy_id(retired)] == (
+            legacy_entries[gw]
+        )
+    assert emu.apim.certificates[legacy_id(retired)].etag == legacy_certificate
+    assert legacy_id(retired) in emu.apim.certificates
+    assert {cid for cid in emu.apim.certificates if cid.startswith("trustsync-teama--")} == {
+        Ownership("teama").certificate_id(cert) for cert in backend.authorities
+    }
+
+
+def test_an_apim_without_a_self_hosted_gateway_is_not_in_sync_and_says_what_it_has(
+    configured: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from shared.__main__ import EXIT_FAILED, main
+
+    emu = configured
+    for gw in GATEWAYS:
+        emu.apim.remove_gateway(gw)
+    emu.apim.sku = "BasicV2"  # a v2 tier: no self-hosted gateways
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+    caplog.set_level(logging.INFO, logger="trustsync")
+
+    answer = resync()
+    deliver(emu.vault.certificate_event("orders"))  # logged as failed; a redelivery would not help
+    monkeypatch.setenv("AUDIT_REMEDIATE", "false")
+    audit()
+
+    assert answer.status == 500
+    assert answer.body["status"] == "failed"
+    assert answer.body["inSync"] is False
+    (error,) = answer.body["errors"]
+    assert "tier BasicV2" in error
+    assert "gateways: none" in error
+    assert emu.apim.name in error
+    (record,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TRUSTSYNC_AUDIT")]
+    assert record.startswith("TRUSTSYNC_AUDIT status=failed ")
+    assert main(["plan"]) == EXIT_FAILED
+    assert "tier BasicV2" in capsys.readouterr().out
+    assert emu.count("arm.get_service") == 4  # read once per run, each time no gateway was selected
+
+
+def test_a_legacy_entry_whose_replacement_cannot_be_written_stays(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone else's certificate sits under the id the deployment would give the root: the root's
+    legacy entry is then the only one trusting it, and it stays however often a full run comes."""
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    for cert in backend.authorities:
+        emu.apim.add_certificate(legacy_id(cert), cert.der)
+        for gw in GATEWAYS:
+            emu.apim.set_gateway_ca(gw, legacy_id(cert), trusted=True)
+    intermediate, root = backend.authorities
+    squatter = Certificate.from_x509(make_certificate("Squatter", is_ca=True).certificate)
+    emu.apim.add_certificate(certificate_id_for(root), squatter.der)
+    monitor = TrustMonitor(emu, backend.authorities)
+    monitor.watch()
+    monkeypatch.setenv("AUDIT_REMEDIATE", "true")
+
+    answer = resync()
+    audit()
+
+    assert answer.body["status"] == "drift"  # the squatter is a conflict until someone removes it
+    monitor.assert_never_lost()
+    for gw in GATEWAYS:
+        assert emu.apim.gateway_cas(gw) == {legacy_id(root): True, certificate_id_for(intermediate): True}
+    assert legacy_id(intermediate) not in emu.apim.certificates  # replaced, so gone

@@ -14,8 +14,9 @@ from emulator.pki import Hierarchy
 from shared.chain import PEM_CONTENT_TYPE, Certificate
 from shared.engine import Engine
 from shared.plan import certificate_id_for
-from shared.ports import AzureCallError, Secret
-from shared.report import Mode, Report, Scope, Status
+from shared.ports import ApimCertificate, AzureCallError, Secret
+from shared.report import Mode, Report, RunStatus, Scope, Status
+from tests.legacy import legacy_id
 from tests.memory import NOW, Calls, MemoryApim, MemoryVault, settings
 
 GATEWAYS = ("gw-1", "gw-2")
@@ -283,5 +284,126 @@ def test_a_version_superseded_within_the_grace_keeps_its_chain() -> None:
 
         assert estate.apim.trusted_ids("gw-1") == estate.ids(a) | estate.ids(b)
         assert not any(o.action.narrows for o in report.outcomes)
+
+    run(test)
+
+
+def test_two_deployments_on_one_apim_each_change_only_their_own_entries() -> None:
+    async def test() -> None:
+        calls = Calls()
+        apim = MemoryApim(calls)
+        apim.add_gateways(*GATEWAYS)
+        shared_root = Hierarchy(intermediates=1)  # both teams' backends chain to it
+        vaults = {team: MemoryVault(calls) for team in ("teama", "teamb")}
+        vaults["teama"].add_version("orders", shared_root)
+        vaults["teamb"].add_version("payments", shared_root)
+        vaults["teamb"].add_version("billing", Hierarchy(intermediates=1, organization="Fabrikam"))
+        engines = {team: Engine(settings(DEPLOYMENT_ID=team), vault, apim) for team, vault in vaults.items()}
+        for engine in engines.values():
+            assert (await engine.run(Scope(), Mode.FULL)).in_sync
+        b_entries = {gw: dict(apim.cas[gw]) for gw in GATEWAYS}
+        b_ids = {cid for cid in apim.held_certificates if cid.startswith("trustsync-teamb--")}
+        assert len(b_ids) == 4  # its own copies of the shared chain, and billing's
+        vaults["teama"].add_version("orders", Hierarchy(intermediates=1, organization="Contoso 2"))
+        vaults["teama"].disable("orders", 1)  # teama no longer needs the shared chain at all
+        calls.log.clear()
+
+        report = await engines["teama"].run(Scope(), Mode.FULL)
+
+        assert report.in_sync, report.to_dict()
+        assert report.to_dict()["deployment"] == "teama"
+        writes = [call for call in calls.log if call.startswith(("upload", "put", "remove", "delete"))]
+        assert any(call.startswith("delete trustsync-teama--") for call in writes)
+        assert not [call for call in writes if "teama--" not in call]
+        assert b_ids <= set(apim.held_certificates)
+        for gw in GATEWAYS:
+            assert {cid: ok for cid, ok in apim.cas[gw].items() if cid in b_ids} == {
+                cid: ok for cid, ok in b_entries[gw].items() if cid in b_ids
+            }
+        assert (await engines["teamb"].run(Scope(), Mode.DRY_RUN)).outcomes == []  # teamb: still in sync
+
+    run(test)
+
+
+def test_legacy_entries_go_only_after_the_deployment_s_own_entries_are_in() -> None:
+    async def test() -> None:
+        estate = Estate()  # DEPLOYMENT_ID left empty: this deployment adopts the legacy ids
+        pki = Hierarchy(intermediates=1)
+        estate.vault.add_version("orders", pki)
+        legacy = set()
+        for cert in map(Certificate.from_x509, pki.ca_certificates()):
+            estate.apim.held_certificates[legacy_id(cert)] = ApimCertificate(
+                legacy_id(cert), cert.sha1_thumbprint, cert.subject
+            )
+            for gw in GATEWAYS:
+                estate.apim.cas[gw][legacy_id(cert)] = True
+            legacy.add(legacy_id(cert))
+
+        report = await estate.run(Mode.FULL)
+
+        log = estate.calls.log
+        new_ids = estate.ids(pki)
+        last_put = max(log.index(f"put {gw} {i}") for gw in GATEWAYS for i in new_ids)
+        first_removal = min(log.index(f"remove {gw} {i}") for gw in GATEWAYS for i in legacy)
+        assert last_put < first_removal
+        assert {call for call in log if call.startswith("delete")} == {f"delete {i}" for i in legacy}
+        assert all(estate.apim.trusted_ids(gw) == new_ids for gw in GATEWAYS)
+        assert set(estate.apim.held_certificates) == new_ids
+        assert report.in_sync, report.to_dict()
+
+    run(test)
+
+
+def test_a_deployment_with_an_explicit_id_leaves_legacy_entries_alone() -> None:
+    async def test() -> None:
+        estate = Estate(DEPLOYMENT_ID="teama")
+        pki = Hierarchy(intermediates=1)
+        estate.vault.add_version("orders", pki)
+        retired = Certificate.from_x509(Hierarchy(intermediates=0, organization="Retired").ca_certificates()[0])
+        estate.apim.held_certificates[legacy_id(retired)] = ApimCertificate(legacy_id(retired), retired.sha1_thumbprint)
+        for gw in GATEWAYS:
+            estate.apim.cas[gw][legacy_id(retired)] = True
+
+        report = await estate.run(Mode.FULL)
+
+        assert not [call for call in estate.calls.log if legacy_id(retired) in call and not call.startswith("apim")]
+        assert all(estate.apim.cas[gw][legacy_id(retired)] for gw in GATEWAYS)
+        assert report.in_sync
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("gateways", "selection", "named"),
+    [((), "*", "gateways: none"), (("gw-1",), "gw-9", "gateways: gw-1")],
+)
+def test_no_selected_gateway_is_not_in_sync_and_names_the_gateways_and_the_tier(
+    gateways: tuple[str, ...], selection: str, named: str
+) -> None:
+    async def test() -> None:
+        calls = Calls()
+        vault, apim = MemoryVault(calls), MemoryApim(calls, tier="BasicV2")
+        apim.add_gateways(*gateways)
+        vault.add_version("orders", Hierarchy(intermediates=1))
+        engine = Engine(settings(APIM_GATEWAYS=selection), vault, apim)
+
+        report = await engine.run(Scope(), Mode.FULL)
+
+        assert report.status is RunStatus.FAILED
+        assert not report.in_sync
+        assert not report.retryable  # a setting or the service must change: a redelivery would not help
+        assert any("tier BasicV2" in error and named in error for error in report.errors), report.errors
+        assert calls.log.count("apim service") == 1
+
+    run(test)
+
+
+def test_the_service_is_not_read_when_a_gateway_is_selected() -> None:
+    async def test() -> None:
+        estate = Estate()
+        estate.vault.add_version("orders", Hierarchy(intermediates=1))
+        report = await estate.run(Mode.FULL)
+        assert report.in_sync
+        assert "apim service" not in estate.calls.log
 
     run(test)

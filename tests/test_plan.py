@@ -13,12 +13,17 @@ from shared.plan import (
     MAX_ID_LENGTH,
     OWNED_PREFIX,
     ActionKind,
+    AppId,
     Observed,
+    Ownership,
     certificate_id_for,
     is_ours,
+    parse_app_id,
     plan_narrowing,
 )
 from shared.ports import ApimCertificate, VersionInfo
+from shared.settings import MAX_DEPLOYMENT_ID_LENGTH
+from tests.legacy import legacy_id
 from tests.planning import plan_all
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
@@ -138,28 +143,173 @@ class TestDesiredState:
         assert [(n.certificate_name, n.version, n.leaf) for n in result.leaves] == [("api", "v1", a), ("web", "v7", b)]
 
 
+TEAM_A = Ownership("teama")
+TEAM_B = Ownership("teamb")
+HEIR = Ownership("heir", adopts_legacy=True)  # DEPLOYMENT_ID left empty: adopts the ids of earlier versions
+
+
+def held(*pairs: tuple[str, Certificate]) -> dict[str, ApimCertificate]:
+    return {cid: ApimCertificate(cid, cert.sha1_thumbprint, cert.subject) for cid, cert in pairs}
+
+
 class TestOwnership:
-    def test_ids_are_deterministic_readable_valid_and_carry_the_thumbprint(self) -> None:
+    def test_ids_are_deterministic_readable_valid_and_carry_the_deployment_and_thumbprint(self) -> None:
         cert = ca("Contoso Issuing CA 01 — West/Europe <test>")
-        cid = certificate_id_for(cert)
-        assert cid == certificate_id_for(cert)
-        assert cid.startswith(OWNED_PREFIX + "contoso-issuing-ca-01-")
+        cid = certificate_id_for(cert, TEAM_A)
+        assert cid == TEAM_A.certificate_id(cert)
+        assert cid.startswith(OWNED_PREFIX + "teama--contoso-issuing-ca-01-")
         assert cid.endswith("-" + cert.sha1_thumbprint.lower())
         assert len(cid) <= MAX_ID_LENGTH
         assert not set(cid) & set("*#&+:<>?")
+        assert parse_app_id(cid) == AppId("teama", cert.sha1_thumbprint)
 
-    def test_long_names_fit(self) -> None:
-        assert len(certificate_id_for(ca("x-" * 32))) == MAX_ID_LENGTH
+    @pytest.mark.parametrize("deployment", ["a", "z" * MAX_DEPLOYMENT_ID_LENGTH])
+    def test_the_longest_names_fit_in_80_characters_with_the_longest_deployment_ids(self, deployment: str) -> None:
+        owner = Ownership(deployment)
+        for name in ("x-" * 32, "A" * 64, "Contoso Issuing Certificate Authority for West European Region"):
+            cid = owner.certificate_id(ca(name))
+            assert MAX_ID_LENGTH - 1 <= len(cid) <= MAX_ID_LENGTH, cid  # a hyphen cut at the end goes
+            assert parse_app_id(cid) == AppId(deployment, cid[-40:].upper())
 
-    def test_ours_only_with_our_exact_pattern_and_the_thumbprint_it_encodes(self) -> None:
+    def test_a_name_without_letters_or_digits_still_gets_an_id(self) -> None:
+        cert = ca("—")
+        assert TEAM_A.certificate_id(cert) == f"trustsync-teama--ca-{cert.sha1_thumbprint.lower()}"
+
+    def test_ours_only_with_our_deployment_our_exact_pattern_and_the_thumbprint_it_encodes(self) -> None:
         cert, other = ca("Root"), ca("Other")
-        cid = certificate_id_for(cert)
-        assert is_ours(ApimCertificate(cid, cert.sha1_thumbprint))
-        assert is_ours(ApimCertificate(cid.upper(), cert.sha1_thumbprint.lower()))  # APIM ids ignore case
-        assert not is_ours(ApimCertificate(cid, other.sha1_thumbprint))  # our id, someone else's certificate
-        assert not is_ours(ApimCertificate("trustsync-partner-root", cert.sha1_thumbprint))
-        assert not is_ours(ApimCertificate(f"trustsync-{cert.sha1_thumbprint.lower()}", cert.sha1_thumbprint))
-        assert not is_ours(ApimCertificate(f"x{cid}", cert.sha1_thumbprint))
+        cid = TEAM_A.certificate_id(cert)
+        assert is_ours(ApimCertificate(cid, cert.sha1_thumbprint), TEAM_A)
+        assert is_ours(ApimCertificate(cid.upper(), cert.sha1_thumbprint.lower()), TEAM_A)  # APIM ids ignore case
+        assert not is_ours(ApimCertificate(cid, other.sha1_thumbprint), TEAM_A)  # our id, someone else's certificate
+        assert not is_ours(ApimCertificate(cid, cert.sha1_thumbprint), TEAM_B)  # another deployment's
+        assert not is_ours(ApimCertificate(TEAM_B.certificate_id(cert), cert.sha1_thumbprint), TEAM_A)
+        assert not is_ours(ApimCertificate("trustsync-partner-root", cert.sha1_thumbprint), HEIR)
+        assert not is_ours(ApimCertificate(f"trustsync-{cert.sha1_thumbprint.lower()}", cert.sha1_thumbprint), HEIR)
+        assert not is_ours(ApimCertificate(f"x{cid}", cert.sha1_thumbprint), TEAM_A)
+        assert not is_ours(ApimCertificate(cid.replace("teama--", "teama---"), cert.sha1_thumbprint), TEAM_A)
+
+    def test_legacy_ids_are_ours_only_for_the_deployment_that_adopts_them(self) -> None:
+        cert = ca("Contoso Root CA")
+        legacy = ApimCertificate(legacy_id(cert), cert.sha1_thumbprint)
+        assert parse_app_id(legacy.id) == AppId(None, cert.sha1_thumbprint)
+        assert HEIR.is_ours(legacy)
+        assert not TEAM_A.is_ours(legacy)
+        assert not HEIR.is_ours(ApimCertificate(legacy.id, ca("Other").sha1_thumbprint))
+        # The heir's own ids are its own, and never mistaken for legacy ids by anyone.
+        assert not TEAM_A.is_ours(ApimCertificate(HEIR.certificate_id(cert), cert.sha1_thumbprint))
+        assert not HEIR.is_legacy(HEIR.certificate_id(cert))
+
+    @pytest.mark.parametrize(
+        "name", ["Root", "teama Root", "teama", "x-" * 32, "Contoso teama  Issuing", "a-b-c-d-e-f-g-h-i-j-k"]
+    )
+    def test_no_id_of_one_form_parses_as_the_other(self, name: str) -> None:
+        cert = ca(name)
+        for owner in (TEAM_A, TEAM_B, HEIR, Ownership("a"), Ownership("0123456789")):
+            assert parse_app_id(owner.certificate_id(cert)) == AppId(owner.deployment, cert.sha1_thumbprint)
+        assert parse_app_id(legacy_id(cert)) == AppId(None, cert.sha1_thumbprint)
+
+    @pytest.mark.parametrize("deployment", ["", "TeamA", "team-a", "team_a", "a" * (MAX_DEPLOYMENT_ID_LENGTH + 1)])
+    def test_a_deployment_id_out_of_bounds_is_refused(self, deployment: str) -> None:
+        with pytest.raises(ValueError, match="a deployment id is 1 to 10 of a-z and 0-9"):
+            Ownership(deployment)
+
+
+class TestDeployments:
+    """Two deployments on one APIM service: each plans only with its own entries."""
+
+    def test_a_full_run_leaves_the_other_deployments_entries_alone_even_when_it_needs_nothing(self) -> None:
+        mine, theirs, shared_root = ca("Mine"), ca("Theirs"), ca("Shared Root")
+        a_ids = [TEAM_A.certificate_id(c) for c in (mine, shared_root)]
+        b_ids = [TEAM_B.certificate_id(c) for c in (theirs, shared_root)]
+        observed = Observed(
+            held(*zip(a_ids, (mine, shared_root), strict=True), *zip(b_ids, (theirs, shared_root), strict=True)),
+            {"gw1": dict.fromkeys([*a_ids, *b_ids], True)},
+            owner=TEAM_A,
+        )
+
+        actions, conflicts = plan_all(desired(), observed, ["gw1"])
+
+        assert {a.certificate_id for a in actions} == set(a_ids)  # its own only, though nothing is needed
+        assert all(a.narrows for a in actions)
+        assert conflicts == ()
+        as_b = Observed(observed.certificates, observed.gateway_cas, owner=TEAM_B)
+        assert plan_all(desired((theirs, True), (shared_root, True)), as_b, ["gw1"]) == ((), ())
+
+    def test_each_holds_its_own_copy_of_a_ca_both_need(self) -> None:
+        root = ca("Shared Root")
+        a_id = TEAM_A.certificate_id(root)
+        observed = Observed(held((a_id, root)), {"gw1": {a_id: True}}, owner=TEAM_B)
+        actions, conflicts = plan_all(desired((root, True)), observed, ["gw1"])
+        b_id = TEAM_B.certificate_id(root)
+        assert kinds(actions) == [("set-gateway-ca", b_id, "gw1"), ("upload-certificate", b_id, None)]
+        assert conflicts == ()
+
+
+class TestLegacyIds:
+    """Entries written before ids carried a deployment: adopted by one deployment, replaced, then gone."""
+
+    def test_the_heir_replaces_them_first_and_removes_them_once_its_own_entries_are_in(self) -> None:
+        root, inter, retired = ca("Contoso Root"), ca("Contoso Issuing"), ca("Retired CA")
+        old = {c: legacy_id(c) for c in (root, inter, retired)}
+        observed = Observed(
+            held(*((cid, c) for c, cid in old.items())),
+            {"gw1": dict.fromkeys(old.values(), True), "gw2": dict.fromkeys(old.values(), True)},
+            owner=HEIR,
+        )
+        want = desired((root, True), (inter, True))
+
+        additions, _ = plan_all(want, observed, ["gw1", "gw2"], narrow=False)
+        everything, _ = plan_all(want, observed, ["gw1", "gw2"])
+
+        new = {c: HEIR.certificate_id(c) for c in (root, inter)}
+        assert all(not a.narrows for a in additions)
+        assert {(a.kind.value, a.certificate_id) for a in additions} == {
+            *(("upload-certificate", cid) for cid in new.values()),
+            *(("set-gateway-ca", cid) for cid in new.values()),
+        }
+        narrowing = everything[len(additions) :]
+        assert kinds(narrowing) == sorted(
+            [
+                *(("remove-gateway-ca", cid, gw) for cid in old.values() for gw in ("gw1", "gw2")),
+                *(("delete-certificate", cid, None) for cid in old.values()),
+            ]
+        )
+        reasons = {a.reason for a in narrowing if a.certificate_id == old[root] and a.gateway}
+        assert reasons == {f"an id of an earlier version, replaced by {new[root]}"}
+
+    def test_a_legacy_entry_stays_on_a_gateway_until_the_heirs_own_entry_is_there(self) -> None:
+        root = ca("Contoso Root")
+        old, new = legacy_id(root), HEIR.certificate_id(root)
+        observed = Observed(
+            held((old, root), (new, root)), {"gw1": {old: True, new: True}, "gw2": {old: True}}, owner=HEIR
+        )
+        narrowing = plan_narrowing(desired((root, True)), observed, ["gw1", "gw2"])
+        assert kinds(narrowing.actions) == [("remove-gateway-ca", old, "gw1")]  # not from gw2, not deleted
+        assert narrowing.notes == (f"{old} stays on gw2 until {new} replaces it there",)
+
+    def test_a_replacement_that_trusts_less_than_needed_does_not_replace(self) -> None:
+        root = ca("Contoso Root")
+        old, new = legacy_id(root), HEIR.certificate_id(root)
+        observed = Observed(held((old, root), (new, root)), {"gw1": {old: True, new: False}}, owner=HEIR)
+        narrowing = plan_narrowing(desired((root, True)), observed, ["gw1"])
+        assert narrowing.actions == ()
+
+    def test_a_legacy_entry_waiting_for_its_replacement_is_trusted_no_more_than_needed(self) -> None:
+        inter = ca("Contoso Issuing")
+        old = legacy_id(inter)
+        observed = Observed(held((old, inter)), {"gw1": {old: True}}, owner=HEIR)
+        narrowing = plan_narrowing(desired((inter, False)), observed, ["gw1"])  # chain building only
+        assert [(a.kind, a.certificate_id, a.trusted, a.replace) for a in narrowing.actions] == [
+            (ActionKind.SET_GATEWAY_CA, old, False, True)
+        ]
+
+    def test_a_deployment_that_does_not_adopt_them_never_touches_them(self) -> None:
+        root, retired = ca("Contoso Root"), ca("Retired CA")
+        old = [legacy_id(root), legacy_id(retired)]
+        observed = Observed(held((old[0], root), (old[1], retired)), {"gw1": dict.fromkeys(old, True)}, owner=TEAM_A)
+        actions, conflicts = plan_all(desired((root, True)), observed, ["gw1"])
+        assert not {a.certificate_id for a in actions} & set(old)
+        assert conflicts == ()
 
 
 class TestAdditions:

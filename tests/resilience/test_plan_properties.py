@@ -1,6 +1,7 @@
 """Random desired states against random APIM states (the app's entries, foreign ones, foreign copies
 of a needed CA, our id squatted by another certificate, ids that only look like ours, gateways
-outside the selection, trust flags either way). The plan, applied as APIM would apply it, must never
+outside the selection, trust flags either way, legacy ids the default deployment adopts, another
+deployment's ids). The plan, applied as APIM would apply it, must never
 touch what is not provably the app's, never reference a foreign certificate, never take away what is
 needed, and reach a fixed point.
 """
@@ -16,13 +17,15 @@ from hypothesis import strategies as st
 from emulator.pki import make_certificate
 from shared.chain import Certificate
 from shared.desired import Desired, DesiredAuthority
-from shared.plan import Action, ActionKind, Observed, certificate_id_for, is_ours
+from shared.plan import LOCAL, Action, ActionKind, Observed, Ownership, certificate_id_for, is_ours
 from shared.ports import ApimCertificate
+from tests.legacy import legacy_id
 from tests.planning import plan_all
 
 POOL = [Certificate.from_x509(make_certificate(f"Fuzz CA {i}", is_ca=True).certificate) for i in range(3)]
 SELECTABLE = ("gw-a", "gw-b")
 UNSELECTED = "gw-outside"
+THEIRS = Ownership("teamb")  # another deployment sharing the APIM service
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Apim:
         return found
 
     def foreign(self) -> tuple[dict[str, str], dict[str, dict[str, bool]]]:
-        ours = {cid for cid, cert in self.certificates.items() if is_ours(cert)}
+        ours = {cid for cid, cert in self.certificates.items() if is_ours(cert, LOCAL)}
         return (
             {cid: c.thumbprint for cid, c in self.certificates.items() if cid not in ours},
             {gw: {cid: ok for cid, ok in cas.items() if cid not in ours} for gw, cas in self.gateway_cas.items()},
@@ -87,11 +90,17 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
     certificates: dict[str, ApimCertificate] = {}
     for i, cert in enumerate(POOL):
-        form = draw(st.sampled_from(["absent", "ours", "foreign", "both", "squatted", "lookalike"]))
+        form = draw(st.sampled_from(["absent", "ours", "foreign", "both", "squatted", "lookalike", "legacy", "theirs"]))
         if form in ("ours", "both"):
             certificates[certificate_id_for(cert)] = ApimCertificate(certificate_id_for(cert), cert.sha1_thumbprint)
         if form in ("foreign", "both"):
             certificates[f"corp-ca-{i}"] = ApimCertificate(f"corp-ca-{i}", cert.sha1_thumbprint)
+        if form == "legacy":  # written before ids carried a deployment: adopted (the default deployment's)
+            certificates[legacy_id(cert)] = ApimCertificate(legacy_id(cert), cert.sha1_thumbprint)
+        if form == "theirs":  # another deployment's id on the same service: foreign
+            certificates[THEIRS.certificate_id(cert)] = ApimCertificate(
+                THEIRS.certificate_id(cert), cert.sha1_thumbprint
+            )
         if form == "lookalike":  # our prefix, someone else's name: not ours
             certificates[f"trustsync-partner-{i}"] = ApimCertificate(f"trustsync-partner-{i}", cert.sha1_thumbprint)
         if form == "squatted":  # our exact id, another certificate under it: not ours
@@ -151,11 +160,12 @@ def test_a_plan_never_touches_foreign_entries_never_removes_what_is_needed_and_c
     for gateway, cas in foreign_before[1].items():
         assert cas == cas_after[gateway], gateway  # foreign entries unchanged, none added
     for gateway in selected:
-        ours_here = {
-            apim.certificates[cid].thumbprint: trusted
+        entries = [
+            (apim.certificates[cid].thumbprint, trusted)
             for cid, trusted in apim.gateway_cas[gateway].items()
-            if is_ours(apim.certificates[cid])
-        }
+            if is_ours(apim.certificates[cid], LOCAL)
+        ]
+        ours_here = {thumbprint: any(ok for t, ok in entries if t == thumbprint) for thumbprint, _ in entries}
         for thumbprint, authority in desired.authorities.items():
             if any(authority.certificate.subject in conflict for conflict in conflicts if "not uploaded" in conflict):
                 continue  # its id is squatted: reported, not trusted
@@ -164,7 +174,7 @@ def test_a_plan_never_touches_foreign_entries_never_removes_what_is_needed_and_c
             assert ours_here[thumbprint] or not authority.trusted
         if desired.complete:
             # ...and never wider: our entries are exactly what is desired, as trusted as desired.
-            for thumbprint, trusted in ours_here.items():
+            for thumbprint, trusted in entries:
                 assert thumbprint in desired.authorities, (gateway, thumbprint)
                 assert trusted == desired.authorities[thumbprint].trusted, (gateway, thumbprint)
 
