@@ -1266,7 +1266,7 @@ def test_environment_names_that_differ_only_in_punctuation_keep_distinct_names()
     for output, values in seen.items():
         assert len(values) == 5, (output, values)
     # The tag azd finds its resources by is the environment name itself, never the normalised one.
-    assert call_args(template("main.bicep").variables["allTags"])[1]["azd-env-name"] == "environmentName"
+    assert call_args(template("main.bicep").variables["allTags"])[1]["'azd-env-name'"] == "environmentName"
 
 
 def test_short_names_stay_as_they_were() -> None:
