@@ -727,7 +727,7 @@ def test_azure_yaml_wires_the_hooks_and_the_service() -> None:
     assert (REPO / config["infra"]["path"] / f"{config['infra']['module']}.bicep").exists()
     service = config["services"]["trustsync"]
     assert (service["host"], service["language"], service["project"]) == ("function", "python", ".")
-    for hook in ("postprovision", "postdeploy", "predown"):
+    for hook in ("preprovision", "postprovision", "predeploy", "postdeploy", "predown"):
         for platform, shell in (("posix", "sh"), ("windows", "pwsh")):
             entry = config["hooks"][hook][platform]
             assert entry["shell"] == shell
