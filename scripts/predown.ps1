@@ -7,7 +7,7 @@
 
 Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_APIM_RESOURCE_ID')
-Assert-Az
+$null = Assert-Az
 $names = Get-TrustSyncNames
 
 # Resource ids a deployment created (none when the deployment does not exist).

@@ -770,7 +770,7 @@ def deployment_parameters(text: str) -> set[str]:
     return set(re.findall(r'"(\w+)=\$', text))
 
 
-@pytest.mark.parametrize("hook", ["preprovision", "postprovision", "postdeploy", "predown"])
+@pytest.mark.parametrize("hook", ["preprovision", "postprovision", "predeploy", "postdeploy", "predown"])
 def test_powershell_hooks_mirror(hook: str) -> None:
     sh = (REPO / "scripts" / f"{hook}.sh").read_text() + (REPO / "scripts" / "common.sh").read_text()
     ps = (REPO / "scripts" / f"{hook}.ps1").read_text() + (REPO / "scripts" / "common.ps1").read_text()
