@@ -414,6 +414,33 @@ def test_custom_apim_role_holds_only_the_actions_the_app_calls() -> None:
     assert assignment.properties["roleDefinitionId"] == "gatewayCaOperatorId"
 
 
+# The ARM action each API Management SDK operation the adapter calls needs.
+APIM_SDK_ACTIONS = {
+    "api_management_service.get": "Microsoft.ApiManagement/service/read",
+    "certificate.list_by_service": "Microsoft.ApiManagement/service/certificates/read",
+    "certificate.get": "Microsoft.ApiManagement/service/certificates/read",
+    "certificate.create_or_update": "Microsoft.ApiManagement/service/certificates/write",
+    "certificate.delete": "Microsoft.ApiManagement/service/certificates/delete",
+    "gateway.list_by_service": "Microsoft.ApiManagement/service/gateways/read",
+    "gateway.get": "Microsoft.ApiManagement/service/gateways/read",
+    "gateway_certificate_authority.list_by_service": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/read",
+    "gateway_certificate_authority.get": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/read",
+    "gateway_certificate_authority.create_or_update": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/write",
+    "gateway_certificate_authority.delete": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete",
+}
+
+
+def test_custom_apim_role_is_exactly_what_the_adapter_calls() -> None:
+    # Every SDK operation shared/apim.py calls is allowed, and every action but service/read is
+    # used by one (service/read: the service's tier and CA store are read from it).
+    calls = set(re.findall(r"self\._client\.(\w+\.\w+)\(", (REPO / "shared" / "apim.py").read_text()))
+    assert calls, "the adapter's SDK calls"
+    unknown = calls - set(APIM_SDK_ACTIONS)
+    assert not unknown, f"map these SDK operations to their ARM actions: {sorted(unknown)}"
+    needed = {APIM_SDK_ACTIONS[call] for call in calls}
+    assert needed | {"Microsoft.ApiManagement/service/read"} == APIM_ACTIONS
+
+
 def test_key_vault_roles_are_secrets_user_and_reader_scoped_narrowly() -> None:
     keyvault = template("access/keyvault.bicep")
     roles = keyvault.variables["roleIds"]
@@ -636,9 +663,10 @@ def test_the_host_reaches_its_tables_with_the_app_identity() -> None:
         in {ALLOWED_BUILT_IN_ROLES[g] for g in _accessed_roles(rbac, a.properties["roleDefinitionId"])}
     ]
     assert [rbac.resource(a.body["scope"]).body["name"] for a in tables] == ["storageAccountName"]
-    assert template("main.bicep").modules["appRbac"].params["storageAccountName"] == template(
-        "main.bicep"
-    ).modules["functionApp"].params["storageAccountName"]
+    assert (
+        template("main.bicep").modules["appRbac"].params["storageAccountName"]
+        == template("main.bicep").modules["functionApp"].params["storageAccountName"]
+    )
 
 
 def test_the_queue_trigger_connects_to_the_event_queue_with_the_app_identity() -> None:

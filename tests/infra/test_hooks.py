@@ -802,12 +802,19 @@ def test_first_run_refuses_an_az_on_another_cloud_than_the_region(shell: str, bi
 
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(
-    ("region", "cloud"), [("chinanorth3", "AzureChinaCloud"), ("usgovvirginia", "AzureUSGovernment"), ("westeurope", "AzureCloud")]
+    ("region", "cloud"),
+    [("chinanorth3", "AzureChinaCloud"), ("usgovvirginia", "AzureUSGovernment"), ("westeurope", "AzureCloud")],
 )
 def test_first_run_passes_when_az_is_on_the_regions_cloud(shell: str, bin_dir: Path, region: str, cloud: str) -> None:
     locations = f"{region}\nsomewhere"
     run = run_hook(
-        shell, "preprovision", bin_dir, **FIRST_RUN, AZURE_LOCATION=region, FAKE_AZ_CLOUD=cloud, FAKE_LOCATIONS=locations
+        shell,
+        "preprovision",
+        bin_dir,
+        **FIRST_RUN,
+        AZURE_LOCATION=region,
+        FAKE_AZ_CLOUD=cloud,
+        FAKE_LOCATIONS=locations,
     )
     assert run.returncode == 0, run.output
     assert f"cloud: az is logged in to {cloud}, the cloud of {region} (checked)" in run.output
@@ -874,7 +881,13 @@ def test_preprovision_refuses_a_vault_it_cannot_find(shell: str, bin_dir: Path) 
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_each_named_certificate_is_checked_or_said_unchecked(shell: str, bin_dir: Path) -> None:
-    outcomes = {"api-tls": "exists", "partner": "unreachable", "orders": "forbidden", "legacy": "firewall", "odd": "other"}
+    outcomes = {
+        "api-tls": "exists",
+        "partner": "unreachable",
+        "orders": "forbidden",
+        "legacy": "firewall",
+        "odd": "other",
+    }
     run = run_hook(
         shell,
         "preprovision",
@@ -884,7 +897,9 @@ def test_each_named_certificate_is_checked_or_said_unchecked(shell: str, bin_dir
     )
     assert run.returncode == 0, run.output
     assert "certificate api-tls: exists (checked)" in run.output
-    assert "certificate partner: could not check: the vault's data plane is not reachable from this machine" in run.output
+    assert (
+        "certificate partner: could not check: the vault's data plane is not reachable from this machine" in run.output
+    )
     assert "certificate legacy: could not check: the vault's data plane is not reachable" in run.output
     assert "certificate orders: could not check: you may not read the vault's certificates" in run.output
     assert "certificate odd: could not check: something unexpected" in run.output
@@ -934,8 +949,9 @@ def test_permissions_are_checked_on_a_reused_topics_resource_group(shell: str, b
     )
     assert run.returncode != 0
     topic_group = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/rg-events"
-    assert f"system topic resource group ({topic_group}): Microsoft.EventGrid/systemTopics/eventSubscriptions/write" in (
-        run.output
+    assert (
+        f"system topic resource group ({topic_group}): Microsoft.EventGrid/systemTopics/eventSubscriptions/write"
+        in (run.output)
     )
     urls = [call[call.index("--url") + 1] for call in run.calls_to("rest")]
     assert f"{topic_group}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" in urls
@@ -1091,9 +1107,7 @@ def test_private_postdeploy_closes_public_access_before_anything_else(shell: str
     first_patch = next(c for c in run.calls if c[:1] == ["rest"])
     assert run.calls.index(first_patch) < run.calls.index(run.calls_to("functionapp", "function", "show")[0])
     # A failure to close stops the hook: the event subscription waits for a closed site.
-    failed = run_hook(
-        shell, "postdeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Private", FAKE_PATCH_FAILS="true"
-    )
+    failed = run_hook(shell, "postdeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Private", FAKE_PATCH_FAILS="true")
     assert failed.returncode != 0
     assert "azd hooks run postdeploy" in failed.output
 
