@@ -245,8 +245,11 @@ var accessDeploymentFull = 'trustsync-access-${nameToken}'
 var accessDeploymentName = (length(accessDeploymentFull) <= 64) ? accessDeploymentFull : '${take(accessDeploymentFull, 50)}-${uniqueString(accessDeploymentFull)}'
 var eventGridDeploymentFull = 'trustsync-eventgrid-${nameToken}'
 var eventGridDeploymentName = (length(eventGridDeploymentFull) <= 64) ? eventGridDeploymentFull : '${take(eventGridDeploymentFull, 50)}-${uniqueString(eventGridDeploymentFull)}'
-// System topic names allow 128 characters: 'evgt-trustsync-' + 71 always fits.
-var systemTopicName = 'evgt-trustsync-${nameToken}'
+// System topic names: 3-50 letters, digits and hyphens (the limit of Event Grid topics; PSRule's
+// Azure.EventGrid.SystemTopicNaming states the same), so a long name is cut like the ones above
+// (36 + 1 + 13 = 50).
+var systemTopicFull = 'evgt-trustsync-${nameToken}'
+var systemTopicName = (length(systemTopicFull) <= 50) ? systemTopicFull : '${take(systemTopicFull, 36)}-${uniqueString(systemTopicFull)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   name: empty(resourceGroupName) ? resourceGroupNameFull : resourceGroupName

@@ -1162,7 +1162,7 @@ NAME_LIMITS = {
     "Microsoft.Network/networkSecurityGroups": 80,
     "Microsoft.Network/privateEndpoints": 64,
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks": 80,
-    "Microsoft.EventGrid/systemTopics": 128,
+    "Microsoft.EventGrid/systemTopics": 50,  # as Event Grid topics; PSRule Azure.EventGrid.SystemTopicNaming
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": 64,
     "Microsoft.Network/privateDnsZones": 253,
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": 80,
