@@ -100,10 +100,13 @@ elif args[:3] == ["functionapp", "function", "show"]:
     polls = int(open(counter).read()) if os.path.exists(counter) else 0
     open(counter, "w").write(str(polls + 1))
     sys.exit(0 if polls >= int(env("FAKE_FUNCTION_READY_AFTER", "0")) else 3)
-elif args[:3] == ["deployment", "group", "show"]:
-    print(env("FAKE_GROUP_RESOURCES", ""))
-elif args[:3] == ["deployment", "sub", "show"]:
-    print(env("FAKE_SUB_RESOURCES", ""))
+elif args[:3] in (["deployment", "group", "show"], ["deployment", "sub", "show"]):
+    kind = "GROUP" if args[1] == "group" else "SUB"
+    error = env(f"FAKE_{kind}_SHOW_ERROR")
+    if error:
+        print(error, file=sys.stderr)
+        sys.exit(3)
+    print(env(f"FAKE_{kind}_RESOURCES", ""))
 """
 
 # The stand-in azd: `azd env get-values` prints FAKE_AZD_VALUES, `azd env set` is recorded in the
@@ -1117,3 +1120,38 @@ def test_public_postdeploy_leaves_network_access_alone(shell: str, bin_dir: Path
     run = run_hook(shell, "postdeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Public")
     assert run.returncode == 0, run.output
     assert not patches(run)
+
+
+# --- predown: what cannot be read is never reported removed --------------------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predown_treats_a_missing_deployment_as_nothing_to_remove(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "predown",
+        bin_dir,
+        FAKE_GROUP_SHOW_ERROR="ERROR: (DeploymentNotFound) Deployment 'trustsync-eventgrid-dev' could not be found.",
+        FAKE_SUB_RESOURCES=KV_ASSIGNMENT,
+    )
+    assert run.returncode == 0, run.output
+    assert [call[call.index("--ids") + 1] for call in run.calls_to("role", "assignment", "delete")] == [KV_ASSIGNMENT]
+    assert "access outside the app resource group removed" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predown_never_reports_removed_what_it_could_not_read(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "predown",
+        bin_dir,
+        FAKE_GROUP_RESOURCES=EVENT_SUBSCRIPTION,
+        FAKE_SUB_SHOW_ERROR="ERROR: (AuthorizationFailed) The client does not have authorization.",
+    )
+    assert run.returncode != 0
+    assert "NOT removed" in run.output
+    assert "trustsync-access-dev: (AuthorizationFailed) The client does not have authorization." in run.output
+    assert "access outside the app resource group removed" not in run.output
+    # What could be read is removed; the unread deployment keeps its record, which lists the rest.
+    assert [call[call.index("--ids") + 1] for call in run.calls_to("resource", "delete")] == [EVENT_SUBSCRIPTION]
+    assert not run.calls_to("deployment", "sub", "delete")
