@@ -76,13 +76,17 @@ var allTags = union(tags, {
 var deadLetterIdParts = split(deadLetterStorageAccountId, '/')
 // Nested deployment names must fit ARM's 64 characters for any environment name (1-64): a name
 // that fits stays as it is, a longer one is cut and made unique with a hash of the whole name.
-var keyVaultDeploymentFull = 'trustsync-keyvault-access-${environmentName}'
+// They are built from the same name token as main.bicep's names: the environment name when it
+// holds only letters, digits and hyphens, else those characters and a hash of the original.
+var nameSafe = replace(replace(replace(replace(environmentName, '_', '-'), '.', '-'), '(', '-'), ')', '-')
+var nameToken = (nameSafe == environmentName) ? environmentName : '${nameSafe}-${take(uniqueString(environmentName), 6)}'
+var keyVaultDeploymentFull = 'trustsync-keyvault-access-${nameToken}'
 var keyVaultDeploymentName = (length(keyVaultDeploymentFull) <= 64) ? keyVaultDeploymentFull : '${take(keyVaultDeploymentFull, 50)}-${uniqueString(keyVaultDeploymentFull)}'
-var apimDeploymentFull = 'trustsync-apim-access-${environmentName}'
+var apimDeploymentFull = 'trustsync-apim-access-${nameToken}'
 var apimDeploymentName = (length(apimDeploymentFull) <= 64) ? apimDeploymentFull : '${take(apimDeploymentFull, 50)}-${uniqueString(apimDeploymentFull)}'
-var deadLetterDeploymentFull = 'trustsync-deadletter-access-${environmentName}'
+var deadLetterDeploymentFull = 'trustsync-deadletter-access-${nameToken}'
 var deadLetterDeploymentName = (length(deadLetterDeploymentFull) <= 64) ? deadLetterDeploymentFull : '${take(deadLetterDeploymentFull, 50)}-${uniqueString(deadLetterDeploymentFull)}'
-var alertsDeploymentFull = 'trustsync-eventgrid-alerts-${environmentName}'
+var alertsDeploymentFull = 'trustsync-eventgrid-alerts-${nameToken}'
 var alertsDeploymentName = (length(alertsDeploymentFull) <= 64) ? alertsDeploymentFull : '${take(alertsDeploymentFull, 50)}-${uniqueString(alertsDeploymentFull)}'
 
 module keyVaultAccess 'access/keyvault.bicep' = {

@@ -169,6 +169,9 @@ param keyVaultPrivateDnsZoneId string = ''
 @description('Private mode: resource id of an existing privatelink.queue private DNS zone; empty = create one here and link it to the virtual network.')
 param queuePrivateDnsZoneId string = ''
 
+@description('Private mode: resource id of an existing privatelink.table private DNS zone (the Functions host writes its diagnostic events to Table storage); empty = create one here and link it to the virtual network.')
+param tablePrivateDnsZoneId string = ''
+
 @description('Private mode: resource id of an existing App Service private DNS zone (privatelink.azurewebsites.net in the public cloud); empty = create one here and link it to the virtual network.')
 param sitesPrivateDnsZoneId string = ''
 
@@ -226,15 +229,27 @@ var runTimeBudget = '${functionTimeoutSeconds - runTimeMarginSeconds}s'
 // every valid environment name. A name that fits stays readable and unchanged; a longer one is cut
 // and made unique again with a hash of the whole name (50 + 1 + 13 = 64). The hooks read these from
 // the outputs below instead of building names of their own.
-var resourceGroupNameFull = 'rg-${environmentName}'
-var eventSubscriptionFull = 'trustsync-${environmentName}'
+//
+// azd accepts environment names of letters, digits, '-', '_', '.', '(' and ')' (the rules of an ARM
+// deployment name), but Event Grid names allow only letters, digits and hyphens and a resource
+// group name may not end in '.'. So names are built from nameToken: the environment name itself
+// when it holds only letters, digits and hyphens (existing environments keep their names), else
+// the name with every other character turned into '-' and a hash of the original appended, so
+// 'prod_a' and 'prod.a' never share an event subscription on one vault's topic.
+var nameSafe = replace(replace(replace(replace(environmentName, '_', '-'), '.', '-'), '(', '-'), ')', '-')
+var nameToken = (nameSafe == environmentName) ? environmentName : '${nameSafe}-${take(uniqueString(environmentName), 6)}'
+var resourceGroupNameFull = 'rg-${nameToken}'
+var eventSubscriptionFull = 'trustsync-${nameToken}'
 var eventSubscriptionName = (length(eventSubscriptionFull) <= 64) ? eventSubscriptionFull : '${take(eventSubscriptionFull, 50)}-${uniqueString(eventSubscriptionFull)}'
-var accessDeploymentFull = 'trustsync-access-${environmentName}'
+var accessDeploymentFull = 'trustsync-access-${nameToken}'
 var accessDeploymentName = (length(accessDeploymentFull) <= 64) ? accessDeploymentFull : '${take(accessDeploymentFull, 50)}-${uniqueString(accessDeploymentFull)}'
-var eventGridDeploymentFull = 'trustsync-eventgrid-${environmentName}'
+var eventGridDeploymentFull = 'trustsync-eventgrid-${nameToken}'
 var eventGridDeploymentName = (length(eventGridDeploymentFull) <= 64) ? eventGridDeploymentFull : '${take(eventGridDeploymentFull, 50)}-${uniqueString(eventGridDeploymentFull)}'
-// System topic names allow 128 characters: 'evgt-trustsync-' + 64 always fits.
-var systemTopicName = 'evgt-trustsync-${environmentName}'
+// System topic names: 3-50 letters, digits and hyphens (the limit of Event Grid topics; PSRule's
+// Azure.EventGrid.SystemTopicNaming states the same), so a long name is cut like the ones above
+// (36 + 1 + 13 = 50).
+var systemTopicFull = 'evgt-trustsync-${nameToken}'
+var systemTopicName = (length(systemTopicFull) <= 50) ? systemTopicFull : '${take(systemTopicFull, 36)}-${uniqueString(systemTopicFull)}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   name: empty(resourceGroupName) ? resourceGroupNameFull : resourceGroupName
@@ -280,6 +295,7 @@ module network 'modules/network.bicep' = if (usePrivateNetwork) {
     blobPrivateDnsZoneId: blobPrivateDnsZoneId
     keyVaultPrivateDnsZoneId: keyVaultPrivateDnsZoneId
     queuePrivateDnsZoneId: queuePrivateDnsZoneId
+    tablePrivateDnsZoneId: tablePrivateDnsZoneId
     sitesPrivateDnsZoneId: sitesPrivateDnsZoneId
   }
 }
@@ -295,6 +311,22 @@ module storagePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateN
     targetId: storage.outputs.id
     groupId: 'blob'
     privateDnsZoneId: network!.outputs.blobPrivateDnsZoneId
+    manualApproval: false
+  }
+}
+
+// Host storage tables: the Functions host writes its diagnostic events there (AzureWebJobsStorage).
+module tablePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNetwork) {
+  name: 'trustsync-table-private-endpoint'
+  scope: rg
+  params: {
+    name: 'pe-table-${resourceToken}'
+    location: location
+    tags: allTags
+    subnetId: network!.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'table'
+    privateDnsZoneId: network!.outputs.tablePrivateDnsZoneId
     manualApproval: false
   }
 }
@@ -315,8 +347,10 @@ module queuePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNet
   }
 }
 
-// The app's only inbound path in private mode (its public network access is disabled): resync and
-// the scm site that azd deploys through, from the virtual network or a network peered with it.
+// The app's inbound path in private mode (its public network access is disabled): resync and the
+// scm site from the virtual network or a network peered with it. `azd deploy` from outside that
+// network goes through the public scm endpoint instead, which the predeploy hook opens to the
+// deployer's address alone for the deployment and the postdeploy hook closes again.
 module sitePrivateEndpoint 'modules/private-endpoint.bicep' = if (usePrivateNetwork) {
   name: 'trustsync-site-private-endpoint'
   scope: rg

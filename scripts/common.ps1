@@ -32,15 +32,37 @@ function Assert-Vars([string[]] $Names) {
     }
 }
 
-# The hooks deploy with the Azure CLI; it must be logged in to the cloud azd deployed to.
+# The cloud an Azure region belongs to: Azure China regions are china*, Azure US Government
+# regions usgov* and usdod*, every other region is the public cloud's.
+function Get-CloudOfRegion([string] $Region) {
+    $name = $Region.ToLowerInvariant().Replace(' ', '')
+    if ($name -like 'china*') { return 'AzureChinaCloud' }
+    if ($name -like 'usgov*' -or $name -like 'usdod*') { return 'AzureUSGovernment' }
+    return 'AzureCloud'
+}
+
+# The hooks deploy with the Azure CLI; it must be logged in to the cloud azd deploys to. That cloud
+# is AZURE_CLOUD once a provision has run (a main.bicep output); on the first run it is the cloud of
+# AZURE_LOCATION. Returns the cloud az is logged in to.
 function Assert-Az {
     if (-not (Get-Command az -ErrorAction SilentlyContinue)) { Stop-Hook 'the Azure CLI (az) is required: https://aka.ms/azure-cli' }
     az account show --output none 2>$null
     if ($LASTEXITCODE -ne 0) { Stop-Hook 'az is not logged in: run az login (Azure China: az cloud set --name AzureChinaCloud first)' }
     $azCloud = az cloud show --query name --output tsv
-    if ($env:AZURE_CLOUD -and $azCloud -ne $env:AZURE_CLOUD) {
-        Stop-Hook "az is set to cloud $azCloud but azd deployed to $($env:AZURE_CLOUD): run az cloud set --name $($env:AZURE_CLOUD); az login"
+    if ($LASTEXITCODE -ne 0) { Stop-Hook 'az cloud show failed: cannot tell which cloud az is logged in to' }
+    if ($env:AZURE_CLOUD) {
+        $target = $env:AZURE_CLOUD
+        $reason = "azd deployed to $($env:AZURE_CLOUD)"
+    } elseif ($env:AZURE_LOCATION) {
+        $target = Get-CloudOfRegion $env:AZURE_LOCATION
+        $reason = "$($env:AZURE_LOCATION) is a region of $target"
+    } else {
+        return $azCloud
     }
+    if ($azCloud -ne $target) {
+        Stop-Hook "az is set to cloud $azCloud but ${reason}: run az cloud set --name $target && az login (and azd config set cloud.name $target && azd auth login)"
+    }
+    return $azCloud
 }
 
 # Records a value in the azd environment (.azure/<env>/.env) for the later hooks, and sets it here.
@@ -84,14 +106,17 @@ function Test-ActionAllowed([string] $Action, [object[]] $Permissions) {
 }
 
 # Reads what the signed-in identity may do at $Scope (Microsoft.Authorization/permissions) and
-# returns the lines for each of $Actions it may not do. Permissions it cannot read are reported
-# and not held against the caller: ARM has the last word.
+# returns the lines for each of $Actions it may not do. A scope whose permissions cannot be read is
+# added to $script:UncheckedPermissions: a check that read nothing proves nothing, so the caller
+# must never report it as granted.
+$script:UncheckedPermissions = @()
 function Get-MissingPermissions([string] $Label, [string] $Scope, [string[]] $Actions) {
     $json = az rest --method get `
         --url "$Scope/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" `
         --query 'value[]' --output json 2>$null
     if ($LASTEXITCODE -ne 0) {
-        Write-Log "could not read your permissions on $Label ($Scope); the deployments will tell if one is missing"
+        Write-Log "could not read your permissions on $Label ($Scope)"
+        $script:UncheckedPermissions += "  $Label ($Scope)"
         return @()
     }
     $permissions = @($json | ConvertFrom-Json)

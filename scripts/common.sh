@@ -40,13 +40,35 @@ require_vars() {
   done
 }
 
-# The hooks deploy with the Azure CLI; it must be logged in to the cloud azd deployed to.
+# The cloud an Azure region belongs to: Azure China regions are china*, Azure US Government
+# regions usgov* and usdod*, every other region is the public cloud's.
+cloud_of_region() {
+  case $(lower "$1" | tr -d ' ') in
+    china*) echo AzureChinaCloud ;;
+    usgov* | usdod*) echo AzureUSGovernment ;;
+    *) echo AzureCloud ;;
+  esac
+}
+
+# The hooks deploy with the Azure CLI; it must be logged in to the cloud azd deploys to. That cloud
+# is AZURE_CLOUD once a provision has run (a main.bicep output); on the first run, before any
+# output exists, it is the cloud of AZURE_LOCATION, so an Azure China region with az on the
+# public cloud stops here instead of in three unreadable permission checks.
 require_az() {
   command -v az >/dev/null 2>&1 || fail "the Azure CLI (az) is required: https://aka.ms/azure-cli"
   az account show --output none 2>/dev/null || fail "az is not logged in: run az login (Azure China: az cloud set --name AzureChinaCloud first)"
-  az_cloud=$(az cloud show --query name --output tsv)
-  if [ -n "${AZURE_CLOUD:-}" ] && [ "$az_cloud" != "$AZURE_CLOUD" ]; then
-    fail "az is set to cloud $az_cloud but azd deployed to $AZURE_CLOUD: run az cloud set --name $AZURE_CLOUD && az login"
+  az_cloud=$(az cloud show --query name --output tsv) || fail "az cloud show failed: cannot tell which cloud az is logged in to"
+  if [ -n "${AZURE_CLOUD:-}" ]; then
+    target_cloud=$AZURE_CLOUD
+    target_reason="azd deployed to $AZURE_CLOUD"
+  elif [ -n "${AZURE_LOCATION:-}" ]; then
+    target_cloud=$(cloud_of_region "$AZURE_LOCATION")
+    target_reason="$AZURE_LOCATION is a region of $target_cloud"
+  else
+    return 0
+  fi
+  if [ "$az_cloud" != "$target_cloud" ]; then
+    fail "az is set to cloud $az_cloud but $target_reason: run az cloud set --name $target_cloud && az login (and azd config set cloud.name $target_cloud && azd auth login)"
   fi
 }
 
@@ -107,8 +129,10 @@ EOF
 
 # check_permissions LABEL SCOPE ACTION...: reads what the signed-in identity may do at SCOPE
 # (Microsoft.Authorization/permissions) and adds each ACTION it may not do to $missing_permissions.
-# Permissions it cannot read are reported and not held against the caller: ARM has the last word.
+# Permissions it cannot read are added to $unchecked_permissions: a check that read nothing
+# proves nothing, so the caller must never report them as granted.
 missing_permissions=''
+unchecked_permissions=''
 check_permissions() {
   label=$1
   scope=$2
@@ -116,7 +140,9 @@ check_permissions() {
   permissions=$(az rest --method get \
     --url "$scope/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" \
     --query "value[].[join(' ', actions), join(' ', notActions)]" --output tsv 2>/dev/null) || {
-    log "could not read your permissions on $label ($scope); the deployments will tell if one is missing"
+    log "could not read your permissions on $label ($scope)"
+    unchecked_permissions="$unchecked_permissions
+  $label ($scope)"
     return 0
   }
   for action in "$@"; do

@@ -1,19 +1,31 @@
 # azd postdeploy hook (Windows): see postdeploy.sh, which this mirrors.
 # Deploys infra/eventgrid.bicep (the event subscription to on_keyvault_event, or in private network
 # mode to the event queue that on_keyvault_event_queue reads; filtered by event type only) into the
-# resource group of the vault's system topic once the function exists. Idempotent.
+# resource group of the vault's system topic once the function exists. In private network mode it
+# first turns the app's public network access off again (opened by the predeploy hook). Idempotent.
 . (Join-Path $PSScriptRoot 'common.ps1')
 
 Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME',
     'AZURE_FUNCTION_APP_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID',
     'TRUSTSYNC_DEADLETTER_CONTAINER')
-Assert-Az
+$null = Assert-Az
 $names = Get-TrustSyncNames
 
 # Empty in public network mode (main.bicep output): Event Grid then pushes to on_keyvault_event.
 $eventQueue = Get-EnvOrDefault 'TRUSTSYNC_EVENT_QUEUE_NAME' ''
 $targetFunction = if ($eventQueue) { 'on_keyvault_event_queue' } else { 'on_keyvault_event' }
+
+if ((Get-EnvOrDefault 'TRUSTSYNC_NETWORK_MODE' 'Public') -eq 'Private') {
+    # Closed before anything else (predeploy opened it for azd deploy), so a failure below leaves it closed.
+    $api = 'api-version=2024-04-01'
+    az rest --method patch --url "$($env:AZURE_FUNCTION_APP_ID)?$api" --body '{"properties":{"publicNetworkAccess":"Disabled"}}' --output none
+    if ($LASTEXITCODE -ne 0) { Stop-Hook "could not turn off public network access of $($env:AZURE_FUNCTION_APP_NAME): run azd hooks run postdeploy again, or azd provision" }
+    az rest --method patch --url "$($env:AZURE_FUNCTION_APP_ID)/config/web?$api" `
+        --body '{"properties":{"scmIpSecurityRestrictions":[],"scmIpSecurityRestrictionsDefaultAction":"Deny"}}' --output none
+    if ($LASTEXITCODE -ne 0) { Stop-Hook "could not remove the deployer's scm access rule of $($env:AZURE_FUNCTION_APP_NAME): run azd hooks run postdeploy again, or azd provision" }
+    Write-Log "public network access of $($env:AZURE_FUNCTION_APP_NAME) is Disabled again (the deployer's scm rule removed)"
+}
 
 # The host indexes the functions a little after the package lands; wait up to 30 polls.
 $pollSeconds = [int](Get-EnvOrDefault 'TRUSTSYNC_POLL_SECONDS' '10')

@@ -6,7 +6,9 @@
 # Public network mode: pushed to on_keyvault_event; the hook runs after `azd deploy` because Event
 # Grid validates an AzureFunction endpoint when the subscription is written, so the function must
 # exist first. Private network mode (TRUSTSYNC_EVENT_QUEUE_NAME set): written to the event queue,
-# which on_keyvault_event_queue reads. Idempotent (PUT of the same subscription).
+# which on_keyvault_event_queue reads; and first of all, the app's public network access is turned
+# off again and the deployer's scm rule removed, which the predeploy hook opened for `azd deploy`.
+# Idempotent (PATCH and PUT of the same values).
 set -eu
 # shellcheck source=scripts/common.sh
 . "$(dirname "$0")/common.sh"
@@ -24,6 +26,18 @@ if [ -n "$event_queue" ]; then
   target_function=on_keyvault_event_queue
 else
   target_function=on_keyvault_event
+fi
+
+if [ "${TRUSTSYNC_NETWORK_MODE:-Public}" = Private ]; then
+  # Closed before anything else, so a failure below leaves it closed; the package is in place.
+  api="api-version=2024-04-01"
+  az rest --method patch --url "$AZURE_FUNCTION_APP_ID?$api" \
+    --body '{"properties":{"publicNetworkAccess":"Disabled"}}' \
+    --output none || fail "could not turn off public network access of $AZURE_FUNCTION_APP_NAME: run azd hooks run postdeploy again, or azd provision"
+  az rest --method patch --url "$AZURE_FUNCTION_APP_ID/config/web?$api" \
+    --body '{"properties":{"scmIpSecurityRestrictions":[],"scmIpSecurityRestrictionsDefaultAction":"Deny"}}' \
+    --output none || fail "could not remove the deployer's scm access rule of $AZURE_FUNCTION_APP_NAME: run azd hooks run postdeploy again, or azd provision"
+  log "public network access of $AZURE_FUNCTION_APP_NAME is Disabled again (the deployer's scm rule removed)"
 fi
 
 # The host indexes the functions a little after the package lands; wait up to 30 polls.

@@ -9,7 +9,7 @@ Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'AZURE_LOCATION', 'TRUSTSYNC_PRINCIPAL_ID',
     'TRUSTSYNC_KEYVAULT_NAME', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_APIM_RESOURCE_ID',
     'TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID', 'TRUSTSYNC_DEADLETTER_CONTAINER')
-Assert-Az
+$null = Assert-Az
 $names = Get-TrustSyncNames
 
 # The preprovision hook's choice must be what was provisioned. An azd that does not reload its

@@ -7,16 +7,30 @@
 
 Import-AzdEnv
 Assert-Vars @('AZURE_ENV_NAME', 'AZURE_SUBSCRIPTION_ID', 'TRUSTSYNC_KEYVAULT_RESOURCE_GROUP', 'TRUSTSYNC_APIM_RESOURCE_ID')
-Assert-Az
+$null = Assert-Az
 $names = Get-TrustSyncNames
 
-# Resource ids a deployment created (none when the deployment does not exist).
-$groupIds = az deployment group show --name $names.EventGridDeployment --subscription $names.KeyVaultSubscription `
-    --resource-group $names.SystemTopicGroup --query 'properties.outputResources[].id' --output tsv 2>$null
-if ($LASTEXITCODE -ne 0) { $groupIds = @() }
-$subIds = az deployment sub show --name $names.AccessDeployment --subscription $env:AZURE_SUBSCRIPTION_ID `
-    --query 'properties.outputResources[].id' --output tsv 2>$null
-if ($LASTEXITCODE -ne 0) { $subIds = @() }
+# Resource ids a deployment created: none when the deployment does not exist (nothing to remove).
+# A deployment that exists but cannot be read is added to $unread: its resources are not removed,
+# and the hook says so instead of reporting them removed.
+$unread = @()
+function Read-DeploymentIds([string] $Label, [scriptblock] $Show) {
+    $output = & $Show 2>&1
+    if ($LASTEXITCODE -eq 0) { return @($output | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }) }
+    $errorText = (@($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] }) | ForEach-Object { "$_" }) -join "`n"
+    if ($errorText -notmatch 'DeploymentNotFound|could not be found|ResourceGroupNotFound') {
+        $script:unread += "  ${Label}: $((($errorText -split "`n")[0]) -replace '^ERROR: ', '')"
+    }
+    return @()
+}
+$groupIds = Read-DeploymentIds $names.EventGridDeployment {
+    az deployment group show --name $names.EventGridDeployment --subscription $names.KeyVaultSubscription `
+        --resource-group $names.SystemTopicGroup --query 'properties.outputResources[].id' --output tsv
+}
+$subIds = Read-DeploymentIds $names.AccessDeployment {
+    az deployment sub show --name $names.AccessDeployment --subscription $env:AZURE_SUBSCRIPTION_ID `
+        --query 'properties.outputResources[].id' --output tsv
+}
 $allIds = @($groupIds) + @($subIds)
 
 # A custom role is deleted through its assignable scope: the APIM resource group.
@@ -57,6 +71,11 @@ Remove-Matching '*/providers/microsoft.authorization/roleassignments/*'
 Remove-Matching '*/providers/microsoft.authorization/roledefinitions/*'
 Remove-Matching '*/providers/microsoft.eventgrid/systemtopics/*' '*/eventsubscriptions/*'
 
+# A deployment that could not be read keeps its record: it lists what is left to remove.
+if ($unread.Count -gt 0) {
+    Stop-Hook ("could not read these deployments, so what they created outside the app resource group was NOT removed:`n" + ($unread -join "`n") +
+        "`nfix az (az login, the cloud) and run azd down again, or remove their resources by hand (docs/deploy.md, Tear down)")
+}
 # The deployment records themselves (history only).
 az deployment group delete --name $names.EventGridDeployment --subscription $names.KeyVaultSubscription `
     --resource-group $names.SystemTopicGroup --output none 2>$null

@@ -15,14 +15,30 @@ require_vars AZURE_ENV_NAME AZURE_SUBSCRIPTION_ID TRUSTSYNC_KEYVAULT_RESOURCE_GR
 require_az
 trustsync_names
 
-# Resource ids a deployment created (empty when the deployment does not exist).
-deployed_ids() {
-  "$@" --query "properties.outputResources[].id" --output tsv 2>/dev/null || true
+# Resource ids a deployment created, in $ids: empty when the deployment does not exist (nothing to
+# remove). A deployment that exists but cannot be read is added to $unread: its resources are not
+# removed, and the hook says so instead of reporting them removed.
+unread=''
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+read_deployment() {
+  label=$1
+  shift
+  if ! ids=$("$@" --query "properties.outputResources[].id" --output tsv 2>"$errors"); then
+    ids=''
+    case $(cat "$errors") in
+      *DeploymentNotFound* | *"could not be found"* | *ResourceGroupNotFound*) ;;
+      *) unread="$unread
+  $label: $(sed -n '1s/^ERROR: //p' "$errors")" ;;
+    esac
+  fi
 }
 
-group_ids=$(deployed_ids az deployment group show --name "$eventgrid_deployment" \
-  --subscription "$kv_subscription" --resource-group "$system_topic_group")
-sub_ids=$(deployed_ids az deployment sub show --name "$access_deployment" --subscription "$AZURE_SUBSCRIPTION_ID")
+read_deployment "$eventgrid_deployment" az deployment group show --name "$eventgrid_deployment" \
+  --subscription "$kv_subscription" --resource-group "$system_topic_group"
+group_ids=$ids
+read_deployment "$access_deployment" az deployment sub show --name "$access_deployment" --subscription "$AZURE_SUBSCRIPTION_ID"
+sub_ids=$ids
 all_ids=$(printf '%s\n%s\n' "$group_ids" "$sub_ids")
 
 # Delete in dependency order: subscriptions, assignments, then the role they use, then topics.
@@ -80,6 +96,11 @@ delete_matching '*/providers/microsoft.authorization/roleassignments/*'
 delete_matching '*/providers/microsoft.authorization/roledefinitions/*'
 delete_matching '*/providers/microsoft.eventgrid/systemtopics/*' '*/eventsubscriptions/*'
 
+# A deployment that could not be read keeps its record: it lists what is left to remove.
+if [ -n "$unread" ]; then
+  fail "could not read these deployments, so what they created outside the app resource group was NOT removed:$unread
+fix az (az login, the cloud) and run azd down again, or remove their resources by hand (docs/deploy.md, Tear down)"
+fi
 # The deployment records themselves (history only).
 az deployment group delete --name "$eventgrid_deployment" --subscription "$kv_subscription" \
   --resource-group "$system_topic_group" --output none 2>/dev/null || true

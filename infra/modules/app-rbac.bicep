@@ -20,18 +20,22 @@ param applicationInsightsName string
 @description('Grant Monitoring Metrics Publisher on Application Insights (only when telemetry is sent with Entra ID).')
 param grantTelemetryRole bool
 
+// The queue trigger (identity-based connection EventQueue) reads the queue's length, receives
+// messages, deletes a processed one and, when a run fails or runs long, updates a message: its
+// visibility. Update Message needs queues/messages/write, which Storage Queue Data Reader and
+// Message Processor lack, so every failed run would log a 403. Storage Queue Data Contributor is
+// the one built-in role with read, process, write and delete; it is granted on the event queue
+// only. After maxDequeueCount (host.json) the host moves a message to <queue>-poison, creating that
+// queue if it is missing: the same role on the poison queue only.
 var roleIds = {
   // The Functions host needs Storage Blob Data Owner on AzureWebJobsStorage (timer-trigger
   // singleton leases, function keys) and the Flex Consumption deployment container lives in the
-  // same account. The host uses blobs only here (no queue or table roles): the queue-triggered
-  // function reads its queue in the dead-letter account, below.
+  // same account.
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // The queue trigger (identity-based connection EventQueue): read the queue's properties (its
-  // length, for scaling) and receive, update and delete its messages. On the event queue only.
-  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
-  storageQueueDataMessageProcessor: '8a0f0c08-91a1-4084-bc3d-661d67233fed'
-  // After maxDequeueCount (host.json) the host moves a message to <queue>-poison, creating that
-  // queue if it is missing. On the poison queue only.
+  // The host also writes its diagnostic events to Table storage of AzureWebJobsStorage (read,
+  // write, delete, add and create: AZFD0003). Only the host account; the app keeps no tables.
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  // The queue trigger on the event queue and its poison queue (see the assignments below).
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   // Lets the app send telemetry to an Application Insights component that refuses keys.
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -75,6 +79,17 @@ resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
+resource hostTableRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, roleIds.storageTableDataContributor)
+  scope: storage
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageTableDataContributor)
+    description: 'APIM Trust Sync: Functions host diagnostic events in host storage tables.'
+  }
+}
+
 resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantTelemetryRole) {
   name: guid(applicationInsights.id, principalId, roleIds.monitoringMetricsPublisher)
   scope: applicationInsights
@@ -86,25 +101,14 @@ resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   }
 }
 
-resource eventQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventQueue.id, principalId, roleIds.storageQueueDataReader)
-  scope: eventQueue
-  properties: {
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataReader)
-    description: 'APIM Trust Sync: the queue trigger reads the event queue (length, for scaling).'
-  }
-}
-
 resource eventQueueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventQueue.id, principalId, roleIds.storageQueueDataMessageProcessor)
+  name: guid(eventQueue.id, principalId, roleIds.storageQueueDataContributor)
   scope: eventQueue
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageProcessor)
-    description: 'APIM Trust Sync: the queue trigger receives and deletes the events Event Grid queued.'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
+    description: 'APIM Trust Sync: the queue trigger receives, updates (releases, renews) and deletes the events Event Grid queued.'
   }
 }
 

@@ -214,6 +214,12 @@ var hostSettings = [
     name: 'AzureWebJobsStorage__blobServiceUri'
     value: storage.properties.primaryEndpoints.blob
   }
+  // The host writes its diagnostic events to Table storage of AzureWebJobsStorage; without the
+  // table endpoint an identity-based connection has none and those events are lost (AZFD0003).
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: storage.properties.primaryEndpoints.table
+  }
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     value: applicationInsights.properties.ConnectionString
@@ -358,6 +364,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       // No per-address rules: the public endpoint is open to keyed calls or, in private mode, off.
       ipSecurityRestrictions: []
       ipSecurityRestrictionsDefaultAction: publicAccessEnabled ? 'Allow' : 'Deny'
+      // Private mode: the scm site too denies every public address. The predeploy hook adds the
+      // deployer's address and turns public network access on for `azd deploy` only; the
+      // postdeploy hook (or the next provision, which writes these values again) closes it.
+      scmIpSecurityRestrictions: []
+      scmIpSecurityRestrictionsDefaultAction: publicAccessEnabled ? 'Allow' : 'Deny'
       scmIpSecurityRestrictionsUseMain: false
       appSettings: appSettings
     }

@@ -2,7 +2,7 @@
 // DNS zones that make the storage account and the Key Vault resolve to those endpoints.
 //   - app subnet: delegated to the plan (Flex Consumption: Microsoft.App/environments; Dedicated:
 //     Microsoft.Web/serverFarms); the app's outbound calls to private addresses go through it;
-//   - private endpoint subnet: the host storage (blob), event queue (queue of the dead-letter
+//   - private endpoint subnet: the host storage (blob, table), event queue (queue of the dead-letter
 //     account), Key Vault and Function App (sites: the app's only inbound path) private endpoints;
 //   - private DNS zones: new ones here, linked to the virtual network, or existing ones (e.g. in a
 //     hub) whose ids are passed in; the zone names follow the cloud (privatelink.blob.core.windows.net
@@ -47,6 +47,9 @@ param keyVaultPrivateDnsZoneId string
 @description('Existing privatelink.queue zone id; empty = create one.')
 param queuePrivateDnsZoneId string
 
+@description('Existing privatelink.table zone id; empty = create one.')
+param tablePrivateDnsZoneId string
+
 @description('Existing privatelink zone id of App Service sites (privatelink.azurewebsites.net in the public cloud); empty = create one.')
 param sitesPrivateDnsZoneId string
 
@@ -55,11 +58,13 @@ var blobZoneName = 'privatelink.blob.${environment().suffixes.storage}'
 // zone of each cloud is the same name with vaultcore.
 var keyVaultZoneName = 'privatelink${replace(environment().suffixes.keyvaultDns, 'vault.', 'vaultcore.')}'
 var queueZoneName = 'privatelink.queue.${environment().suffixes.storage}'
+var tableZoneName = 'privatelink.table.${environment().suffixes.storage}'
 // App Service private link zones: no environment() suffix names them.
 var cloudName = environment().name
 var sitesZoneName = (cloudName == 'AzureChinaCloud') ? 'privatelink.chinacloudsites.cn' : ((cloudName == 'AzureUSGovernment') ? 'privatelink.azurewebsites.us' : 'privatelink.azurewebsites.net')
 var createBlobZone = empty(blobPrivateDnsZoneId)
 var createQueueZone = empty(queuePrivateDnsZoneId)
+var createTableZone = empty(tablePrivateDnsZoneId)
 var createSitesZone = empty(sitesPrivateDnsZoneId)
 var createKeyVaultZone = empty(keyVaultPrivateDnsZoneId)
 
@@ -183,6 +188,25 @@ resource queueZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@20
   }
 }
 
+resource tableZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (createTableZone) {
+  name: tableZoneName
+  location: 'global'
+  tags: tags
+}
+
+resource tableZoneLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = if (createTableZone) {
+  parent: tableZone
+  name: vnetName
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
 resource sitesZone 'Microsoft.Network/privateDnsZones@2020-06-01' = if (createSitesZone) {
   name: sitesZoneName
   location: 'global'
@@ -208,4 +232,5 @@ output privateEndpointSubnetId string = '${vnet.id}/subnets/private-endpoints'
 output blobPrivateDnsZoneId string = createBlobZone ? blobZone.id : blobPrivateDnsZoneId
 output keyVaultPrivateDnsZoneId string = createKeyVaultZone ? keyVaultZone.id : keyVaultPrivateDnsZoneId
 output queuePrivateDnsZoneId string = createQueueZone ? queueZone.id : queuePrivateDnsZoneId
+output tablePrivateDnsZoneId string = createTableZone ? tableZone.id : tablePrivateDnsZoneId
 output sitesPrivateDnsZoneId string = createSitesZone ? sitesZone.id : sitesPrivateDnsZoneId

@@ -20,10 +20,11 @@ param targetId string
 @allowed([
   'blob'
   'queue'
+  'table'
   'vault'
   'sites'
 ])
-@description('Sub-resource of the target: blob or queue (storage), vault (Key Vault) or sites (the Function App).')
+@description('Sub-resource of the target: blob, queue or table (storage), vault (Key Vault) or sites (the Function App).')
 param groupId string
 
 @description('Private DNS zone that gets the endpoint\'s A record.')

@@ -45,8 +45,7 @@ ALLOWED_BUILT_IN_ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
-    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
-    "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
 }
@@ -415,6 +414,33 @@ def test_custom_apim_role_holds_only_the_actions_the_app_calls() -> None:
     assert assignment.properties["roleDefinitionId"] == "gatewayCaOperatorId"
 
 
+# The ARM action each API Management SDK operation the adapter calls needs.
+APIM_SDK_ACTIONS = {
+    "api_management_service.get": "Microsoft.ApiManagement/service/read",
+    "certificate.list_by_service": "Microsoft.ApiManagement/service/certificates/read",
+    "certificate.get": "Microsoft.ApiManagement/service/certificates/read",
+    "certificate.create_or_update": "Microsoft.ApiManagement/service/certificates/write",
+    "certificate.delete": "Microsoft.ApiManagement/service/certificates/delete",
+    "gateway.list_by_service": "Microsoft.ApiManagement/service/gateways/read",
+    "gateway.get": "Microsoft.ApiManagement/service/gateways/read",
+    "gateway_certificate_authority.list_by_service": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/read",
+    "gateway_certificate_authority.get": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/read",
+    "gateway_certificate_authority.create_or_update": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/write",
+    "gateway_certificate_authority.delete": "Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete",
+}
+
+
+def test_custom_apim_role_is_exactly_what_the_adapter_calls() -> None:
+    # Every SDK operation shared/apim.py calls is allowed, and every action but service/read is
+    # used by one (service/read: the service's tier and CA store are read from it).
+    calls = set(re.findall(r"self\._client\.(\w+\.\w+)\(", (REPO / "shared" / "apim.py").read_text()))
+    assert calls, "the adapter's SDK calls"
+    unknown = calls - set(APIM_SDK_ACTIONS)
+    assert not unknown, f"map these SDK operations to their ARM actions: {sorted(unknown)}"
+    needed = {APIM_SDK_ACTIONS[call] for call in calls}
+    assert needed | {"Microsoft.ApiManagement/service/read"} == APIM_ACTIONS
+
+
 def test_key_vault_roles_are_secrets_user_and_reader_scoped_narrowly() -> None:
     keyvault = template("access/keyvault.bicep")
     roles = keyvault.variables["roleIds"]
@@ -600,7 +626,9 @@ def test_the_event_queue_and_its_poison_queue_live_in_the_dead_letter_account_in
     assert "deadLetterStorage" in json.dumps(main_template.modules["appRbac"].params["eventQueueStorageAccountName"])
 
 
-def test_the_app_identity_may_process_the_event_queue_and_fill_only_its_poison_queue() -> None:
+def test_the_app_identity_may_update_and_delete_messages_on_the_event_queue_only() -> None:
+    # The host's Update Message (a failed run puts its message back, a long run renews it) needs
+    # queues/messages/write, which Storage Queue Data Reader and Message Processor lack.
     rbac = template("modules/app-rbac.bicep")
     queue_roles: dict[str, set[str]] = {}
     for assignment in rbac.resources(ROLE_ASSIGNMENT):
@@ -613,11 +641,32 @@ def test_the_app_identity_may_process_the_event_queue_and_fill_only_its_poison_q
         }
         queue_roles.setdefault(target.symbol, set()).update(roles)
     assert queue_roles == {
-        "eventQueue": {"Storage Queue Data Reader", "Storage Queue Data Message Processor"},
+        "eventQueue": {"Storage Queue Data Contributor"},
         "poisonQueue": {"Storage Queue Data Contributor"},
     }
     assert rbac.resource("eventQueue").body["name"] == "eventQueueName"
     assert rbac.resource("poisonQueue").body["name"] == "${eventQueueName}-poison"
+
+
+def test_the_host_reaches_its_tables_with_the_app_identity() -> None:
+    # The host writes diagnostic events to Table storage of AzureWebJobsStorage: the connection
+    # needs the table endpoint and the identity a table role, on the host account only.
+    settings = app_settings()
+    table_uri = json.dumps(settings["AzureWebJobsStorage__tableServiceUri"])
+    assert '"operand_1": "storage"' in table_uri
+    assert '"operand_1": "primaryEndpoints", "operand_2": "table"' in table_uri
+    rbac = template("modules/app-rbac.bicep")
+    tables = [
+        a
+        for a in rbac.resources(ROLE_ASSIGNMENT)
+        if "Storage Table Data Contributor"
+        in {ALLOWED_BUILT_IN_ROLES[g] for g in _accessed_roles(rbac, a.properties["roleDefinitionId"])}
+    ]
+    assert [rbac.resource(a.body["scope"]).body["name"] for a in tables] == ["storageAccountName"]
+    assert (
+        template("main.bicep").modules["appRbac"].params["storageAccountName"]
+        == template("main.bicep").modules["functionApp"].params["storageAccountName"]
+    )
 
 
 def test_the_queue_trigger_connects_to_the_event_queue_with_the_app_identity() -> None:
@@ -706,7 +755,7 @@ def test_azure_yaml_wires_the_hooks_and_the_service() -> None:
     assert (REPO / config["infra"]["path"] / f"{config['infra']['module']}.bicep").exists()
     service = config["services"]["trustsync"]
     assert (service["host"], service["language"], service["project"]) == ("function", "python", ".")
-    for hook in ("postprovision", "postdeploy", "predown"):
+    for hook in ("preprovision", "postprovision", "predeploy", "postdeploy", "predown"):
         for platform, shell in (("posix", "sh"), ("windows", "pwsh")):
             entry = config["hooks"][hook][platform]
             assert entry["shell"] == shell
@@ -794,6 +843,7 @@ PRIVATE_ONLY_MODULES = {
     "storagePrivateEndpoint",
     "keyVaultPrivateEndpoint",
     "queuePrivateEndpoint",
+    "tablePrivateEndpoint",
     "sitePrivateEndpoint",
 }
 
@@ -864,6 +914,13 @@ def test_private_mode_reaches_storage_and_key_vault_through_private_endpoints(pl
     assert "queuePrivateDnsZoneId" in json.dumps(
         main_template.modules["queuePrivateEndpoint"].params["privateDnsZoneId"]
     )
+    # Host storage tables (the host's diagnostic events), in the host account.
+    table = module_call(main, "tablePrivateEndpoint")[1]
+    assert table["groupId"] == "table"
+    assert main_template.modules["tablePrivateEndpoint"].params["targetId"] == blob["targetId"]
+    assert "tablePrivateDnsZoneId" in json.dumps(
+        main_template.modules["tablePrivateEndpoint"].params["privateDnsZoneId"]
+    )
     assert module_call(main, "sitePrivateEndpoint")[1]["groupId"] == "sites"
     assert "functionApp" in json.dumps(main_template.modules["sitePrivateEndpoint"].params["targetId"])
     assert "sitesPrivateDnsZoneId" in json.dumps(
@@ -886,9 +943,14 @@ def test_private_mode_disables_the_apps_public_network_access(plan: str) -> None
     assert function_app.parameters["publicNetworkAccess"]["decorators"][0]["argument"] == ["Enabled", "Disabled"]
     site_config = site().properties["siteConfig"]
     assert site_config["ipSecurityRestrictions"] == []
+    # Private mode denies the scm site too, with no rule: the predeploy hook adds the deployer's
+    # address for `azd deploy` and each provision writes these values again, closing it.
+    assert site_config["scmIpSecurityRestrictions"] == []
     for access, action in (("Enabled", "Allow"), ("Disabled", "Deny")):
         evaluator = Evaluator.for_template(function_app, {"publicNetworkAccess": access})
         assert evaluator.value(site_config["ipSecurityRestrictionsDefaultAction"]) == action
+        assert evaluator.value(site_config["scmIpSecurityRestrictionsDefaultAction"]) == action
+    assert site_config["scmIpSecurityRestrictionsUseMain"] is False
     assert "inboundAllowedIpRanges" not in template("main.bicep").parameters
 
 
@@ -921,6 +983,7 @@ def test_private_dns_zones_are_the_clouds_own(cloud: str, blob: str, vault: str,
     assert evaluator.value("blobZoneName") == blob
     assert evaluator.value("keyVaultZoneName") == vault
     assert evaluator.value("queueZoneName") == blob.replace(".blob.", ".queue.")
+    assert evaluator.value("tableZoneName") == blob.replace(".blob.", ".table.")
     assert evaluator.value("sitesZoneName") == sites
 
 
@@ -928,7 +991,7 @@ def test_private_dns_zones_are_created_or_taken_as_given() -> None:
     network = template("modules/network.bicep")
     zones = network.resources("Microsoft.Network/privateDnsZones")
     links = network.resources("Microsoft.Network/privateDnsZones/virtualNetworkLinks")
-    created = {"createBlobZone", "createKeyVaultZone", "createQueueZone", "createSitesZone"}
+    created = {"createBlobZone", "createKeyVaultZone", "createQueueZone", "createTableZone", "createSitesZone"}
     assert {z.condition for z in zones} == created
     assert {link.condition for link in links} == created
     hub = "/subscriptions/9/resourceGroups/rg-hub/providers/Microsoft.Network/privateDnsZones/privatelink.blob.core.windows.net"
@@ -938,6 +1001,7 @@ def test_private_dns_zones_are_created_or_taken_as_given() -> None:
             "blobPrivateDnsZoneId": hub,
             "keyVaultPrivateDnsZoneId": "",
             "queuePrivateDnsZoneId": "",
+            "tablePrivateDnsZoneId": "",
             "sitesPrivateDnsZoneId": "",
         },
     )
@@ -1098,7 +1162,7 @@ NAME_LIMITS = {
     "Microsoft.Network/networkSecurityGroups": 80,
     "Microsoft.Network/privateEndpoints": 64,
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks": 80,
-    "Microsoft.EventGrid/systemTopics": 128,
+    "Microsoft.EventGrid/systemTopics": 50,  # as Event Grid topics; PSRule Azure.EventGrid.SystemTopicNaming
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": 64,
     "Microsoft.Network/privateDnsZones": 253,
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": 80,
@@ -1111,8 +1175,32 @@ FIXED_NAMES = {
     "Microsoft.Web/sites/config": {"web"},
     "Microsoft.Web/sites/basicPublishingCredentialsPolicies": {"ftp", "scm"},
 }
-# azd environment names: 1-64 letters, digits and hyphens.
-ENVIRONMENT_NAMES = ["d", "prod", "x" * 40, "team-a-" + "p" * 43, "e" * 63, "z" * 64, "platform-apim-" + "q" * 50]
+# azd environment names: 1-64 of letters, digits, '-', '_', '.', '(' and ')' (azd's
+# EnvironmentNameRegexp, the rules of an ARM deployment name), every shape of them.
+AZD_ENVIRONMENT_NAME = re.compile(r"[a-zA-Z0-9\-()_.]{1,64}")
+ENVIRONMENT_NAMES = [
+    "d",
+    "prod",
+    "x" * 40,
+    "team-a-" + "p" * 43,
+    "e" * 63,
+    "z" * 64,
+    "platform-apim-" + "q" * 50,
+    "trustsync_prod",
+    "prod.",
+    ".",
+    "_",
+    "(prod)",
+    "team.a_(b)-c",
+    "Prod_WestEurope.v2",
+    "_" * 64,
+    "a." * 32,
+    "(" + "x" * 62 + ")",
+]
+# Event Grid system topics and event subscriptions: letters, digits and hyphens.
+EVENT_GRID_NAME = re.compile(r"[A-Za-z0-9-]+")
+# Resource groups and deployments: letters, digits, '-', '_', '.', '(' and ')'; no final '.'.
+GROUP_NAME = re.compile(r"[-\w.()]*[-\w()]")
 
 
 def generated_names(environment_name: str) -> list[tuple[str, str, str]]:
@@ -1158,8 +1246,9 @@ def generated_names(environment_name: str) -> list[tuple[str, str, str]]:
     return names
 
 
-@pytest.mark.parametrize("environment_name", ENVIRONMENT_NAMES, ids=lambda n: f"{len(n)}-chars")
+@pytest.mark.parametrize("environment_name", ENVIRONMENT_NAMES, ids=lambda n: f"{len(n)}-chars-{n[:12]}")
 def test_generated_names_fit_their_limits(environment_name: str) -> None:
+    assert AZD_ENVIRONMENT_NAME.fullmatch(environment_name), "a name azd accepts"
     names = generated_names(environment_name)
     checked = {type_ for _, type_, _ in names}
     assert "Microsoft.EventGrid/systemTopics/eventSubscriptions" in checked
@@ -1173,6 +1262,10 @@ def test_generated_names_fit_their_limits(environment_name: str) -> None:
             assert re.fullmatch(r"[a-z0-9]{3,24}", name), name
         if type_ == "Microsoft.EventGrid/systemTopics/eventSubscriptions":
             assert re.fullmatch(r"[A-Za-z0-9-]{3,64}", name), name
+        if type_.startswith("Microsoft.EventGrid/"):
+            assert EVENT_GRID_NAME.fullmatch(name), f"{where}: {name!r}"
+        if type_ in ("Microsoft.Resources/resourceGroups", "Microsoft.Resources/deployments"):
+            assert GROUP_NAME.fullmatch(name), f"{where}: {name!r}"
 
 
 def test_long_environment_names_keep_distinct_names() -> None:
@@ -1185,6 +1278,23 @@ def test_long_environment_names_keep_distinct_names() -> None:
     assert len(shared) >= 8, shared
     for where in shared:
         assert first[where] != second[where], where
+
+
+def test_environment_names_that_differ_only_in_punctuation_keep_distinct_names() -> None:
+    # 'prod_a', 'prod.a' and 'prod-a' normalise to the same letters: a hash of the original name
+    # keeps their event subscriptions on one vault's topic apart.
+    outputs = ("TRUSTSYNC_EVENT_SUBSCRIPTION_NAME", "TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME", "AZURE_RESOURCE_GROUP")
+    seen: dict[str, set[str]] = {output: set() for output in outputs}
+    for environment_name in ("prod-a", "prod_a", "prod.a", "prod(a)", "prod(a"):
+        main = deployed(environmentName=environment_name)
+        names = {where: name for where, _, name in generated_names(environment_name)}
+        seen["TRUSTSYNC_EVENT_SUBSCRIPTION_NAME"].add(names["main.bicep output TRUSTSYNC_EVENT_SUBSCRIPTION_NAME"])
+        seen["TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME"].add(names["main.bicep output TRUSTSYNC_NEW_SYSTEM_TOPIC_NAME"])
+        seen["AZURE_RESOURCE_GROUP"].add(main.value("resourceGroupNameFull"))
+    for output, values in seen.items():
+        assert len(values) == 5, (output, values)
+    # The tag azd finds its resources by is the environment name itself, never the normalised one.
+    assert call_args(template("main.bicep").variables["allTags"])[1]["'azd-env-name'"] == "environmentName"
 
 
 def test_short_names_stay_as_they_were() -> None:

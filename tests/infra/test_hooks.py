@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,37 @@ if args[:2] == ["account", "show"]:
     sys.exit(0)
 if args[:2] == ["cloud", "show"]:
     print(env("FAKE_AZ_CLOUD", "AzureCloud"))
+elif args[:2] == ["account", "list-locations"]:
+    china = env("FAKE_AZ_CLOUD") == "AzureChinaCloud"
+    locations = env("FAKE_LOCATIONS", "chinanorth3\\nchinanorth2" if china else "westeurope\\nnortheurope")
+    if locations == "<fail>":
+        sys.exit(1)
+    print(locations)
+elif args[:2] == ["provider", "show"]:
+    state = json.loads(env("FAKE_PROVIDERS", "{}")).get(args[args.index("--namespace") + 1], "Registered")
+    if state == "<fail>":
+        sys.exit(1)
+    print(state)
+elif args[:2] == ["provider", "register"]:
+    sys.exit(1 if env("FAKE_REGISTER_FAILS") == "true" else 0)
+elif args[:3] == ["keyvault", "certificate", "show"]:
+    # The vault's data plane, as az reports it: not found, forbidden by RBAC or by the firewall,
+    # or out of reach (a private vault seen from outside its network).
+    outcome = json.loads(env("FAKE_CERTIFICATES", "{}")).get(args[args.index("--name") + 1], "exists")
+    errors = {
+        "missing": "ERROR: (CertificateNotFound) A certificate with (name/id) x was not found in this key vault.",
+        "forbidden": "ERROR: (Forbidden) Caller is not authorized to perform action on resource.\\nInner error: ForbiddenByRbac",
+        "firewall": "ERROR: (Forbidden) Client address is not authorized.\\nInner error: ForbiddenByFirewall",
+        "unreachable": "ERROR: HTTPSConnectionPool(host='kv-certs.vault.azure.net', port=443): Max retries exceeded",
+        "other": "ERROR: something unexpected\\nmore detail",
+    }
+    if outcome in errors:
+        print(errors[outcome], file=sys.stderr)
+        sys.exit(1)
+    print("https://kv-certs.vault.azure.net/certificates/x")
 elif args[:2] == ["keyvault", "show"]:
+    if env("FAKE_KV_SHOW_FAILS") == "true":
+        sys.exit(3)
     print(env("FAKE_KV_RBAC", "true"))
     print("chinanorth3" if env("FAKE_AZ_CLOUD") == "AzureChinaCloud" else "westeurope")
     print(env("FAKE_KV_ID", "/subscriptions/3333/resourceGroups/rg-security/providers/Microsoft.KeyVault/vaults/kv-certs"))
@@ -45,6 +76,8 @@ elif args[:2] == ["functionapp", "list-flexconsumption-locations"]:
     if locations == "<fail>":
         sys.exit(2)
     print(locations)
+elif args[:1] == ["rest"] and args[args.index("--method") + 1] == "patch":
+    sys.exit(1 if env("FAKE_PATCH_FAILS") == "true" else 0)
 elif args[:1] == ["rest"]:
     # Microsoft.Authorization/permissions of the caller at the URL's scope: the longest key of
     # FAKE_PERMISSIONS the URL contains wins; default: everything.
@@ -67,10 +100,13 @@ elif args[:3] == ["functionapp", "function", "show"]:
     polls = int(open(counter).read()) if os.path.exists(counter) else 0
     open(counter, "w").write(str(polls + 1))
     sys.exit(0 if polls >= int(env("FAKE_FUNCTION_READY_AFTER", "0")) else 3)
-elif args[:3] == ["deployment", "group", "show"]:
-    print(env("FAKE_GROUP_RESOURCES", ""))
-elif args[:3] == ["deployment", "sub", "show"]:
-    print(env("FAKE_SUB_RESOURCES", ""))
+elif args[:3] in (["deployment", "group", "show"], ["deployment", "sub", "show"]):
+    kind = "GROUP" if args[1] == "group" else "SUB"
+    error = env(f"FAKE_{kind}_SHOW_ERROR")
+    if error:
+        print(error, file=sys.stderr)
+        sys.exit(3)
+    print(env(f"FAKE_{kind}_RESOURCES", ""))
 """
 
 # The stand-in azd: `azd env get-values` prints FAKE_AZD_VALUES, `azd env set` is recorded in the
@@ -83,6 +119,18 @@ with open(os.environ["FAKE_AZ_LOG"], "a") as log:
     log.write(json.dumps(["azd", *args]) + "\\n")
 if args[:2] == ["env", "get-values"]:
     print(os.environ.get("FAKE_AZD_VALUES", ""))
+"""
+
+# The stand-in curl: the deployer's public address as https://api.ipify.org would tell it.
+FAKE_CURL = """\
+#!{python}
+import json, os, sys
+with open(os.environ["FAKE_AZ_LOG"], "a") as log:
+    log.write(json.dumps(["curl", *sys.argv[1:]]) + "\\n")
+address = os.environ.get("FAKE_PUBLIC_IP", "<fail>")
+if address == "<fail>":
+    sys.exit(7)
+print(address, end="")
 """
 
 ENV = {
@@ -139,7 +187,7 @@ class Run:
 def bin_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "bin"
     directory.mkdir()
-    for name, script in (("az", FAKE_AZ), ("azd", FAKE_AZD)):
+    for name, script in (("az", FAKE_AZ), ("azd", FAKE_AZD), ("curl", FAKE_CURL)):
         tool = directory / name
         tool.write_text(script.replace("{python}", sys.executable))
         tool.chmod(0o755)
@@ -563,10 +611,16 @@ def test_private_mode_needs_approval_of_the_vault_private_endpoint(shell: str, b
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_unreadable_permissions_are_reported_not_held_against_you(shell: str, bin_dir: Path) -> None:
+def test_unreadable_permissions_stop_the_hook_and_are_never_reported_granted(shell: str, bin_dir: Path) -> None:
     run = run_hook(shell, "preprovision", bin_dir, FAKE_PERMISSIONS=json.dumps({"rg-apim": "<fail>"}))
-    assert run.returncode == 0, run.output
+    assert run.returncode != 0
     assert "could not read your permissions on APIM resource group" in run.output
+    assert f"could not read your permissions on:\n  APIM resource group ({APIM_GROUP})" in run.output
+    assert "granted" not in run.output.replace("known to be granted", "")
+    assert "TRUSTSYNC_SKIP_PERMISSION_CHECK=true" in run.output
+    # Nothing registered, nothing recorded.
+    assert not run.calls_to("provider", "register")
+    assert not run.calls_to("azd", "env", "set")
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -580,6 +634,8 @@ def test_permission_check_can_be_skipped(shell: str, bin_dir: Path) -> None:
     )
     assert run.returncode == 0, run.output
     assert not run.calls_to("rest")
+    assert "permissions: NOT checked" in run.output
+    assert "granted" not in run.output
 
 
 # --- postprovision: the vault's one system topic ----------------------------------------------------
@@ -717,9 +773,385 @@ def deployment_parameters(text: str) -> set[str]:
     return set(re.findall(r'"(\w+)=\$', text))
 
 
-@pytest.mark.parametrize("hook", ["preprovision", "postprovision", "postdeploy", "predown"])
+@pytest.mark.parametrize("hook", ["preprovision", "postprovision", "predeploy", "postdeploy", "predown"])
 def test_powershell_hooks_mirror(hook: str) -> None:
     sh = (REPO / "scripts" / f"{hook}.sh").read_text() + (REPO / "scripts" / "common.sh").read_text()
     ps = (REPO / "scripts" / f"{hook}.ps1").read_text() + (REPO / "scripts" / "common.ps1").read_text()
     assert az_commands(sh) == az_commands(ps)
     assert deployment_parameters(sh) == deployment_parameters(ps)
+
+
+# --- preprovision: every prerequisite is checked before anything is created --------------------------
+# A first run has no main.bicep outputs yet: no AZURE_CLOUD, no generated names.
+FIRST_RUN = {
+    name: "<unset>"
+    for name in ENV
+    if name.startswith(("AZURE_FUNCTION_APP", "TRUSTSYNC_EVENT_", "TRUSTSYNC_ACCESS_", "TRUSTSYNC_NEW_"))
+    or name in ("AZURE_CLOUD", "AZURE_RESOURCE_GROUP", "TRUSTSYNC_PRINCIPAL_ID", "TRUSTSYNC_ACTION_GROUP_ID")
+}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_first_run_refuses_an_az_on_another_cloud_than_the_region(shell: str, bin_dir: Path) -> None:
+    # az on AzureCloud, the environment in an Azure China region, nothing provisioned yet.
+    run = run_hook(shell, "preprovision", bin_dir, **FIRST_RUN, AZURE_LOCATION="chinanorth3")
+    assert run.returncode != 0
+    assert "az is set to cloud AzureCloud but chinanorth3 is a region of AzureChinaCloud" in run.output
+    assert "az cloud set --name AzureChinaCloud" in run.output
+    assert "granted" not in run.output
+    assert not run.calls_to("rest")
+    assert not run.calls_to("azd", "env", "set")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    ("region", "cloud"),
+    [("chinanorth3", "AzureChinaCloud"), ("usgovvirginia", "AzureUSGovernment"), ("westeurope", "AzureCloud")],
+)
+def test_first_run_passes_when_az_is_on_the_regions_cloud(shell: str, bin_dir: Path, region: str, cloud: str) -> None:
+    locations = f"{region}\nsomewhere"
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        **FIRST_RUN,
+        AZURE_LOCATION=region,
+        FAKE_AZ_CLOUD=cloud,
+        FAKE_LOCATIONS=locations,
+    )
+    assert run.returncode == 0, run.output
+    assert f"cloud: az is logged in to {cloud}, the cloud of {region} (checked)" in run.output
+    assert f"region: {region} is a region of subscription" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_region_the_subscription_does_not_have_is_refused(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, AZURE_LOCATION="westeurop")
+    assert run.returncode != 0
+    assert "westeurop is not a region of subscription" in run.output
+    assert not run.calls_to("azd", "env", "set")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_missing_settings_are_named_with_the_command_that_sets_them(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_KEYVAULT_NAME="<unset>")
+    assert run.returncode != 0
+    assert "azd env set TRUSTSYNC_KEYVAULT_NAME <value>" in run.output
+    assert not run.calls_to("rest")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("name", ["trustsync_prod", "prod.", "(blue).v2", "a_b.c(d)-e"])
+def test_every_azd_environment_name_is_accepted_and_its_normalised_form_said(
+    shell: str, bin_dir: Path, name: str
+) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, AZURE_ENV_NAME=name)
+    assert run.returncode == 0, run.output
+    normalised = name.translate(str.maketrans("_.()", "----"))
+    assert f"names use '{normalised}' followed by a short hash" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("name", ["prod env", "prod/1", "prod!", "x" * 65])
+def test_an_environment_name_azd_would_not_allow_is_refused_with_the_allowed_characters(
+    shell: str, bin_dir: Path, name: str
+) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, AZURE_ENV_NAME=name)
+    assert run.returncode != 0
+    assert "1-64 letters, digits, '-', '_', '.', '(' or ')'" in run.output
+    assert run.calls == []  # refused before az (or azd) is asked anything
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_preprovision_refuses_a_vault_with_access_policies_before_anything_is_created(
+    shell: str, bin_dir: Path
+) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_KV_RBAC="false")
+    assert run.returncode != 0
+    assert "Azure RBAC permission model" in run.output
+    assert not run.calls_to("provider", "register")
+    assert not run.calls_to("azd", "env", "set")
+    (show,) = run.calls_to("keyvault", "show")
+    assert show[show.index("--subscription") + 1] == ENV["TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_preprovision_refuses_a_vault_it_cannot_find(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_KV_SHOW_FAILS="true")
+    assert run.returncode != 0
+    assert "cannot read Key Vault kv-certs in resource group rg-security" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_each_named_certificate_is_checked_or_said_unchecked(shell: str, bin_dir: Path) -> None:
+    outcomes = {
+        "api-tls": "exists",
+        "partner": "unreachable",
+        "orders": "forbidden",
+        "legacy": "firewall",
+        "odd": "other",
+    }
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        TRUSTSYNC_CERTIFICATE_NAMES="api-tls, partner,orders,legacy,odd",
+        FAKE_CERTIFICATES=json.dumps(outcomes),
+    )
+    assert run.returncode == 0, run.output
+    assert "certificate api-tls: exists (checked)" in run.output
+    assert (
+        "certificate partner: could not check: the vault's data plane is not reachable from this machine" in run.output
+    )
+    assert "certificate legacy: could not check: the vault's data plane is not reachable" in run.output
+    assert "certificate orders: could not check: you may not read the vault's certificates" in run.output
+    assert "certificate odd: could not check: something unexpected" in run.output
+    shows = run.calls_to("keyvault", "certificate", "show")
+    assert [call[call.index("--name") + 1] for call in shows] == ["api-tls", "partner", "orders", "legacy", "odd"]
+    assert all(call[call.index("--vault-name") + 1] == "kv-certs" for call in shows)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_named_certificate_that_does_not_exist_stops_the_hook(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        TRUSTSYNC_CERTIFICATE_NAMES="api-tls,api-tsl",
+        FAKE_CERTIFICATES=json.dumps({"api-tsl": "missing"}),
+    )
+    assert run.returncode != 0
+    assert "Key Vault kv-certs has no certificate named: api-tsl" in run.output
+    assert not run.calls_to("azd", "env", "set")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_all_certificates_need_no_name_check(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_CERTIFICATE_NAMES="*")
+    assert run.returncode == 0, run.output
+    assert not run.calls_to("keyvault", "certificate", "show")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_malformed_certificate_name_is_refused(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_CERTIFICATE_NAMES="api_tls")
+    assert run.returncode != 0
+    assert "'api_tls' is not a Key Vault certificate name" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_permissions_are_checked_on_a_reused_topics_resource_group(shell: str, bin_dir: Path) -> None:
+    topics = "\t".join([VAULT_ID, "kv-certs-events", "rg-events", "", "SystemAssigned"])
+    no_event_grid = [["*", "Microsoft.EventGrid/*"]]
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        FAKE_SYSTEM_TOPICS=topics,
+        FAKE_PERMISSIONS=json.dumps({"rg-events": no_event_grid}),
+    )
+    assert run.returncode != 0
+    topic_group = "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/rg-events"
+    assert (
+        f"system topic resource group ({topic_group}): Microsoft.EventGrid/systemTopics/eventSubscriptions/write"
+        in (run.output)
+    )
+    urls = [call[call.index("--url") + 1] for call in run.calls_to("rest")]
+    assert f"{topic_group}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" in urls
+    # The topic exists: the vault's resource group needs no systemTopics/write.
+    run = run_hook(shell, "preprovision", bin_dir, FAKE_SYSTEM_TOPICS=topics)
+    assert run.returncode == 0, run.output
+    assert "system topic kv-certs-events is in resource group rg-events (checked)" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_existing_private_dns_zones_need_join_permission(shell: str, bin_dir: Path) -> None:
+    zone = "/subscriptions/9/resourceGroups/rg-hub/providers/Microsoft.Network/privateDnsZones/privatelink.table.core.windows.net"
+    permissions = json.dumps({"rg-hub": [["*/read", ""]]})
+    private = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        TRUSTSYNC_NETWORK_MODE="Private",
+        TRUSTSYNC_TABLE_PRIVATE_DNS_ZONE_ID=zone,
+        FAKE_PERMISSIONS=permissions,
+    )
+    assert private.returncode != 0
+    assert f"private DNS zone ({zone}): Microsoft.Network/privateDnsZones/join/action" in private.output
+    public = run_hook(
+        shell, "preprovision", bin_dir, TRUSTSYNC_TABLE_PRIVATE_DNS_ZONE_ID=zone, FAKE_PERMISSIONS=permissions
+    )
+    assert public.returncode == 0, public.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_flex_private_mode_registers_microsoft_app(shell: str, bin_dir: Path) -> None:
+    providers = json.dumps({"Microsoft.App": "NotRegistered"})
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_NETWORK_MODE="Private", FAKE_PROVIDERS=providers)
+    assert run.returncode == 0, run.output
+    (register,) = run.calls_to("provider", "register")
+    assert register[register.index("--namespace") + 1] == "Microsoft.App"
+    assert register[register.index("--subscription") + 1] == ENV["AZURE_SUBSCRIPTION_ID"]
+    assert "--wait" in register
+    shown = {call[call.index("--namespace") + 1] for call in run.calls_to("provider", "show")}
+    assert {"Microsoft.App", "Microsoft.Network", "Microsoft.Web", "Microsoft.EventGrid"} <= shown
+    # Registering comes after every check: a refused deployment registers nothing.
+    assert run.calls.index(register) > max(run.calls.index(c) for c in run.calls_to("rest"))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(("mode", "plan"), [("Public", "FlexConsumption"), ("Private", "Dedicated")])
+def test_microsoft_app_is_needed_only_by_flex_in_private_mode(shell: str, bin_dir: Path, mode: str, plan: str) -> None:
+    run = run_hook(shell, "preprovision", bin_dir, TRUSTSYNC_NETWORK_MODE=mode, TRUSTSYNC_HOSTING_PLAN=plan)
+    assert run.returncode == 0, run.output
+    shown = {call[call.index("--namespace") + 1] for call in run.calls_to("provider", "show")}
+    assert "Microsoft.App" not in shown
+    assert ("Microsoft.Network" in shown) is (mode == "Private")
+    (event_grid,) = [c for c in run.calls_to("provider", "show") if "Microsoft.EventGrid" in c]
+    assert event_grid[event_grid.index("--subscription") + 1] == ENV["TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_provider_that_cannot_be_registered_stops_the_hook(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        TRUSTSYNC_NETWORK_MODE="Private",
+        FAKE_PROVIDERS=json.dumps({"Microsoft.App": "<fail>"}),
+        FAKE_REGISTER_FAILS="true",
+    )
+    assert run.returncode != 0
+    assert "could not register resource provider Microsoft.App" in run.output
+    assert not run.calls_to("azd", "env", "set")
+
+
+# --- private mode: azd deploy from a laptop ------------------------------------------------------------
+
+SITE = ENV["AZURE_FUNCTION_APP_ID"]
+
+
+def patches(run: Run) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (call[call.index("--url") + 1], json.loads(call[call.index("--body") + 1]))
+        for call in run.calls_to("rest")
+        if call[call.index("--method") + 1] == "patch"
+    ]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predeploy_opens_only_the_scm_site_to_the_deployer_then_public_access(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "predeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Private", FAKE_PUBLIC_IP="203.0.113.7")
+    assert run.returncode == 0, run.output
+    (config_url, config), (site_url, site) = patches(run)
+    assert config_url == f"{SITE}/config/web?api-version=2024-04-01"
+    properties = config["properties"]
+    assert [rule["ipAddress"] for rule in properties["scmIpSecurityRestrictions"]] == ["203.0.113.7/32"]
+    assert {rule["action"] for rule in properties["scmIpSecurityRestrictions"]} == {"Allow"}
+    assert properties["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
+    assert properties["scmIpSecurityRestrictionsUseMain"] is False
+    # The app's own site keeps denying every public address.
+    assert (properties["ipSecurityRestrictions"], properties["ipSecurityRestrictionsDefaultAction"]) == ([], "Deny")
+    # Rules first, then public network access: never open without them.
+    assert site_url == f"{SITE}?api-version=2024-04-01"
+    assert site == {"properties": {"publicNetworkAccess": "Enabled"}}
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predeploy_takes_the_deployers_addresses_when_given(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "predeploy",
+        bin_dir,
+        TRUSTSYNC_NETWORK_MODE="Private",
+        TRUSTSYNC_DEPLOYER_IP="198.51.100.0/28, 2001:db8::1",
+    )
+    assert run.returncode == 0, run.output
+    assert not run.calls_to("curl")
+    rules = patches(run)[0][1]["properties"]["scmIpSecurityRestrictions"]
+    assert [rule["ipAddress"] for rule in rules] == ["198.51.100.0/28", "2001:db8::1/128"]
+    assert len({rule["priority"] for rule in rules}) == 2
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("overrides", [{"TRUSTSYNC_DEPLOYER_IP": "203.0.113.7;rm -rf /"}, {"FAKE_PUBLIC_IP": "<fail>"}])
+def test_predeploy_opens_nothing_without_a_valid_deployer_address(
+    shell: str, bin_dir: Path, overrides: dict[str, str]
+) -> None:
+    run = run_hook(shell, "predeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Private", **overrides)
+    assert run.returncode != 0
+    assert "TRUSTSYNC_DEPLOYER_IP" in run.output
+    assert not patches(run)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predeploy_does_nothing_in_public_mode(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "predeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Public", FAKE_PUBLIC_IP="203.0.113.7")
+    assert run.returncode == 0, run.output
+    assert not run.calls_to("rest")
+    assert not run.calls_to("curl")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_private_postdeploy_closes_public_access_before_anything_else(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "postdeploy",
+        bin_dir,
+        TRUSTSYNC_NETWORK_MODE="Private",
+        TRUSTSYNC_EVENT_QUEUE_NAME="keyvault-events",
+        FAKE_FUNCTION_READY_AFTER="1",
+    )
+    assert run.returncode == 0, run.output
+    (site_url, site), (config_url, config) = patches(run)
+    assert (site_url, site) == (f"{SITE}?api-version=2024-04-01", {"properties": {"publicNetworkAccess": "Disabled"}})
+    assert config_url == f"{SITE}/config/web?api-version=2024-04-01"
+    assert config["properties"]["scmIpSecurityRestrictions"] == []
+    first_patch = next(c for c in run.calls if c[:1] == ["rest"])
+    assert run.calls.index(first_patch) < run.calls.index(run.calls_to("functionapp", "function", "show")[0])
+    # A failure to close stops the hook: the event subscription waits for a closed site.
+    failed = run_hook(shell, "postdeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Private", FAKE_PATCH_FAILS="true")
+    assert failed.returncode != 0
+    assert "azd hooks run postdeploy" in failed.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_public_postdeploy_leaves_network_access_alone(shell: str, bin_dir: Path) -> None:
+    run = run_hook(shell, "postdeploy", bin_dir, TRUSTSYNC_NETWORK_MODE="Public")
+    assert run.returncode == 0, run.output
+    assert not patches(run)
+
+
+# --- predown: what cannot be read is never reported removed --------------------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predown_treats_a_missing_deployment_as_nothing_to_remove(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "predown",
+        bin_dir,
+        FAKE_GROUP_SHOW_ERROR="ERROR: (DeploymentNotFound) Deployment 'trustsync-eventgrid-dev' could not be found.",
+        FAKE_SUB_RESOURCES=KV_ASSIGNMENT,
+    )
+    assert run.returncode == 0, run.output
+    assert [call[call.index("--ids") + 1] for call in run.calls_to("role", "assignment", "delete")] == [KV_ASSIGNMENT]
+    assert "access outside the app resource group removed" in run.output
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_predown_never_reports_removed_what_it_could_not_read(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "predown",
+        bin_dir,
+        FAKE_GROUP_RESOURCES=EVENT_SUBSCRIPTION,
+        FAKE_SUB_SHOW_ERROR="ERROR: (AuthorizationFailed) The client does not have authorization.",
+    )
+    assert run.returncode != 0
+    assert "NOT removed" in run.output
+    assert "trustsync-access-dev: (AuthorizationFailed) The client does not have authorization." in run.output
+    assert "access outside the app resource group removed" not in run.output
+    # What could be read is removed; the unread deployment keeps its record, which lists the rest.
+    assert [call[call.index("--ids") + 1] for call in run.calls_to("resource", "delete")] == [EVENT_SUBSCRIPTION]
+    assert not run.calls_to("deployment", "sub", "delete")
