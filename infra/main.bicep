@@ -58,6 +58,10 @@ param certificateNames string = '*'
 @description('TRUST_INTERMEDIATES: mark intermediates as trusted (roots always are).')
 param trustIntermediates bool = true
 
+@description('DEPLOYMENT_ID: 1-10 of a-z, 0-9, carried in every APIM id this deployment writes, so that several deployments can share one APIM; empty = derived from the app\'s name (and ids written before deployments had one are adopted).')
+@maxLength(10)
+param deploymentId string = ''
+
 @description('AUDIT_SCHEDULE: six-field NCRONTAB schedule of the drift audit.')
 param auditSchedule string = '0 0 */6 * * *'
 
@@ -448,6 +452,7 @@ module functionApp 'modules/function-app.bicep' = {
     auditRemediate: auditRemediate
     maxConcurrency: maxConcurrency
     rotationGrace: rotationGrace
+    deploymentId: deploymentId
     expiryWarningDays: expiryWarningDays
     runTimeBudget: runTimeBudget
     telemetryUsesEntra: telemetryUsesEntra

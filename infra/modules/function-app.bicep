@@ -91,6 +91,9 @@ param maxConcurrency int
 @description('ROTATION_GRACE')
 param rotationGrace string
 
+@description('DEPLOYMENT_ID (empty: derived from the app\'s name)')
+param deploymentId string
+
 @description('EXPIRY_WARNING_DAYS')
 param expiryWarningDays int
 
@@ -178,6 +181,10 @@ var trustSyncSettings = [
   {
     name: 'ROTATION_GRACE'
     value: rotationGrace
+  }
+  {
+    name: 'DEPLOYMENT_ID'
+    value: deploymentId
   }
   {
     name: 'EXPIRY_WARNING_DAYS'
