@@ -597,18 +597,31 @@ def verdict(
     The path must end at a self-signed entry with isTrusted=true; every entry, trusted or not, is
     available as an intermediate (docs/gateway-model.md). A self-signed leaf is accepted iff its
     own entry is trusted and it is valid. A leaf not yet valid is judged as of its notBefore.
+
+    OpenSSL takes the first fitting issuer among the intermediates, and the order in which the
+    gateway hands over its entries is not known: when two entries share a name (cross-signing, a
+    rollover), the leaf is judged with the entries in both orders and accepted only if both accept.
     """
     trusted_set = list(dict.fromkeys(trusted))
     untrusted_set = [cert for cert in dict.fromkeys(untrusted) if cert not in trusted_set]
     try:
         anchors = [cert for cert in trusted_set if cert.is_self_signed]
-        intermediates = [cert for cert in (*trusted_set, *untrusted_set) if cert not in anchors and cert != leaf]
-        outcome = _verify(leaf, anchors, intermediates, at, server=True)
-        if isinstance(outcome, _Refusal):
-            return Verdict(False, _gateway_reason(outcome, leaf, trusted_set, untrusted_set, at), ())
+        entries = [cert for cert in (*trusted_set, *untrusted_set) if cert != leaf]
+        orders = [entries]
+        if len({cert.subject_key for cert in entries}) < len(entries):
+            orders.append(entries[::-1])
+        outcomes = [_verify(leaf, anchors, order, at, server=True) for order in orders]
+        refusals = [outcome for outcome in outcomes if isinstance(outcome, _Refusal)]
+        if refusals:
+            reason = _gateway_reason(refusals[0], leaf, trusted_set, untrusted_set, at)
+            if len(refusals) < len(outcomes):
+                reason += " (with the gateway's entries in another order, a path is found: the order decides)"
+            return Verdict(False, reason, ())
     except Exception as error:  # any certificate, no crash: a refusal that says why
         return Verdict(False, f"{leaf.subject} cannot be validated: {type(error).__name__}: {error}", ())
-    return Verdict(True, "", tuple(outcome))
+    path = outcomes[0]
+    assert not isinstance(path, _Refusal)
+    return Verdict(True, "", tuple(path))
 
 
 def _ca_leaf_refusal(path: Sequence[Certificate]) -> str | None:

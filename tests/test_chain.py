@@ -464,7 +464,11 @@ def test_expired_and_not_yet_valid_cas_are_never_trusted_and_are_reported(which:
         issuing = make_certificate("Issuing", issuer=root, is_ca=True, **(dated if which == "intermediate" else {}))  # type: ignore[arg-type]
         leaf = make_certificate("leaf.example", issuer=issuing)
         name = "Root" if which == "root" else "Issuing"
-        expected = f"expired on {end:%Y-%m-%dT%H:%M:%SZ}" if state == "expired" else f"is not valid before {start:%Y-%m-%dT%H:%M:%SZ}"
+        expected = (
+            f"expired on {end:%Y-%m-%dT%H:%M:%SZ}"
+            if state == "expired"
+            else f"is not valid before {start:%Y-%m-%dT%H:%M:%SZ}"
+        )
 
         assert f"CA CN={name} {expected}" in rejected(leaf, issuing, root), state
 
@@ -486,8 +490,9 @@ def test_a_leaf_not_yet_valid_is_judged_as_of_its_start_and_its_cas_as_of_now_to
     )
     staged_root = make_certificate("Staged Root", is_ca=True, not_before=NOW + timedelta(days=1))
     staged_leaf = make_certificate("staged.example", issuer=staged_root, not_before=NOW + timedelta(days=10))
-    assert f"CA CN=Staged Root is not valid before {staged_root.certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}" in rejected(
-        staged_leaf, staged_root
+    assert (
+        f"CA CN=Staged Root is not valid before {staged_root.certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}"
+        in rejected(staged_leaf, staged_root)
     )
 
 
