@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
@@ -714,14 +714,37 @@ def _common_reason(refusal: _Refusal, leaf: Certificate, at: datetime) -> str:
     if code == _V_PATH_LENGTH_EXCEEDED:
         return f"{cert.subject}: path length constraint violated (pathLenConstraint allows fewer CAs below it)"
     if code == _V_INVALID_PURPOSE:
-        if cert == leaf:
-            return f"leaf {cert.subject}: extendedKeyUsage allows no serverAuth, which a TLS client requires"
-        return f"CA {cert.subject}: extendedKeyUsage allows no serverAuth (unsuitable certificate purpose)"
+        return f"{role} {cert.subject}: {_purpose_problem(cert, is_leaf=cert == leaf)}"
     if code == _V_CERT_SIGNATURE_FAILURE:
         return f"{cert.subject} names issuer {cert.issuer}, but no certificate of that name signed it"
     if code == _V_UNHANDLED_CRITICAL_EXTENSION:
         return f"{cert.subject}: unhandled critical extension {', '.join(_unknown_critical(cert)) or ''}".rstrip()
     return f"{cert.subject}: {refusal.message}"
+
+
+def _purpose_problem(cert: Certificate, *, is_leaf: bool) -> str:
+    """Which extension makes OpenSSL's sslserver purpose refuse this certificate."""
+    extensions = cert.parsed.extensions
+    try:
+        usage = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and ExtendedKeyUsageOID.SERVER_AUTH not in usage:
+        why = "extendedKeyUsage allows no serverAuth, which a TLS client requires"
+        return why + (
+            " (anyExtendedKeyUsage is not enough)" if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usage else ""
+        )
+    try:
+        key_usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        key_usage = None
+    if (
+        is_leaf
+        and key_usage is not None
+        and not (key_usage.digital_signature or key_usage.key_encipherment or key_usage.key_agreement)
+    ):
+        return "keyUsage allows none of digitalSignature, keyEncipherment, keyAgreement: no TLS server key"
+    return "unsuitable certificate purpose for a TLS server (OpenSSL's sslserver purpose)"
 
 
 def _leaf_problems(leaf: Certificate, at: datetime) -> list[str]:

@@ -515,8 +515,11 @@ def test_a_leafs_extended_key_usage_must_allow_server_auth(
     if accepted:
         assert roles(path_of(leaf, root)) == [("Root", Role.ROOT)]
     else:
-        assert "leaf CN=leaf.example: extendedKeyUsage allows no serverAuth, which a TLS client requires" in rejected(
-            leaf, root
+        assert any(
+            reason.startswith(
+                "leaf CN=leaf.example: extendedKeyUsage allows no serverAuth, which a TLS client requires"
+            )
+            for reason in rejected(leaf, root)
         )
 
 
