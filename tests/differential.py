@@ -129,20 +129,20 @@ def _key_type(rng: random.Random, features: list[str]) -> Literal["rsa", "ec"]:
 def as_v1(issued: Issued) -> Issued:
     """The same self-signed certificate as X.509 v1: no version field, no extensions, signed again."""
     tbs = x509.load_der_x509_certificate(issued.der).tbs_certificate_bytes
-    body = _children(tbs)
-    kept = [part for part in body if part[0] not in (0xA0, 0xA3)]  # [0] version, [3] extensions
-    new_tbs = der_tlv(0x30, b"".join(kept))
-    key = issued.key
+    kept = [part for part in _children(tbs) if part[0] not in (0xA0, 0xA3)]  # [0] version, [3] extensions
+    return Issued(signed(der_tlv(0x30, b"".join(kept)), issued.key), issued.key)
+
+
+def signed(tbs: bytes, key: Any) -> x509.Certificate:
+    """A certificate of these TBS bytes, signed by `key` (ECDSA or RSA with SHA-256, as the TBS says)."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
         algorithm = bytes.fromhex("300a06082a8648ce3d040302")
     else:
         assert isinstance(key, rsa.RSAPrivateKey)
-        signature = key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA256())
+        signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
         algorithm = bytes.fromhex("300d06092a864886f70d01010b0500")
-    assert kept[1] == algorithm  # the TBS's signature AlgorithmIdentifier, unchanged
-    der = der_tlv(0x30, new_tbs + algorithm + der_tlv(0x03, b"\x00" + signature))
-    return Issued(x509.load_der_x509_certificate(der), key)
+    return x509.load_der_x509_certificate(der_tlv(0x30, tbs + algorithm + der_tlv(0x03, b"\x00" + signature)))
 
 
 def _children(sequence: bytes) -> list[bytes]:
