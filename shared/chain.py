@@ -7,7 +7,7 @@ PEM key blocks are skipped unread. A PFX is cut down to its certificate bags bef
 Key Vault puts the key in a plain-Data SafeContents (a pkcs8ShroudedKeyBag) and the certificates
 in a 3DES EncryptedData, so the key bags are dropped by DER structure alone and the rest, without
 its MAC, goes to ``pkcs12.load_pkcs12``. Decrypting and checking an RSA key was nearly all the cost
-of a secret (48 ms a secret with RSA-2048 keys, 1.8 ms with ECDSA P-256; now 1.6 and 1.9 ms with
+of a secret (48 ms a secret with RSA-2048 keys, 1.8 ms with ECDSA P-256; now 1.1 and 1.3 ms with
 its path validated: ``python -m bench.chain_cpu``). A key bag inside an EncryptedData
 cannot be dropped unopened: such a PFX (and any PFX of an unexpected shape, BER included) is
 opened whole, which is slower but just as correct, and the key is dropped on the spot.

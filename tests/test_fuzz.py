@@ -387,6 +387,7 @@ def _pem(ders: list[bytes]) -> str:
     )
 
 
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")  # cryptography on a short countryName
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     subject=names,
