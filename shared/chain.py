@@ -130,10 +130,10 @@ class Certificate:
 
     @cached_property
     def is_self_signed(self) -> bool:
-        """Self-issued and not provably signed by another key: a root, not a key-rollover link.
+        """Self-issued and signed by its own key: a root, not a key-rollover link.
 
-        A signature that cannot be checked (an old algorithm, say) still makes a root: an anchor's
-        own signature is not judged.
+        A signature that cannot be checked (an algorithm cryptography does not verify) leaves the
+        key identifiers to tell, as OpenSSL tells it: an anchor's own signature is not judged.
         """
         if not _is_self_issued(self):
             return False
@@ -141,9 +141,22 @@ class Certificate:
             self.parsed.verify_directly_issued_by(self.parsed)
         except InvalidSignature:
             return False
-        except Exception:  # unverifiable is not disproved
-            return True
+        except ValueError as error:
+            if "does not match issuer key type" in str(error):
+                return False  # signed with a key of another type: by another key
+            return self._key_identifiers_match()
+        except Exception:  # an algorithm cryptography cannot check
+            return self._key_identifiers_match()
         return True
+
+    def _key_identifiers_match(self) -> bool:
+        try:
+            extensions = self.parsed.extensions
+            authority = extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+            subject = extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except Exception:  # either is absent or unreadable: nothing says another key signed it
+            return True
+        return authority is None or authority == subject
 
     def is_expired(self, at: datetime) -> bool:
         return self.not_after < at

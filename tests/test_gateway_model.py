@@ -274,3 +274,18 @@ def test_a_bit_string_attribute_cryptography_can_read_is_judged_normally() -> No
     leaf = make_certificate("leaf.example.test", issuer=Issued(root, key), key_type="ec")
 
     assert verdict(cert(leaf), trusted=[Certificate.from_x509(root)], untrusted=[], at=NOW).accepted
+
+
+def test_a_rollover_link_signed_by_a_key_of_another_type_is_no_anchor() -> None:
+    """A self-issued link (the new key certified by the old) is an intermediate, whichever key types;
+    found by the differential (an RSA root rolled over to an EC key)."""
+    old_root = make_certificate("Rolled Root", is_ca=True, key=new_key("rsa"))
+    link = make_certificate("Rolled Root", issuer=old_root, is_ca=True, key=new_key("ec"))
+    leaf = make_certificate("leaf.example.test", issuer=link, key_type="ec")
+
+    assert not cert(link).is_self_signed
+    assert cert(old_root).is_self_signed
+    trusted_link = verdict(cert(leaf), trusted=[cert(link)], untrusted=[], at=NOW)
+    assert not trusted_link.accepted
+    assert trusted_link.reason.startswith("root missing")
+    assert verdict(cert(leaf), trusted=[cert(old_root)], untrusted=[cert(link)], at=NOW).accepted
