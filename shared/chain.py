@@ -39,7 +39,6 @@ from OpenSSL import crypto
 
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 PEM_CONTENT_TYPE = "application/x-pem-file"
-MAX_CHAIN_DEPTH = 8  # CAs whose notBefore may move the judged moment (clock skew): far above any real PKI
 MAX_SECRET_CHARS = 1_000_000  # Key Vault secrets are at most 25 KB; refuse anything absurd before decoding
 
 _lib: Any = Binding.lib  # the libcrypto pyOpenSSL runs on, for what pyOpenSSL does not expose
@@ -424,6 +423,7 @@ def _without_key_bags(pfx: bytes) -> bytes | None:
 # second, hand-written judgement of the path.
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the worker's clock a CA's notBefore is tolerated
+_SKEW_RETRIES = 8  # CAs of one path whose notBefore may move the judged moment: far above any real PKI
 
 # OpenSSL's verify error codes, from the library that runs: their numbers differ between versions.
 _V_UNABLE_TO_GET_ISSUER_CERT: int = _lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
@@ -503,7 +503,7 @@ def _verify(
     runs ahead of ours), never past the leaf's notAfter.
     """
     when = max(at, leaf.not_before)
-    for _ in range(MAX_CHAIN_DEPTH):
+    for _ in range(_SKEW_RETRIES):
         outcome = _openssl_verify(leaf, anchors, intermediates, when, server=server, partial=partial)
         if not isinstance(outcome, _Refusal) or outcome.code != _V_CERT_NOT_YET_VALID:
             break
@@ -852,11 +852,6 @@ def _is_self_issued(cert: Certificate) -> bool:
     return cert.subject_key == cert.issuer_key
 
 
-def _name(name: x509.Name) -> bytes:
-    # Names chain by their encoding, as the verifier compares them (no RFC 4518 case folding).
-    return name.public_bytes()
-
-
 def _is_ca(cert: x509.Certificate) -> bool:
     constraints = _basic_constraints(cert)
     return constraints is not None and constraints.ca
@@ -880,7 +875,7 @@ def _common_name(cert: x509.Certificate) -> str:
 
 
 __all__ = [
-    "MAX_CHAIN_DEPTH",
+    "CLOCK_SKEW",
     "PEM_CONTENT_TYPE",
     "PKCS12_CONTENT_TYPE",
     "Authority",
