@@ -23,8 +23,18 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+unit: venv openssl-cli
 	$(BIN)/pytest
+
+# tests/test_gateway_differential.py compares the gateway path model with the `openssl verify`
+# command: install it on a fresh (Debian/Ubuntu) machine when it is missing.
+.PHONY: openssl-cli
+openssl-cli:
+	@command -v openssl >/dev/null || { \
+		echo "openssl command missing: installing it (apt-get install -y openssl)"; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openssl; }
+	@command -v openssl >/dev/null || { echo "ERROR: the openssl command could not be installed" >&2; exit 1; }
 
 test: lint typecheck unit check-infra
 

@@ -7,6 +7,9 @@ the way the product did before key bags were dropped unopened: ``pkcs12.load_pkc
 which decrypts the key and, for RSA, checks it. Process CPU time (time.process_time), best of
 --rounds rounds of --secrets reads each, so other load on the machine inflates nothing.
 
+Per verdict: the leaf judged on one gateway holding its root (isTrusted=true) and intermediate
+(isTrusted=false), the Certificate objects reused as a run reuses them across gateways.
+
 PEM: a 1 MB value of each hostile shape through read_secret (linear scan), and the regex the product
 used before on a smaller value of the worst shape (it is quadratic: ~17 s for 200 KB).
 """
@@ -25,7 +28,15 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator.certs import keyvault_pfx
 from emulator.pki import Hierarchy, KeyType, make_certificate
-from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate, ChainError, read_secret, trust_path
+from shared.chain import (
+    PEM_CONTENT_TYPE,
+    PKCS12_CONTENT_TYPE,
+    Certificate,
+    ChainError,
+    read_secret,
+    trust_path,
+    verdict,
+)
 
 _OLD_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
 
@@ -68,6 +79,14 @@ def main() -> None:
         def read(value: str = value) -> object:
             return read_secret(value, PKCS12_CONTENT_TYPE)
 
+        found = read_secret(value, PKCS12_CONTENT_TYPE)
+        leaf, intermediate, root = found[0], found[1], found[2]
+
+        def judge(
+            leaf: Certificate = leaf, intermediate: Certificate = intermediate, root: Certificate = root
+        ) -> object:
+            return verdict(leaf, trusted=[root], untrusted=[intermediate], at=now)
+
         def whole(data: bytes = data) -> object:
             bundle = pkcs12.load_pkcs12(data, b"")
             return [Certificate.from_x509(item.certificate) for item in bundle.additional_certs]
@@ -75,6 +94,7 @@ def main() -> None:
         figures[label] = {
             "read_secret": _best_ms(read, args.secrets, args.rounds),
             "read_secret + trust_path": _best_ms(now_path, args.secrets, args.rounds),
+            "verdict (one gateway)": _best_ms(judge, args.secrets, args.rounds),
             "whole PFX opened (before)": _best_ms(whole, max(10, args.secrets // 10), args.rounds),
         }
     for measure in figures["RSA-2048"]:

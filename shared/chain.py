@@ -7,17 +7,15 @@ PEM key blocks are skipped unread. A PFX is cut down to its certificate bags bef
 Key Vault puts the key in a plain-Data SafeContents (a pkcs8ShroudedKeyBag) and the certificates
 in a 3DES EncryptedData, so the key bags are dropped by DER structure alone and the rest, without
 its MAC, goes to ``pkcs12.load_pkcs12``. Decrypting and checking an RSA key was nearly all the cost
-of a secret (48 ms a secret with RSA-2048 keys, 1.8 ms with ECDSA P-256; now 1.6 and 1.9 ms with
+of a secret (48 ms a secret with RSA-2048 keys, 1.8 ms with ECDSA P-256; now 1.1 and 1.3 ms with
 its path validated: ``python -m bench.chain_cpu``). A key bag inside an EncryptedData
 cannot be dropped unopened: such a PFX (and any PFX of an unexpected shape, BER included) is
 opened whole, which is slower but just as correct, and the key is dropped on the spot.
 
-Validating: paths are built and checked by ``cryptography.x509.verification`` (RFC 5280 path
-building with the explicit extension policies below), never by hand. A trust anchor is taken as
-RFC 5280 does: a name and a key, its own signature not judged. Issuer names choose what the
-verifier gets as anchors (the self-signed certificates the leaf reaches, or else the topmost one);
-one signature check outside it tells a self-signed root from a self-issued key-rollover link, and
-a refusal's wording asks the verifier about single links to name the one that is broken.
+Validating: one model of how the self-hosted gateway validates a backend's chain
+(docs/gateway-model.md), run by OpenSSL's own X509_verify_cert, never by hand-written signature
+linking. `verdict` asks it of a gateway's CA entries, `trust_path` of a secret's certificates.
+Any certificate, no crash: whatever fails while reading or judging one becomes a ChainError.
 """
 
 from __future__ import annotations
@@ -25,31 +23,25 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.bindings.openssl.binding import Binding
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    Policy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
+from OpenSSL import crypto
 
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 PEM_CONTENT_TYPE = "application/x-pem-file"
-MAX_CHAIN_DEPTH = 8  # intermediates between leaf and anchor: far above any real PKI, stops hostile bags
 MAX_SECRET_CHARS = 1_000_000  # Key Vault secrets are at most 25 KB; refuse anything absurd before decoding
-MINIMUM_RSA_BITS = 2048  # what the validator requires of every key that signs below the anchor
+
+_lib: Any = Binding.lib  # the libcrypto pyOpenSSL runs on, for what pyOpenSSL does not expose
 
 _PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 _PEM_END = "-----END CERTIFICATE-----"
@@ -109,14 +101,61 @@ class Certificate:
             ) from None
         except ValueError as error:
             raise ChainError(f"certificate cannot be parsed: {error}") from None
+        except Exception as error:  # any certificate, no crash (x400Address SANs, BIT STRING names)
+            raise ChainError(f"certificate cannot be parsed: {type(error).__name__}: {error}") from None
 
     @classmethod
     def from_der(cls, der: bytes) -> Certificate:
         try:
             cert = x509.load_der_x509_certificate(der)
-        except (ValueError, x509.InvalidVersion) as error:
+        except Exception as error:  # any bytes, no crash
             raise ChainError(f"not a DER certificate: {error}") from None
         return cls.from_x509(cert)
+
+    @cached_property
+    def openssl(self) -> crypto.X509:
+        """The same certificate as OpenSSL's X509, made once per certificate."""
+        return crypto.X509.from_cryptography(self.parsed)
+
+    # Names are matched as OpenSSL matches them (its canonical encoding: case and whitespace folded,
+    # string types alike), so that the names the leaf reaches are the issuers OpenSSL would find.
+    @cached_property
+    def subject_key(self) -> int:
+        return int(_lib.X509_NAME_hash(_lib.X509_get_subject_name(self.openssl._x509)))  # no pyOpenSSL API
+
+    @cached_property
+    def issuer_key(self) -> int:
+        return int(_lib.X509_NAME_hash(_lib.X509_get_issuer_name(self.openssl._x509)))  # no pyOpenSSL API
+
+    @cached_property
+    def is_self_signed(self) -> bool:
+        """Self-issued and signed by its own key: a root, not a key-rollover link.
+
+        A signature that cannot be checked (an algorithm cryptography does not verify) leaves the
+        key identifiers to tell, as OpenSSL tells it: an anchor's own signature is not judged.
+        """
+        if not _is_self_issued(self):
+            return False
+        try:
+            self.parsed.verify_directly_issued_by(self.parsed)
+        except InvalidSignature:
+            return False
+        except ValueError as error:
+            if "does not match issuer key type" in str(error):
+                return False  # signed with a key of another type: by another key
+            return self._key_identifiers_match()
+        except Exception:  # an algorithm cryptography cannot check
+            return self._key_identifiers_match()
+        return True
+
+    def _key_identifiers_match(self) -> bool:
+        try:
+            extensions = self.parsed.extensions
+            authority = extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+            subject = extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except Exception:  # either is absent or unreadable: nothing says another key signed it
+            return True
+        return authority is None or authority == subject
 
     def is_expired(self, at: datetime) -> bool:
         return self.not_after < at
@@ -174,10 +213,6 @@ class Verdict:
     path: tuple[Certificate, ...]  # the accepted path, leaf first; () when refused
 
 
-# Why no path was found: (leaf, anchors, intermediates, at, validation time, verifier's error) → reasons.
-_Explanation = Callable[[Certificate, Sequence[Certificate], Sequence[Certificate], datetime, datetime, str], list[str]]
-
-
 # -- reading secrets ---------------------------------------------------------------------------------
 
 
@@ -190,14 +225,17 @@ def read_secret(value: str, content_type: str | None) -> tuple[Certificate, ...]
     if len(value) > MAX_SECRET_CHARS:
         raise ChainError(f"secret value is {len(value)} characters: too large to be a certificate")
     kind = (content_type or "").split(";")[0].strip().lower()
-    if kind == PKCS12_CONTENT_TYPE:
-        return _read_pfx(value)
-    if kind == PEM_CONTENT_TYPE:
-        return _read_pem(value)
-    raise ChainError(
-        f"secret content type {content_type!r} is not a certificate's "
-        f"({PKCS12_CONTENT_TYPE} or {PEM_CONTENT_TYPE}): not a certificate-backed secret"
-    )
+    if kind not in (PKCS12_CONTENT_TYPE, PEM_CONTENT_TYPE):
+        raise ChainError(
+            f"secret content type {content_type!r} is not a certificate's "
+            f"({PKCS12_CONTENT_TYPE} or {PEM_CONTENT_TYPE}): not a certificate-backed secret"
+        )
+    try:
+        return _read_pfx(value) if kind == PKCS12_CONTENT_TYPE else _read_pem(value)
+    except ChainError:
+        raise
+    except Exception as error:  # any secret, no crash; the type only: never the value
+        raise ChainError(f"the secret cannot be read: {type(error).__name__}") from None
 
 
 def _read_pem(value: str) -> tuple[Certificate, ...]:
@@ -218,7 +256,7 @@ def _read_pem(value: str) -> tuple[Certificate, ...]:
             raise ChainError(f"PEM certificate #{number} is not valid base64") from None
         try:
             certificates.append(Certificate.from_x509(x509.load_der_x509_certificate(der)))
-        except (ValueError, x509.InvalidVersion) as error:
+        except Exception as error:  # any certificate, no crash
             raise ChainError(f"PEM certificate #{number} cannot be parsed: {error}") from None
         position = end + len(_PEM_END)
     if not certificates:
@@ -371,39 +409,118 @@ def _without_key_bags(pfx: bytes) -> bytes | None:
         return None
 
 
-# -- validation policy -------------------------------------------------------------------------------
-# RFC 5280 rather than the CA/Browser Forum profile (webpki_defaults_*): private PKIs often lack
-# AKIs, SANs and critical key usages. What cryptography keeps in any policy: v3 only, validity, path
-# length (counting self-issued intermediates too), name constraints, unknown critical extensions
-# refused, RSA keys of at least 2048 bits and SHA-2 (or PSS, ECDSA) signatures below the anchor.
+# -- the gateway's path model ----------------------------------------------------------------------------
+# One engine for both questions: OpenSSL's own X509_verify_cert (pyOpenSSL's store and context, the
+# purpose set through cryptography's binding of the same libcrypto), as the self-hosted gateway's
+# .NET-on-Linux TLS client runs it. docs/gateway-model.md gives the model and its sources:
+# - anchors are self-signed certificates only, and no partial chains: .NET's custom root trust
+#   fails a chain that does not end at a self-signed root of its store;
+# - purpose sslserver: extendedKeyUsage is honoured on the leaf, every CA and the root;
+# - an anchor is judged as OpenSSL's default verification judges it: validity and CA-ness (a v1
+#   self-signed certificate, cA=true, or keyUsage with keyCertSign), never its own signature;
+# - no security level (OpenSSL's verify default): key sizes and digests are not judged.
+# The wording of a refusal comes from OpenSSL's error code, depth and certificate, never from a
+# second, hand-written judgement of the path.
+
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the worker's clock a CA's notBefore is tolerated
+_SKEW_RETRIES = 8  # CAs of one path whose notBefore may move the judged moment: far above any real PKI
+
+# OpenSSL's verify error codes, from the library that runs: their numbers differ between versions.
+_V_UNABLE_TO_GET_ISSUER_CERT: int = _lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+_V_CERT_SIGNATURE_FAILURE: int = _lib.X509_V_ERR_CERT_SIGNATURE_FAILURE
+_V_CERT_NOT_YET_VALID: int = _lib.X509_V_ERR_CERT_NOT_YET_VALID
+_V_CERT_HAS_EXPIRED: int = _lib.X509_V_ERR_CERT_HAS_EXPIRED
+_V_DEPTH_ZERO_SELF_SIGNED_CERT: int = _lib.X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+_V_SELF_SIGNED_CERT_IN_CHAIN: int = _lib.X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+_V_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: int = _lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+_V_INVALID_CA: int = _lib.X509_V_ERR_INVALID_CA
+_V_PATH_LENGTH_EXCEEDED: int = _lib.X509_V_ERR_PATH_LENGTH_EXCEEDED
+_V_INVALID_PURPOSE: int = _lib.X509_V_ERR_INVALID_PURPOSE
+_V_UNHANDLED_CRITICAL_EXTENSION: int = _lib.X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION
 
 
-def _ca_basic_constraints(policy: Policy, cert: x509.Certificate, value: x509.BasicConstraints) -> None:
-    if not value.ca:
-        raise ValueError("basicConstraints cA=false")
+@dataclass(frozen=True)
+class _Refusal:
+    """What X509_verify_cert said: its error code, the depth and certificate it concerns."""
+
+    code: int
+    depth: int
+    message: str
+    certificate: Certificate | None
 
 
-def _ca_key_usage(policy: Policy, cert: x509.Certificate, value: x509.KeyUsage | None) -> None:
-    if value is not None and not value.key_cert_sign:
-        raise ValueError("keyUsage without keyCertSign")
+def _openssl_verify(
+    leaf: Certificate,
+    anchors: Sequence[Certificate],
+    intermediates: Sequence[Certificate],
+    when: datetime,
+    *,
+    server: bool,
+    partial: bool,
+) -> list[Certificate] | _Refusal:
+    """The path OpenSSL builds leaf → anchor at `when`, leaf first, or its refusal."""
+    store = crypto.X509Store()
+    for anchor in anchors:
+        store.add_cert(anchor.openssl)
+    store.set_time(when)  # before the purpose: it replaces the store's parameters
+    if server:
+        _require(_lib.X509_STORE_set_purpose(store._store, _lib.X509_PURPOSE_SSL_SERVER))  # no pyOpenSSL API
+    if partial:
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+    context = crypto.X509StoreContext(store, leaf.openssl, [cert.openssl for cert in intermediates])
+    by_der = {cert.der: cert for cert in (leaf, *anchors, *intermediates)}
+    try:
+        built = context.get_verified_chain()
+    except crypto.X509StoreContextError as error:
+        code, depth, message = int(error.errors[0]), int(error.errors[1]), str(error.errors[2])
+        return _Refusal(code, depth, message, by_der.get(_der_of(error.certificate)))
+    return [by_der[_der_of(cert)] for cert in built]
 
 
-def _server_auth(policy: Policy, cert: x509.Certificate, value: x509.ExtendedKeyUsage | None) -> None:
-    if value is not None and not _allows_server_auth(value):
-        raise ValueError("extendedKeyUsage allows no serverAuth")
+def _der_of(cert: crypto.X509) -> bytes:
+    return cert.to_cryptography().public_bytes(serialization.Encoding.DER)
 
 
-def _allows_server_auth(usage: x509.ExtendedKeyUsage) -> bool:
-    return bool({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(usage))
+def _require(result: int) -> None:
+    if result != 1:
+        raise ChainError("OpenSSL refused the verification parameters")
 
 
-_CA_POLICY = (
-    ExtensionPolicy.permit_all()
-    .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, _ca_basic_constraints)
-    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage)
-)
-_SERVER_POLICY = ExtensionPolicy.permit_all().may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _server_auth)
-_CA_LEAF_POLICY = ExtensionPolicy.permit_all()  # an issuing CA held in Key Vault: no serverAuth needed
+def _verify(
+    leaf: Certificate,
+    anchors: Sequence[Certificate],
+    intermediates: Sequence[Certificate],
+    at: datetime,
+    *,
+    server: bool,
+    partial: bool = False,
+) -> list[Certificate] | _Refusal:
+    """`_openssl_verify` as of the moment the leaf is judged, with the two clock rules.
+
+    A leaf Key Vault holds before its notBefore is judged as of then, so that its CAs can be
+    trusted ahead of the rotation; its CAs must be valid now as well. A CA whose notBefore is at
+    most CLOCK_SKEW ahead of the worker's clock is judged as of its notBefore (its issuer's clock
+    runs ahead of ours), never past the leaf's notAfter.
+    """
+    when = max(at, leaf.not_before)
+    for _ in range(_SKEW_RETRIES):
+        outcome = _openssl_verify(leaf, anchors, intermediates, when, server=server, partial=partial)
+        if not isinstance(outcome, _Refusal) or outcome.code != _V_CERT_NOT_YET_VALID:
+            break
+        early = outcome.certificate
+        if early is None or outcome.depth == 0 or not when < early.not_before <= at + CLOCK_SKEW:
+            break
+        if early.not_before > leaf.not_after:
+            break
+        when = early.not_before
+    if isinstance(outcome, _Refusal):
+        return outcome
+    for depth, cert in enumerate(outcome[1:], start=1):
+        if cert.not_after < at:
+            return _Refusal(_V_CERT_HAS_EXPIRED, depth, "certificate has expired", cert)
+        if cert.not_before > at + CLOCK_SKEW:
+            return _Refusal(_V_CERT_NOT_YET_VALID, depth, "certificate is not yet valid", cert)
+    return outcome
 
 
 # -- trust paths ---------------------------------------------------------------------------------------
@@ -413,23 +530,34 @@ def trust_path(certificates: Sequence[Certificate], *, leaf_thumbprint: str | No
     """The validated path of a secret's leaf, as the CAs to upload and trust.
 
     `leaf_thumbprint` (SHA-1 hex, Key Vault's x5t) names the leaf; None: the one certificate that
-    issues no other in the bag. The anchor is a self-signed certificate of the secret that the leaf
-    reaches by issuer names; only when the names reach none is it the topmost certificate reached
-    (root missing). Raises ChainError if the leaf cannot be told, ChainRejected if no path is valid.
+    issues no other in the bag. The anchors are the self-signed certificates of the secret that
+    the leaf reaches by issuer names; only when the names reach none is the path validated up to
+    the topmost certificate reached (root missing). Raises ChainError if the leaf cannot be told
+    or a certificate cannot be judged, ChainRejected if no path is valid.
     """
+    try:
+        return _trust_path(certificates, leaf_thumbprint=leaf_thumbprint, at=at)
+    except ChainError:
+        raise
+    except Exception as error:  # any certificate, no crash: this version is unusable, said so
+        raise ChainError(f"the secret's certificates cannot be validated: {type(error).__name__}: {error}") from None
+
+
+def _trust_path(certificates: Sequence[Certificate], *, leaf_thumbprint: str | None, at: datetime) -> TrustPath:
     if not certificates:
         raise ChainError("the secret holds no certificates")
     unique = list(dict.fromkeys(certificates))
     leaf = _pick_leaf(unique, leaf_thumbprint)
     others = [cert for cert in unique if cert != leaf]
     notes: list[str] = []
-    if _is_self_issued(leaf):
+    partial = False
+    if leaf.is_self_signed:
         anchors, intermediates = [leaf], []
     else:
         reached = _reached_by_names(leaf, others)
-        roots = [cert for cert in reached if _is_root(cert)]
-        subjects = {_name(cert.parsed.subject) for cert in unique}
-        tops = [cert for cert in reached if not _is_self_issued(cert) and _name(cert.parsed.issuer) not in subjects]
+        roots = [cert for cert in reached if cert.is_self_signed]
+        subjects = {cert.subject_key for cert in unique}
+        tops = [cert for cert in reached if not _is_self_issued(cert) and cert.issuer_key not in subjects]
         if not reached:
             raise ChainRejected(
                 leaf.subject, [f"missing issuer: the secret holds no {leaf.issuer} (issuer of {leaf.subject})"]
@@ -438,9 +566,16 @@ def trust_path(certificates: Sequence[Certificate], *, leaf_thumbprint: str | No
             raise ChainRejected(leaf.subject, [f"the issuers of {leaf.subject} in the secret lead to no root"])
         # A root the names reach is the anchor, and failing against it is failing: a lower CA is
         # never promoted to anchor past its own issuer's constraints.
-        anchors = roots or tops
-        intermediates = [cert for cert in reached if cert not in anchors]
-    path = _validate(leaf, anchors, intermediates, at, explain=_bag_explanation)
+        # Of several roots, only the valid ones are anchors when there are some: an expired root is
+        # never uploaded, and OpenSSL would stop at it rather than take a cross-signed way round.
+        valid_roots = [cert for cert in roots if cert.is_valid_at(at)]
+        anchors, partial = (valid_roots or roots, False) if roots else (tops, True)
+        intermediates = [cert for cert in reached if cert not in anchors and cert not in roots]
+    # An issuing CA held in Key Vault is the end of its own path: it serves no TLS, so no purpose.
+    outcome = _verify(leaf, anchors, intermediates, at, server=not leaf.is_ca, partial=partial)
+    if isinstance(outcome, _Refusal):
+        raise ChainRejected(leaf.subject, _bag_reasons(outcome, leaf, [*intermediates, *anchors], at))
+    path = outcome
 
     authorities: list[Authority] = []
     if len(path) > 1 and leaf.is_ca:
@@ -453,10 +588,10 @@ def trust_path(certificates: Sequence[Certificate], *, leaf_thumbprint: str | No
     authorities.append(Authority(path[-1], Role.ROOT))
 
     top = path[-1]
-    if top != leaf and not _is_self_issued(top):
+    if top != leaf and not top.is_self_signed:
         notes.append(f"root missing: the secret stops at {top.subject}, issued by {top.issuer}")
     if leaf.not_before > at:
-        notes.append(f"{leaf.subject} is not valid before {leaf.not_before:%Y-%m-%d %H:%M}Z: validated as of then")
+        notes.append(f"{leaf.subject} is not valid before {_timestamp(leaf.not_before)}: validated as of then")
     unused = [cert for cert in others if cert not in path]
     if unused:
         names = "; ".join(cert.subject + _validity_remark(cert, at) for cert in unused)
@@ -469,148 +604,178 @@ def trust_path(certificates: Sequence[Certificate], *, leaf_thumbprint: str | No
 def verdict(
     leaf: Certificate, *, trusted: Iterable[Certificate], untrusted: Iterable[Certificate], at: datetime
 ) -> Verdict:
-    """Would a TLS client accept a backend presenting `leaf` alone, with `trusted` as its anchors
-    (gateway CAs with isTrusted=true) and `untrusted` as intermediates for chain building?
+    """Would the gateway accept a backend presenting `leaf` alone, with `trusted` (its CA entries
+    with isTrusted=true) and `untrusted` (those with isTrusted=false)?
 
-    The validator and policy of `trust_path`: a self-signed leaf is accepted iff it is trusted and
-    valid; a leaf not yet valid is judged as of its notBefore, its CAs as of `at` too.
+    The path must end at a self-signed entry with isTrusted=true; every entry, trusted or not, is
+    available as an intermediate (docs/gateway-model.md). A self-signed leaf is accepted iff its
+    own entry is trusted and it is valid. A leaf not yet valid is judged as of its notBefore.
+
+    OpenSSL takes the first fitting issuer among the intermediates, and the order in which the
+    gateway hands over its entries is not known: when two entries share a name (cross-signing, a
+    rollover), the leaf is judged with the entries in both orders and accepted only if both accept.
     """
-    anchors = list(dict.fromkeys(trusted))
-    intermediates = [cert for cert in dict.fromkeys(untrusted) if cert not in anchors]
+    trusted_set = list(dict.fromkeys(trusted))
+    untrusted_set = [cert for cert in dict.fromkeys(untrusted) if cert not in trusted_set]
     try:
-        path = _validate(leaf, anchors, intermediates, at, explain=_gateway_explanation)
-    except ChainRejected as error:
-        return Verdict(accepted=False, reason=error.reasons[0] if error.reasons else str(error), path=())
-    return Verdict(accepted=True, reason="", path=tuple(path))
-
-
-# -- validation ------------------------------------------------------------------------------------------
-
-
-def _validate(
-    leaf: Certificate,
-    anchors: Sequence[Certificate],
-    intermediates: Sequence[Certificate],
-    at: datetime,
-    *,
-    explain: _Explanation,
-) -> list[Certificate]:
-    """The path leaf → anchor that cryptography's verifier builds, or ChainRejected with reasons."""
-    # A version Key Vault holds before its notBefore is judged as of then, so that its CAs can be
-    # trusted ahead of the rotation; those CAs must be valid now as well.
-    when = max(at, leaf.not_before)
-    if not anchors:
-        raise ChainRejected(leaf.subject, explain(leaf, anchors, intermediates, at, when, ""))
-    by_der = {cert.der: cert for cert in (leaf, *anchors, *intermediates)}
-    verifier = (
-        PolicyBuilder()
-        .store(Store([cert.parsed for cert in anchors]))
-        .time(when)
-        .max_chain_depth(MAX_CHAIN_DEPTH)
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_CA_LEAF_POLICY if leaf.is_ca else _SERVER_POLICY)
-        .build_client_verifier()
-    )
-    try:
-        built = verifier.verify(leaf.parsed, [cert.parsed for cert in intermediates])
-    except VerificationError as error:
-        raise ChainRejected(leaf.subject, explain(leaf, anchors, intermediates, at, when, str(error))) from None
-    path = [by_der[cert.public_bytes(serialization.Encoding.DER)] for cert in built.chain]
-    stale = [f"CA {cert.subject} {_invalidity(cert, at)}" for cert in path[1:] if not cert.is_valid_at(at)]
-    if stale:
-        raise ChainRejected(leaf.subject, stale)
-    return path
+        anchors = [cert for cert in trusted_set if cert.is_self_signed]
+        entries = [cert for cert in (*trusted_set, *untrusted_set) if cert != leaf]
+        orders = [entries]
+        if len({cert.subject_key for cert in entries}) < len(entries):
+            orders.append(entries[::-1])
+        outcomes = [_verify(leaf, anchors, order, at, server=True) for order in orders]
+        refusals = [outcome for outcome in outcomes if isinstance(outcome, _Refusal)]
+        if refusals:
+            reason = _gateway_reason(refusals[0], leaf, trusted_set, untrusted_set, at)
+            if len(refusals) < len(outcomes):
+                reason += " (with the gateway's entries in another order, a path is found: the order decides)"
+            return Verdict(False, reason, ())
+    except Exception as error:  # any certificate, no crash: a refusal that says why
+        return Verdict(False, f"{leaf.subject} cannot be validated: {type(error).__name__}: {error}", ())
+    path = outcomes[0]
+    assert not isinstance(path, _Refusal)
+    return Verdict(True, "", tuple(path))
 
 
 def _ca_leaf_refusal(path: Sequence[Certificate]) -> str | None:
     """Why the leaf CA of a valid path may not issue certificates itself, or None if it may.
 
-    The verifier judged it as the end of the path; issuing puts it one level lower, so each CA
-    above it must allow one more CA below (the verifier's depth count: every intermediate).
+    OpenSSL judged it as the end of the path; issuing puts it one level lower, so each CA above it
+    must allow one more CA below, counted as OpenSSL counts (self-issued CAs do not count).
     """
     leaf = path[0]
     issue = _may_not_issue(leaf.parsed)
     if issue:
         return f"may not issue certificates: {issue}"
-    for depth, cert in enumerate(path[1:], start=1):
+    below = 1  # the leaf CA itself, once it issues
+    for cert in path[1:]:
         constraints = _basic_constraints(cert.parsed)
-        if constraints is not None and constraints.path_length is not None and constraints.path_length < depth:
+        if constraints is not None and constraints.path_length is not None and constraints.path_length < below:
             return (
                 f"may not issue certificates: {cert.subject} has pathLenConstraint {constraints.path_length}, "
-                f"which allows no {depth} CA(s) below it"
+                f"which allows no {below} CA(s) below it"
             )
+        if not _is_self_issued(cert):
+            below += 1
     return None
 
 
-def _bag_explanation(
-    leaf: Certificate,
-    anchors: Sequence[Certificate],
-    intermediates: Sequence[Certificate],
-    at: datetime,
-    when: datetime,
-    verifier_error: str,
-) -> list[str]:
-    reasons = _certificate_problems(leaf, [*intermediates, *anchors], at, when)
-    return _with_verifier_error(reasons, verifier_error, leaf, [*intermediates, *anchors], when)
+# -- wording ---------------------------------------------------------------------------------------------
 
 
-def _gateway_explanation(
-    leaf: Certificate,
-    anchors: Sequence[Certificate],
-    intermediates: Sequence[Certificate],
-    at: datetime,
-    when: datetime,
-    verifier_error: str,
-) -> list[str]:
-    """Why a gateway's CAs do not let a TLS client accept the leaf: the likeliest cause first."""
-    leaf_problems = _certificate_problems(leaf, [], at, when)
+def _bag_reasons(refusal: _Refusal, leaf: Certificate, candidates: Sequence[Certificate], at: datetime) -> list[str]:
+    """Why the secret's certificates give its leaf no path: the leaf's own defect first."""
+    reasons = _leaf_problems(leaf, at)
+    cert = refusal.certificate or leaf
+    if refusal.code in (_V_UNABLE_TO_GET_ISSUER_CERT, _V_UNABLE_TO_GET_ISSUER_CERT_LOCALLY):
+        namesakes = [c for c in candidates if c != cert and c.subject_key == cert.issuer_key]
+        if namesakes:
+            reasons.append(f"{cert.subject} names issuer {cert.issuer}, but no certificate of that name signed it")
+        else:
+            reasons.append(f"missing issuer: the secret holds no {cert.issuer} (issuer of {cert.subject})")
+    else:
+        reasons.append(_common_reason(refusal, leaf, at))
+    return reasons
+
+
+def _gateway_reason(
+    refusal: _Refusal, leaf: Certificate, trusted: Sequence[Certificate], untrusted: Sequence[Certificate], at: datetime
+) -> str:
+    """Why the gateway's CA entries do not let it accept the leaf, naming the entry concerned."""
+    leaf_problems = _leaf_problems(leaf, at)
     if leaf_problems:
-        return leaf_problems
-    reached = _reached_by_names(leaf, [*anchors, *intermediates])
-    if not any(cert in anchors for cert in reached) and leaf not in anchors:
-        untrusted_roots = [cert for cert in reached if _is_self_issued(cert)]
-        if untrusted_roots or _is_self_issued(leaf):
-            top = untrusted_roots[0] if untrusted_roots else leaf
-            state = "on the gateway with isTrusted=false" if top in intermediates else "not on the gateway"
-            return [f"no trusted anchor: {top.subject} is {state}"]
-        known = {_name(cert.parsed.subject) for cert in (*reached, leaf)}
-        for cert in (leaf, *reached):
-            if _name(cert.parsed.issuer) not in known:
-                return [f"missing intermediate {cert.issuer} (issuer of {cert.subject})"]
-    reasons = _certificate_problems(leaf, reached, at, when)
-    return _with_verifier_error(reasons, verifier_error, leaf, reached, when)
+        return leaf_problems[0]
+    cert = refusal.certificate or leaf
+    if refusal.code in (_V_DEPTH_ZERO_SELF_SIGNED_CERT, _V_SELF_SIGNED_CERT_IN_CHAIN):
+        return f"no trusted anchor: {cert.subject} is {_entry_state(cert, trusted, untrusted)}"
+    if refusal.code in (_V_UNABLE_TO_GET_ISSUER_CERT, _V_UNABLE_TO_GET_ISSUER_CERT_LOCALLY):
+        if cert == leaf and cert.is_self_signed:
+            return f"no trusted anchor: {cert.subject} is {_entry_state(cert, trusted, untrusted)}"
+        namesakes = [c for c in (*trusted, *untrusted) if c != cert and c.subject_key == cert.issuer_key]
+        if namesakes:
+            return (
+                f"{cert.subject} names issuer {cert.issuer}, but no certificate of that name on the gateway signed it"
+            )
+        if cert == leaf:
+            return f"missing intermediate {leaf.issuer} (issuer of {leaf.subject})"
+        remark = ""
+        if cert in trusted:
+            remark = f"; {cert.subject} has isTrusted=true but is not a self-signed root, so it is no anchor"
+        return f"root missing: {cert.issuer} (issuer of {cert.subject}) is not on the gateway{remark}"
+    return _common_reason(refusal, leaf, at)
 
 
-def _certificate_problems(leaf: Certificate, cas: Sequence[Certificate], at: datetime, when: datetime) -> list[str]:
-    """What is wrong with the leaf and each candidate CA on its own, without linking any two."""
-    problems: list[str] = []
-    if not leaf.is_valid_at(when):
-        problems.append(f"leaf {leaf.subject} {_invalidity(leaf, when)}")
-    if not leaf.is_ca:
-        try:
-            usage = leaf.parsed.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except x509.ExtensionNotFound:
-            usage = None
-        if usage is not None and not _allows_server_auth(usage):
-            problems.append(f"leaf {leaf.subject}: extendedKeyUsage allows no serverAuth, which a TLS client requires")
-    signer_issue = "" if _is_self_issued(leaf) else _signature_problem(leaf)  # a self-signed leaf is an anchor
-    if signer_issue:
-        problems.append(signer_issue)
-    for cert in cas:
-        for moment in dict.fromkeys((when, at)):
-            if not cert.is_valid_at(moment):
-                problems.append(f"CA {cert.subject} {_invalidity(cert, moment)}")
-                break
-        issue = _may_not_issue(cert.parsed)
-        if issue:
-            problems.append(f"{cert.subject} may not issue certificates: {issue}")
-        key_issue = _key_problem(cert)
-        if key_issue:
-            problems.append(key_issue)
-        if not _is_self_issued(cert):
-            signer_issue = _signature_problem(cert)
-            if signer_issue:
-                problems.append(signer_issue)
-    return problems
+def _entry_state(cert: Certificate, trusted: Sequence[Certificate], untrusted: Sequence[Certificate]) -> str:
+    if cert in untrusted:
+        return "on the gateway with isTrusted=false"
+    if cert in trusted:
+        return "on the gateway with isTrusted=true but not a usable anchor"
+    return "not on the gateway"
+
+
+def _common_reason(refusal: _Refusal, leaf: Certificate, at: datetime) -> str:
+    """OpenSSL's refusal in words that name the certificate (the wording both callers share)."""
+    cert = refusal.certificate or leaf
+    role = "leaf" if cert == leaf else "CA"
+    code = refusal.code
+    if code == _V_CERT_HAS_EXPIRED:
+        return f"{role} {cert.subject} expired on {_timestamp(cert.not_after)}"
+    if code == _V_CERT_NOT_YET_VALID:
+        return f"{role} {cert.subject} is not valid before {_timestamp(cert.not_before)}"
+    if code == _V_INVALID_CA:
+        return f"{cert.subject} may not issue certificates: {_may_not_issue(cert.parsed) or refusal.message}"
+    if code == _V_PATH_LENGTH_EXCEEDED:
+        return f"{cert.subject}: path length constraint violated (pathLenConstraint allows fewer CAs below it)"
+    if code == _V_INVALID_PURPOSE:
+        return f"{role} {cert.subject}: {_purpose_problem(cert, is_leaf=cert == leaf)}"
+    if code == _V_CERT_SIGNATURE_FAILURE:
+        return f"{cert.subject} names issuer {cert.issuer}, but no certificate of that name signed it"
+    if code == _V_UNHANDLED_CRITICAL_EXTENSION:
+        return f"{cert.subject}: unhandled critical extension {', '.join(_unknown_critical(cert)) or ''}".rstrip()
+    return f"{cert.subject}: {refusal.message}"
+
+
+def _purpose_problem(cert: Certificate, *, is_leaf: bool) -> str:
+    """Which extension makes OpenSSL's sslserver purpose refuse this certificate."""
+    extensions = cert.parsed.extensions
+    try:
+        usage = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and ExtendedKeyUsageOID.SERVER_AUTH not in usage:
+        why = "extendedKeyUsage allows no serverAuth, which a TLS client requires"
+        return why + (
+            " (anyExtendedKeyUsage is not enough)" if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usage else ""
+        )
+    try:
+        key_usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        key_usage = None
+    if (
+        is_leaf
+        and key_usage is not None
+        and not (key_usage.digital_signature or key_usage.key_encipherment or key_usage.key_agreement)
+    ):
+        return "keyUsage allows none of digitalSignature, keyEncipherment, keyAgreement: no TLS server key"
+    return "unsuitable certificate purpose for a TLS server (OpenSSL's sslserver purpose)"
+
+
+def _leaf_problems(leaf: Certificate, at: datetime) -> list[str]:
+    """The leaf's own validity, judged first: the likeliest cause when it fails."""
+    when = max(at, leaf.not_before)
+    return [] if leaf.not_after >= when else [f"leaf {leaf.subject} expired on {_timestamp(leaf.not_after)}"]
+
+
+def _unknown_critical(cert: Certificate) -> list[str]:
+    try:
+        extensions = cert.parsed.extensions
+    except Exception:  # wording only
+        return []
+    return [
+        ext.oid.dotted_string
+        for ext in extensions
+        if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension)
+    ]
 
 
 def _may_not_issue(cert: x509.Certificate) -> str:
@@ -627,105 +792,14 @@ def _may_not_issue(cert: x509.Certificate) -> str:
     return "" if usage.key_cert_sign else "keyUsage without keyCertSign"
 
 
-def _key_problem(cert: Certificate) -> str:
-    try:
-        key = cert.parsed.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return f"{cert.subject} has a public key that cannot be read"
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MINIMUM_RSA_BITS:
-        return f"{cert.subject} has a {key.key_size}-bit RSA key: at least {MINIMUM_RSA_BITS} bits are required to sign"
-    if isinstance(key, dsa.DSAPublicKey):
-        return f"{cert.subject} has a DSA key, which the validator does not accept for signing certificates"
-    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
-        return f"{cert.subject} has an EC key on {key.curve.name}, which the validator does not accept"
-    return ""
-
-
-def _signature_problem(cert: Certificate) -> str:
-    try:
-        algorithm = cert.parsed.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        return f"{cert.subject} is signed with an unsupported algorithm"
-    if isinstance(algorithm, hashes.SHA1 | hashes.MD5):
-        return f"{cert.subject} is signed with {algorithm.name.upper()}, which the validator refuses below the trust anchor"
-    return ""
-
-
-_PROCESSING = re.compile(r" ?\(encountered processing <Certificate\(subject=<Name\((?P<subject>.*?)\)>, \.\.\.\)>\)")
-
-
-# Verifier errors that name no certificate and that the per-certificate checks already explain.
-_EXPLAINED = ("not valid at validation time", "must be asserted", "validator failed", "missing required extension")
-
-
-def _with_verifier_error(
-    reasons: list[str], error: str, leaf: Certificate, candidates: Sequence[Certificate], when: datetime
-) -> list[str]:
-    if not error or (reasons and not _PROCESSING.search(error) and any(text in error for text in _EXPLAINED)):
-        return reasons
-    return [*reasons, _readable(error, leaf, candidates, when)]
-
-
-def _readable(error: str, leaf: Certificate, candidates: Sequence[Certificate], when: datetime) -> str:
-    """cryptography's VerificationError text without its wrapping, naming the certificate it concerns."""
-    if "signature does not match" in error:
-        broken = _unsigned_link(leaf, candidates, when)
-        if broken:
-            return broken
-    text = error.removeprefix("validation failed: ")
-    subject = leaf.subject
-    match = _PROCESSING.search(text)
-    if match:
-        subject, text = match.group("subject"), _PROCESSING.sub("", text)
-    for prefix in ("candidates exhausted: ", "Python extension validator failed: ValueError: "):
-        text = text.replace(prefix, "")
-    text = text.split(" AlgorithmIdentifier {")[0].split(": DefinedByMarker")[0]  # no Rust debug dumps
-    if text == "all candidates exhausted with no interior errors":
-        text = "no issuer in the secret with the name it names"
-    return f"{subject}: {text}"
-
-
-def _unsigned_link(leaf: Certificate, candidates: Sequence[Certificate], when: datetime) -> str:
-    """The first certificate above the leaf that none of its namesake issuers signed, found by asking
-    the verifier about one link at a time (each issuer alone as the anchor): wording only, after the
-    path was refused."""
-    by_subject: dict[bytes, list[Certificate]] = {}
-    for cert in candidates:
-        by_subject.setdefault(_name(cert.parsed.subject), []).append(cert)
-    seen: set[Certificate] = set()
-    pending = [leaf]
-    while pending:
-        child = pending.pop(0)
-        if child in seen or (child is not leaf and _is_self_issued(child)):
-            continue
-        seen.add(child)
-        issuers = [cert for cert in by_subject.get(_name(child.parsed.issuer), ()) if cert != child]
-        outcomes = [_link_error(child, issuer, when) for issuer in issuers]
-        if issuers and all("signature does not match" in outcome for outcome in outcomes):
-            return f"{child.subject} names issuer {child.issuer}, but no certificate of that name signed it"
-        pending.extend(issuer for issuer, outcome in zip(issuers, outcomes, strict=True) if not outcome)
-    return ""
-
-
-def _link_error(child: Certificate, issuer: Certificate, when: datetime) -> str:
-    verifier = (
-        PolicyBuilder()
-        .store(Store([issuer.parsed]))
-        .time(when)
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_CA_LEAF_POLICY)
-        .build_client_verifier()
-    )
-    try:
-        verifier.verify(child.parsed, [])
-    except VerificationError as error:
-        return str(error)
-    return ""
+def _timestamp(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _invalidity(cert: Certificate, at: datetime) -> str:
     if cert.not_after < at:
-        return f"expired on {cert.not_after:%Y-%m-%d}"
-    return f"is not valid before {cert.not_before:%Y-%m-%d}"
+        return f"expired on {_timestamp(cert.not_after)}"
+    return f"is not valid before {_timestamp(cert.not_before)}"
 
 
 def _validity_remark(cert: Certificate, at: datetime) -> str:
@@ -745,9 +819,9 @@ def _pick_leaf(unique: Sequence[Certificate], leaf_thumbprint: str | None) -> Ce
     if len(unique) == 1:
         return unique[0]
     issuers = {
-        _name(cert.parsed.issuer) for cert in unique if not _is_self_issued(cert)
+        cert.issuer_key for cert in unique if not _is_self_issued(cert)
     }  # names that issue some other certificate
-    leaves = [cert for cert in unique if _name(cert.parsed.subject) not in issuers]
+    leaves = [cert for cert in unique if cert.subject_key not in issuers]
     if len(leaves) != 1:
         names = "; ".join(cert.subject for cert in leaves) or "none"
         raise ChainError(f"cannot tell the leaf: {len(leaves)} certificates issue no other ({names})")
@@ -756,9 +830,9 @@ def _pick_leaf(unique: Sequence[Certificate], leaf_thumbprint: str | None) -> Ce
 
 def _reached_by_names(leaf: Certificate, others: Sequence[Certificate]) -> list[Certificate]:
     """Every certificate the leaf reaches by following issuer names upwards, nearest first."""
-    by_subject: dict[bytes, list[Certificate]] = {}
+    by_subject: dict[int, list[Certificate]] = {}
     for cert in others:
-        by_subject.setdefault(_name(cert.parsed.subject), []).append(cert)
+        by_subject.setdefault(cert.subject_key, []).append(cert)
     reached: dict[Certificate, None] = {}
     frontier = [leaf]
     while frontier:
@@ -766,7 +840,7 @@ def _reached_by_names(leaf: Certificate, others: Sequence[Certificate]) -> list[
         for cert in frontier:
             if cert is not leaf and _is_self_issued(cert):
                 continue  # a root: its issuer is itself
-            for issuer in by_subject.get(_name(cert.parsed.issuer), ()):
+            for issuer in by_subject.get(cert.issuer_key, ()):
                 if issuer != leaf and issuer not in reached:
                     reached[issuer] = None
                     following.append(issuer)
@@ -775,30 +849,7 @@ def _reached_by_names(leaf: Certificate, others: Sequence[Certificate]) -> list[
 
 
 def _is_self_issued(cert: Certificate) -> bool:
-    return _name(cert.parsed.subject) == _name(cert.parsed.issuer)
-
-
-def _is_root(cert: Certificate) -> bool:
-    """Self-issued and not provably signed by another key.
-
-    Only tells a root from a key-rollover link (a self-issued certificate of one key signed by
-    another, which is an intermediate). A signature that cannot be checked (SHA-1 with an old
-    algorithm, say) still makes a root: an anchor's own signature is not judged.
-    """
-    if not _is_self_issued(cert):
-        return False
-    try:
-        cert.parsed.verify_directly_issued_by(cert.parsed)
-    except InvalidSignature:
-        return False
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return True
-    return True
-
-
-def _name(name: x509.Name) -> bytes:
-    # Names chain by their encoding, as the verifier compares them (no RFC 4518 case folding).
-    return name.public_bytes()
+    return cert.subject_key == cert.issuer_key
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -824,7 +875,7 @@ def _common_name(cert: x509.Certificate) -> str:
 
 
 __all__ = [
-    "MAX_CHAIN_DEPTH",
+    "CLOCK_SKEW",
     "PEM_CONTENT_TYPE",
     "PKCS12_CONTENT_TYPE",
     "Authority",

@@ -320,7 +320,7 @@ def test_a_self_signed_leaf_is_its_own_anchor(kind: str) -> None:
 def test_an_expired_self_signed_leaf_is_rejected() -> None:
     leaf = make_certificate("old.example", not_before=NOW - timedelta(days=30), not_after=NOW - timedelta(days=1))
 
-    assert rejected(leaf)[0] == f"leaf CN=old.example expired on {(NOW - timedelta(days=1)):%Y-%m-%d}"
+    assert rejected(leaf)[0] == f"leaf CN=old.example expired on {(NOW - timedelta(days=1)):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def test_a_leaf_that_is_an_issuing_ca_is_an_authority_itself() -> None:
@@ -396,15 +396,17 @@ def test_an_anchors_own_signature_is_not_judged() -> None:
     assert roles(path) == [("SHA-1 Root", Role.ROOT)]
 
 
-def test_sha1_below_the_anchor_is_refused() -> None:
+def test_sha1_below_the_anchor_is_accepted_as_openssl_verify_accepts_it() -> None:
+    """No security level in OpenSSL's default verification: digests are not judged (a known limit
+    of the model, docs/gateway-model.md)."""
     root = make_certificate("Root", is_ca=True)
     intermediate = make_certificate("SHA-1 Issuing CA", issuer=root, is_ca=True)
     sha1_intermediate = resigned_with_sha1(intermediate, root.key)
     leaf = make_certificate("leaf.example", issuer=intermediate)
 
-    reasons = rejected(leaf, sha1_intermediate, root)
+    path = path_of(leaf, sha1_intermediate, root)
 
-    assert "CN=SHA-1 Issuing CA is signed with SHA1, which the validator refuses below the trust anchor" in reasons
+    assert [a.certificate for a in path.authorities] == [cert(sha1_intermediate), cert(root)]
 
 
 def test_rollover_an_expired_self_signed_root_loses_to_a_valid_cross_signed_path() -> None:
@@ -425,7 +427,7 @@ def test_rollover_an_expired_self_signed_root_loses_to_a_valid_cross_signed_path
         path = path_of(leaf, issuing, *order)
         assert [a.certificate for a in path.authorities] == [cert(issuing), cert(cross), cert(new_root)]
         assert path.notes == (
-            f"ignored 1 certificate(s) not on the chain: CN=Contoso Root (expired on {old_root.certificate.not_valid_after_utc:%Y-%m-%d})",
+            f"ignored 1 certificate(s) not on the chain: CN=Contoso Root (expired on {old_root.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})",
         )
 
 
@@ -462,7 +464,11 @@ def test_expired_and_not_yet_valid_cas_are_never_trusted_and_are_reported(which:
         issuing = make_certificate("Issuing", issuer=root, is_ca=True, **(dated if which == "intermediate" else {}))  # type: ignore[arg-type]
         leaf = make_certificate("leaf.example", issuer=issuing)
         name = "Root" if which == "root" else "Issuing"
-        expected = f"expired on {end:%Y-%m-%d}" if state == "expired" else f"is not valid before {start:%Y-%m-%d}"
+        expected = (
+            f"expired on {end:%Y-%m-%dT%H:%M:%SZ}"
+            if state == "expired"
+            else f"is not valid before {start:%Y-%m-%dT%H:%M:%SZ}"
+        )
 
         assert f"CA CN={name} {expected}" in rejected(leaf, issuing, root), state
 
@@ -475,17 +481,18 @@ def test_a_leaf_not_yet_valid_is_judged_as_of_its_start_and_its_cas_as_of_now_to
 
     assert roles(path) == [("Root", Role.ROOT)]
     assert path.notes == (
-        f"CN=next.example is not valid before {leaf.certificate.not_valid_before_utc:%Y-%m-%d %H:%M}Z: validated as of then",
+        f"CN=next.example is not valid before {leaf.certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}: validated as of then",
     )
     short_root = make_certificate("Short Root", is_ca=True, not_after=NOW + timedelta(days=5))
     late_leaf = make_certificate("late.example", issuer=short_root, not_before=NOW + timedelta(days=10))
-    assert f"CA CN=Short Root expired on {short_root.certificate.not_valid_after_utc:%Y-%m-%d}" in rejected(
+    assert f"CA CN=Short Root expired on {short_root.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}" in rejected(
         late_leaf, short_root
     )
     staged_root = make_certificate("Staged Root", is_ca=True, not_before=NOW + timedelta(days=1))
     staged_leaf = make_certificate("staged.example", issuer=staged_root, not_before=NOW + timedelta(days=10))
-    assert f"CA CN=Staged Root is not valid before {staged_root.certificate.not_valid_before_utc:%Y-%m-%d}" in rejected(
-        staged_leaf, staged_root
+    assert (
+        f"CA CN=Staged Root is not valid before {staged_root.certificate.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}"
+        in rejected(staged_leaf, staged_root)
     )
 
 
@@ -494,7 +501,7 @@ def test_a_leaf_not_yet_valid_is_judged_as_of_its_start_and_its_cas_as_of_now_to
     [
         (None, True),
         ([ExtendedKeyUsageOID.SERVER_AUTH], True),
-        ([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE], True),
+        ([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE], False),  # OpenSSL's sslserver purpose wants serverAuth itself
         ([ExtendedKeyUsageOID.CLIENT_AUTH], False),
         ([ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION], False),
     ],
@@ -508,8 +515,11 @@ def test_a_leafs_extended_key_usage_must_allow_server_auth(
     if accepted:
         assert roles(path_of(leaf, root)) == [("Root", Role.ROOT)]
     else:
-        assert "leaf CN=leaf.example: extendedKeyUsage allows no serverAuth, which a TLS client requires" in rejected(
-            leaf, root
+        assert any(
+            reason.startswith(
+                "leaf CN=leaf.example: extendedKeyUsage allows no serverAuth, which a TLS client requires"
+            )
+            for reason in rejected(leaf, root)
         )
 
 
@@ -572,7 +582,7 @@ def test_verdict_reasons() -> None:
     assert missing.reason == f"missing intermediate {intermediate.subject} (issuer of {leaf.subject})"
     assert missing.path == ()
     assert untrusted_root.reason == f"no trusted anchor: {root.subject} is on the gateway with isTrusted=false"
-    assert later.reason == f"leaf {leaf.subject} expired on {leaf.not_after:%Y-%m-%d}"
+    assert later.reason == f"leaf {leaf.subject} expired on {leaf.not_after:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def test_verdict_names_an_expired_ca_and_one_that_may_not_issue() -> None:
@@ -589,7 +599,7 @@ def test_verdict_names_an_expired_ca_and_one_that_may_not_issue() -> None:
         cert(make_certificate("b.example", issuer=not_ca)), trusted=[cert(root)], untrusted=[cert(not_ca)], at=NOW
     )
 
-    assert stale.reason == f"CA CN=Old CA expired on {expired.certificate.not_valid_after_utc:%Y-%m-%d}"
+    assert stale.reason == f"CA CN=Old CA expired on {expired.certificate.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
     assert wrong.reason == "CN=Foo may not issue certificates: basicConstraints cA=false"
 
 

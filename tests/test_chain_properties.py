@@ -96,6 +96,8 @@ def generate(depth: int, defect: str, position: int) -> Generated:
 
     if defect in ("none", "path_length_exact") or (defect == "path_length_exceeded" and not exceeded):
         return Generated(leaf, list(cas), True, above)
+    if defect == "no_basic_constraints" and target == 0:
+        return Generated(leaf, list(cas), True, above)  # a root with keyCertSign is a CA to OpenSSL
     if defect in ("ca_false", "no_basic_constraints", "no_key_cert_sign"):
         why = {
             "ca_false": "basicConstraints cA=false",
@@ -201,10 +203,20 @@ def test_generated_pkis_meet_their_expected_outcome(
     assert_agrees_with_verdict(path)
 
 
-def assert_agrees_with_verdict(path: TrustPath) -> None:
+def assert_agrees_with_verdict(path: TrustPath, *, server_key: bool = True) -> None:
+    """A gateway holding the path, its root trusted, accepts the leaf (unless the leaf's own key
+    usage allows no TLS server: a CA certificate held as a leaf)."""
     everything = [a.certificate for a in path.authorities]
     as_anchors = verdict(path.leaf, trusted=everything, untrusted=[], at=NOW)
     anchor_only = verdict(path.leaf, trusted=[path.anchor], untrusted=everything[:-1], at=NOW)
+    if path.root_missing:  # no partial chains: the topmost CA of the secret is no anchor on a gateway
+        assert not as_anchors.accepted
+        assert "root missing" in as_anchors.reason
+        return
+    if not server_key:
+        assert not anchor_only.accepted
+        assert "keyUsage allows none of digitalSignature" in anchor_only.reason
+        return
     assert as_anchors.accepted, as_anchors.reason
     assert anchor_only.accepted, anchor_only.reason
     assert anchor_only.path == (path.leaf, *(c for c in everything if c != path.leaf))
@@ -232,4 +244,4 @@ def test_leaf_shapes_agree_with_verdict(ca: bool, self_signed_root_of: str, seed
         path = trust_path(bag, leaf_thumbprint=cert(leaf).sha1_thumbprint, at=NOW)
         expected = [(cert(leaf), Role.INTERMEDIATE)] if ca else []
         assert [(a.certificate, a.role) for a in path.authorities] == [*expected, (cert(root), Role.ROOT)]
-    assert_agrees_with_verdict(path)
+    assert_agrees_with_verdict(path, server_key=not ca)

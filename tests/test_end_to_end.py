@@ -431,7 +431,7 @@ def test_operator_cli_usage_errors_have_their_own_exit_code(
 def test_operator_cli_says_each_warning_once_and_verbose_shows_the_app_s_calls(
     configured: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shared.__main__ import EXIT_IN_SYNC, main
+    from shared.__main__ import EXIT_DRIFT, main
 
     emu = configured
     root = make_certificate("Offline Root", is_ca=True)
@@ -439,10 +439,11 @@ def test_operator_cli_says_each_warning_once_and_verbose_shows_the_app_s_calls(
     leaf = make_certificate("backend.example", issuer=issuing)
     emu.vault.import_certificate("orders", pfx_secret(leaf.key, leaf.certificate, [issuing.certificate]))
 
-    assert main(["sync", "-v"]) == EXIT_IN_SYNC
+    # Drift: without its root no gateway accepts the leaf (no partial chains, docs/gateway-model.md).
+    assert main(["sync", "-v"]) == EXIT_DRIFT
 
     out, err = capsys.readouterr()
-    assert (out + err).count("root missing") == 1
+    assert (out + err).count("root missing: the secret stops at") == 1
     assert "versions orders" in err  # the app's own calls...
     assert "upload-certificate trustsync-local--issuing-ca-" in err  # ...and actions
     assert "Request headers" not in err  # not the SDK's HTTP logging

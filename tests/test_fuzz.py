@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from hypothesis import HealthCheck, given, settings
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from emulator.certs import keyvault_pfx
+from emulator.certs import der_tlv, keyvault_pfx
 from emulator.pki import Hierarchy, make_certificate, pem_secret, pfx_secret
 from shared.chain import (
     PEM_CONTENT_TYPE,
@@ -185,7 +187,11 @@ def test_random_bags_build_the_true_path(chosen: list[int], kind: str, with_thum
     assert [path.leaf.der, *(a.certificate.der for a in path.authorities)] == expected
     assert path.root_missing == (len(expected) < len(_CAS) + 1)
     assert_linked(path)
-    assert verdict(path.leaf, trusted=[a.certificate for a in path.authorities], untrusted=[], at=NOW).accepted
+    held = verdict(path.leaf, trusted=[a.certificate for a in path.authorities], untrusted=[], at=NOW)
+    # No partial chains on the gateway: without its self-signed root the path is no trust.
+    assert held.accepted == (not path.root_missing), held.reason
+    if path.root_missing:
+        assert "root missing" in held.reason
 
 
 def _corrupt(value: str, kind: str, positions: list[int], seed: Any) -> str:
@@ -307,3 +313,138 @@ def test_settings_are_normalized_or_refused_naming_each_bad_one(url: str, concur
     assert loaded.keyvault_url == loaded.keyvault_url.lower()
     assert not loaded.keyvault_url.endswith((":443", "/"))
     assert 1 <= loaded.max_concurrency <= 64
+
+
+# -- any certificate DER: read, path, verdict, no crash -------------------------------------------------------
+# Certificates assembled from DER parts (and signed, so that validation goes past the signatures):
+# subject attributes of any ASN.1 type (BIT STRING, OCTET STRING, INTEGER, NULL, SEQUENCE...), and
+# subjectAltName / nameConstraints general names of every form, x400Address and ediPartyName too.
+
+_FUZZ_KEY = ec.generate_private_key(ec.SECP256R1())
+_ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+_ATTRIBUTE_OIDS = [
+    "0603550403",  # commonName
+    "060355040a",  # organizationName
+    "0603550406",  # countryName
+    "060355042d",  # x500UniqueIdentifier
+    "06092a864886f70d010901",  # emailAddress
+    "060a0992268993f22c640119",  # domainComponent
+    "060a2b0601040182cd1f0101",  # a private OID
+]
+# UTF8String and PrintableString most often (so that most certificates parse and get judged), then
+# the odd ones: BIT STRING, OCTET STRING, INTEGER, NULL, BOOLEAN, SEQUENCE, OID, UTCTime, BMPString...
+_STRING_TAGS = [0x0C] * 8 + [0x13] * 4 + [0x16, 0x14, 0x1E, 0x1C, 0x03, 0x04, 0x02, 0x05, 0x01, 0x30, 0x06, 0x17]
+_GENERAL_NAME_TAGS = [0xA0, 0x81, 0x82, 0xA3, 0xA4, 0xA5, 0x86, 0x87, 0x88]
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return der_tlv(tag, value)
+
+
+_constructed = st.sampled_from([b"", _tlv(0x30, b""), _tlv(0x0C, b"x"), _tlv(0xA1, _tlv(0x0C, b"party"))])
+_text = st.from_regex(r"[a-z][a-z .]{0,8}", fullmatch=True).map(str.encode)
+_content = _text | _text | st.binary(max_size=12) | _constructed | st.sampled_from([b"\x00\xff", b"\x07\x80"])
+attributes = st.builds(
+    lambda oid, tag, value: _tlv(0x31, _tlv(0x30, bytes.fromhex(oid) + _tlv(tag, value))),
+    st.sampled_from(_ATTRIBUTE_OIDS),
+    st.sampled_from(_STRING_TAGS),
+    _content,
+)
+names = st.lists(attributes, min_size=1, max_size=3).map(lambda rdns: _tlv(0x30, b"".join(rdns)))
+general_names = st.lists(st.builds(_tlv, st.sampled_from(_GENERAL_NAME_TAGS), _content), min_size=1, max_size=3).map(
+    lambda parts: _tlv(0x30, b"".join(parts))
+)
+
+
+def _extension(oid_hex: str, value: bytes, critical: bool) -> bytes:
+    return _tlv(0x30, bytes.fromhex(oid_hex) + (b"\x01\x01\xff" if critical else b"") + _tlv(0x04, value))
+
+
+def _certificate(subject: bytes, issuer: bytes, extensions: list[bytes], serial: int) -> bytes:
+    spki = _FUZZ_KEY.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    validity = _tlv(0x30, _tlv(0x17, b"250101000000Z") + _tlv(0x17, b"491231000000Z"))
+    tbs = _tlv(
+        0x30,
+        _tlv(0xA0, b"\x02\x01\x02")
+        + _tlv(0x02, bytes([serial]))
+        + _ECDSA_SHA256
+        + issuer
+        + validity
+        + subject
+        + spki
+        + _tlv(0xA3, _tlv(0x30, b"".join(extensions))),
+    )
+    signature = _FUZZ_KEY.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return _tlv(0x30, tbs + _ECDSA_SHA256 + _tlv(0x03, b"\x00" + signature))
+
+
+def _pem(ders: list[bytes]) -> str:
+    return "".join(
+        "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode() + "-----END CERTIFICATE-----\n"
+        for der in ders
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")  # cryptography on a short countryName
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subject=names,
+    san=st.none() | general_names,
+    constraints=st.none() | general_names,
+    critical=st.booleans(),
+    flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(1, 255)), max_size=2),
+)
+def test_any_certificate_der_is_judged_or_a_chain_error(
+    subject: bytes, san: bytes | None, constraints: bytes | None, critical: bool, flips: list[tuple[int, int]]
+) -> None:
+    basic = _extension("0603551d13", _tlv(0x30, b"\x01\x01\xff"), True)  # cA=true
+    extensions = [basic]
+    if san is not None:
+        extensions.append(_extension("0603551d11", san, critical))
+    if constraints is not None:  # NameConstraints { permittedSubtrees [0] { GeneralSubtree { base } } }
+        subtrees = _tlv(0xA0, b"".join(_tlv(0x30, name) for name in _elements_of(constraints)))
+        extensions.append(_extension("0603551d1e", _tlv(0x30, subtrees), True))
+    ca = bytearray(_certificate(subject, subject, extensions, 1))
+    for position, flip in flips:
+        ca[position % len(ca)] ^= flip
+    leaf_name = _tlv(0x30, _tlv(0x31, _tlv(0x30, bytes.fromhex("0603550403") + _tlv(0x0C, b"leaf.example.test"))))
+    leaf = _certificate(
+        leaf_name, subject, [_extension("0603551d11", _tlv(0x30, _tlv(0x82, b"leaf.example.test")), False)], 2
+    )
+
+    try:
+        found = read_secret(_pem([leaf, bytes(ca)]), PEM_CONTENT_TYPE)
+    except ChainError as error:
+        event(f"unreadable: {str(error)[:80]}")
+        message = str(error)
+    else:
+        message = ""
+    if message:
+        return
+    try:
+        path: TrustPath | ChainError = trust_path(found, leaf_thumbprint=found[0].sha1_thumbprint, at=NOW)
+    except ChainError as error:
+        path = error
+    judged = verdict(found[0], trusted=found[1:], untrusted=[], at=NOW)
+    event(f"judged: {'accepted' if judged.accepted else 'refused'}")
+    assert judged.accepted or judged.reason
+    if isinstance(path, TrustPath):
+        assert judged.accepted == (not path.root_missing), judged.reason
+
+
+def _elements_of(sequence: bytes) -> list[bytes]:
+    """The elements inside a SEQUENCE this module built (short or long definite lengths)."""
+    length, start = sequence[1], 2
+    if length & 0x80:
+        start = 2 + (length & 0x7F)
+    body, parts = sequence[start:], []
+    while body:
+        size, header = body[1], 2
+        if size & 0x80:
+            count = size & 0x7F
+            size, header = int.from_bytes(body[2 : 2 + count], "big"), 2 + count
+        parts.append(body[: header + size])
+        body = body[header + size :]
+    return parts
