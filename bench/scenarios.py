@@ -99,10 +99,11 @@ class Scenario:
         for name, secret in material.secrets:
             emu.vault.import_certificate(name, secret, created=created)
         for der in material.cas:
-            certificate_id = certificate_id_for(Certificate.from_der(der))
+            ca = Certificate.from_der(der)
+            certificate_id = certificate_id_for(ca)
             emu.apim.add_certificate(certificate_id, der)
-            for gateway in gateways:
-                emu.apim.set_gateway_ca(gateway, certificate_id, trusted=True)
+            for gateway in gateways:  # as the app leaves them: the root trusted, the others build chains
+                emu.apim.set_gateway_ca(gateway, certificate_id, trusted=ca.subject == ca.issuer)
 
     def warm_up(self, emu: Emulator, material: Material) -> dict[str, Any]:
         """A no-op invocation before the measured one: a warm worker (tokens, challenges, connections)."""

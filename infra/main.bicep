@@ -55,8 +55,8 @@ param apimGateways string = '*'
 @description('CERTIFICATE_NAMES: Key Vault certificate names, comma-separated; * = all. Named certificates also narrow the Key Vault role assignments and the event filter.')
 param certificateNames string = '*'
 
-@description('TRUST_INTERMEDIATES: mark intermediates as trusted (roots always are).')
-param trustIntermediates bool = true
+@description('TRUST_INTERMEDIATES: mark intermediates as trusted (roots always are). false follows Microsoft\'s guidance for the self-hosted gateway: the root trusted, intermediates for chain building only.')
+param trustIntermediates bool = false
 
 @description('DEPLOYMENT_ID: 1-10 of a-z, 0-9, carried in every APIM id this deployment writes, so that several deployments can share one APIM; empty = derived from the app\'s name (and ids written before deployments had one are adopted).')
 @maxLength(10)

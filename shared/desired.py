@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.chain import Certificate, Role, TrustPath
+from shared.chain import Certificate, TrustPath
 from shared.ports import VersionInfo
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -112,8 +112,9 @@ def desired_state(
 ) -> Desired:
     """Merge the authorities of every certificate's paths: a CA is trusted if any path needs it trusted.
 
-    An anchor is always trusted (a gateway accepts nothing without one); an intermediate as
-    TRUST_INTERMEDIATES says.
+    A self-signed root is always trusted: a gateway accepts a chain only when it ends at a root whose
+    entry there is trusted. Any other CA, the topmost one of a secret without its root included,
+    only helps build chains, and is trusted only as TRUST_INTERMEDIATES says.
     """
     found: dict[str, DesiredAuthority] = {}
     leaves: list[NeededLeaf] = []
@@ -128,8 +129,8 @@ def desired_state(
             notes.extend(f"{name} ({version}): {note}" for note in path.notes)
             for position, authority in enumerate(path.authorities):
                 cert = authority.certificate
-                is_anchor = position == len(path.authorities) - 1
-                trusted = is_anchor or authority.role is Role.ROOT or trust_intermediates
+                is_root = position == len(path.authorities) - 1 and not path.root_missing
+                trusted = is_root or trust_intermediates
                 earlier = found.get(cert.sha1_thumbprint)
                 if earlier is not None:
                     trusted = trusted or earlier.trusted

@@ -179,6 +179,7 @@ class _Run:
         self.progress = engine.progress
         self.lane = engine.pacer.lane(urgent=not scope.is_full, budget=budget.total_seconds())
         self.trusted: set[str] = set()  # ids (lower case) some gateway read so far trusts
+        self.held: set[str] = set()  # ids (lower case) some gateway read so far holds, trusted or not
         deployment = self.settings.deployment
         self.owner = Ownership(deployment.id, adopts_legacy=deployment.adopts_legacy)
 
@@ -484,11 +485,14 @@ class _Run:
             self.report.fail(str(error), retryable=True)
             return None
         self.trusted.update(certificate_id.lower() for certificate_id, trusted in cas.items() if trusted)
+        self.held.update(certificate_id.lower() for certificate_id in cas)
         return cas
 
     def rank(self, action: Action, uploading: Mapping[str, object]) -> int:
         """First a CA no gateway trusts yet (it is being uploaded, or no gateway read so far trusts it)."""
-        nowhere = action.certificate_id in uploading or action.certificate_id.lower() not in self.trusted
+        # A root counts once some gateway trusts it; another CA once some gateway holds it (it builds chains).
+        somewhere = self.trusted if action.trusted else self.held
+        nowhere = action.certificate_id in uploading or action.certificate_id.lower() not in somewhere
         return _FIRST if nowhere else _NEXT
 
     async def put(self, action: Action, upload: asyncio.Task[Outcome] | None, rank: int) -> Outcome:

@@ -84,7 +84,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("CERTIFICATE_NAMES", ALL, "Key Vault certificate names whose CA chain to trust, comma-separated; * = all"),
     Setting(
         "TRUST_INTERMEDIATES",
-        "true",
+        "false",
         "isTrusted for intermediates (roots are always trusted); false = chain-building only",
     ),
     Setting("AZURE_CLOUD", "AzureCloud", "AzureCloud | AzureChinaCloud | AzureUSGovernment"),

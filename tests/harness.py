@@ -8,7 +8,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import azure.functions as func
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -118,12 +119,10 @@ def gateway_accepts(emu: Emulator, gateway: str, leaf: Certificate) -> bool:
     anchors: list[bytes] = []
     entries: list[bytes] = []
     for certificate_id, is_trusted in emu.apim.gateway_cas(gateway).items():
-        stored = emu.apim.certificate(certificate_id)
-        bundle = pkcs12.load_pkcs12(stored.uploaded_pfx, b"")
-        (cert,) = [item.certificate for item in (bundle.cert, *bundle.additional_certs) if item is not None]
+        cert = stored_certificate(emu, certificate_id)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         entries.append(pem)
-        if is_trusted and cert.subject == cert.issuer:
+        if is_trusted and _self_signed(cert):
             anchors.append(pem)
     with tempfile.TemporaryDirectory() as folder:
         files = {
@@ -152,6 +151,40 @@ def gateway_accepts(emu: Emulator, gateway: str, leaf: Certificate) -> bool:
             check=False,
         )
     return verified.returncode == 0
+
+
+def stored_certificate(emu: Emulator, certificate_id: str) -> x509.Certificate:
+    """The certificate APIM holds under `certificate_id`, from the public PFX the app uploaded."""
+    stored = emu.apim.certificate(certificate_id)
+    if stored.upload_format == "der":  # arranged by a test rather than uploaded by the app
+        return x509.load_der_x509_certificate(stored.uploaded_pfx)
+    if stored.upload_format == "pem":
+        return x509.load_pem_x509_certificate(stored.uploaded_pfx)
+    bundle = pkcs12.load_pkcs12(stored.uploaded_pfx, stored.password.encode())
+    (cert,) = [item.certificate for item in (bundle.cert, *bundle.additional_certs) if item is not None]
+    return cert
+
+
+def expected_entries(emu: Emulator, ids: Iterable[str], *, intermediates_trusted: bool = False) -> dict[str, bool]:
+    """Each id with the isTrusted the app gives it: true for a self-signed root, and for the other CAs
+    only with TRUST_INTERMEDIATES=true (they build chains; a gateway anchors at a root)."""
+    return {
+        certificate_id: intermediates_trusted or _self_signed(stored_certificate(emu, certificate_id))
+        for certificate_id in ids
+    }
+
+
+def holds(emu: Emulator, gateway: str, ids: Iterable[str], *, intermediates_trusted: bool = False) -> bool:
+    """`gateway` has an entry for every id, trusted wherever the app trusts it."""
+    cas = emu.apim.gateway_cas(gateway)
+    if not all(certificate_id in cas and certificate_id in emu.apim.certificates for certificate_id in ids):
+        return False
+    wanted = expected_entries(emu, ids, intermediates_trusted=intermediates_trusted)
+    return all(certificate_id in cas and (cas[certificate_id] or not trust) for certificate_id, trust in wanted.items())
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
 
 
 def trusted(emu: Emulator) -> dict[str, dict[str, bool]]:

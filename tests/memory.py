@@ -149,6 +149,7 @@ class MemoryApim:
     held_certificates: dict[str, ApimCertificate] = field(default_factory=dict)
     cas: dict[str, dict[str, bool]] = field(default_factory=dict)
     tier: str = "Developer"
+    roots: set[str] = field(default_factory=set)  # ids of the self-signed certificates held
 
     def add_gateways(self, *names: str) -> None:
         for name in names:
@@ -156,18 +157,25 @@ class MemoryApim:
             self.cas[name] = {}
 
     def trust(self, certificates: Iterable[x509.Certificate], *, gateways: Iterable[str] | None = None) -> set[str]:
-        """Our copies of `certificates`, trusted on `gateways` (all by default), as the app leaves them."""
+        """Our copies of `certificates` on `gateways` (all by default), as the app leaves them: the roots
+        trusted, the other CAs for chain building."""
         ids = set()
         for cert in map(Certificate.from_x509, certificates):
             certificate_id = certificate_id_for(cert)
-            self.held_certificates[certificate_id] = ApimCertificate(certificate_id, cert.sha1_thumbprint, cert.subject)
+            self._hold(certificate_id, cert)
             for gateway in self.cas if gateways is None else gateways:
-                self.cas[gateway][certificate_id] = True
+                self.cas[gateway][certificate_id] = certificate_id in self.roots
             ids.add(certificate_id)
         return ids
 
     def trusted_ids(self, gateway: str) -> set[str]:
-        return {certificate_id for certificate_id, trusted in self.cas[gateway].items() if trusted}
+        """The ids a gateway holds as chains need them: the roots trusted, the other CAs in either state."""
+        return {cid for cid, trusted in self.cas[gateway].items() if trusted or cid not in self.roots}
+
+    def _hold(self, certificate_id: str, cert: Certificate) -> None:
+        self.held_certificates[certificate_id] = ApimCertificate(certificate_id, cert.sha1_thumbprint, cert.subject)
+        if cert.subject == cert.issuer:
+            self.roots.add(certificate_id)
 
     async def certificates(self) -> dict[str, ApimCertificate]:
         await self.calls("apim certificates")
@@ -187,8 +195,7 @@ class MemoryApim:
 
     async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None:
         await self.calls(f"upload {certificate_id}")
-        cert = Certificate.from_der(_first_certificate(pfx))
-        self.held_certificates[certificate_id] = ApimCertificate(certificate_id, cert.sha1_thumbprint, cert.subject)
+        self._hold(certificate_id, Certificate.from_der(_first_certificate(pfx)))
 
     async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
         await self.calls(f"put {gateway} {certificate_id}")

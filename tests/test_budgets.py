@@ -23,7 +23,7 @@ import pytest
 from emulator import Emulator, RequestRecord
 from emulator.pki import Hierarchy
 from shared.settings import SETTINGS
-from tests.harness import Backend, audit, deliver, import_version, resync, trusted
+from tests.harness import Backend, audit, deliver, holds, import_version, resync, trusted
 
 ONE_PAGE = 100  # items per page: every list of these estates fits in one
 HOLD_TIMEOUT = 20  # seconds a held request waits for the writes before the test fails
@@ -57,8 +57,7 @@ class Estate:
         return backend
 
     def trusts(self, ids: set[str]) -> bool:
-        cas = trusted(self.emu)
-        return set(cas) == set(self.gateways) and all(ids <= {c for c, ok in g.items() if ok} for g in cas.values())
+        return set(trusted(self.emu)) == set(self.gateways) and all(holds(self.emu, gw, ids) for gw in self.gateways)
 
 
 MakeEstate = Callable[..., Estate]

@@ -50,7 +50,9 @@ class TestSettings:
         assert settings.apim.resource_group == "rg1"
         assert settings.gateways.is_all
         assert settings.certificates.is_all
-        assert settings.trust_intermediates is True
+        assert (
+            settings.trust_intermediates is False
+        )  # Microsoft's guidance: the root anchors, intermediates build chains
         assert settings.audit_remediate is Remediation.ADDITIONS
         assert settings.rotation_grace == timedelta(hours=24)
         assert settings.cloud.name == "AzureCloud"

@@ -25,7 +25,7 @@ from shared.chain import Certificate
 from shared.handlers import RetryableError
 from shared.plan import certificate_id_for
 from shared.settings import SETTINGS
-from tests.harness import Backend, audit, deliver, import_version, resync, trusted
+from tests.harness import Backend, audit, deliver, holds, import_version, resync, trusted
 
 MILLISECONDS = 0.001  # the scaled Retry-After unit
 HOLD_TIMEOUT = 60  # seconds the test waits for the full run to get going before it fails
@@ -59,8 +59,7 @@ class Estate:
 
     def trusts_everywhere(self, backends: list[Backend]) -> bool:
         wanted = set().union(*(backend.authority_ids for backend in backends))
-        cas = trusted(self.emu)
-        return all(wanted <= {cid for cid, ok in cas[gateway].items() if ok} for gateway in self.gateways)
+        return all(holds(self.emu, gateway, wanted) for gateway in self.gateways)
 
     def writes(self) -> list[RequestRecord]:
         return sorted((r for r in self.emu.requests if r.is_write), key=lambda r: r.started)
@@ -215,7 +214,7 @@ def test_an_audit_paces_its_key_vault_reads_under_the_vault_s_limit(
         for cert in backend.authorities:
             estate.emu.apim.add_certificate(certificate_id_for(cert), cert.der)
             for gateway in estate.gateways:
-                estate.emu.apim.set_gateway_ca(gateway, certificate_id_for(cert), trusted=True)
+                estate.emu.apim.set_gateway_ca(gateway, certificate_id_for(cert), trusted=cert.subject == cert.issuer)
     estate.emu.keyvault_limits = KeyVaultLimits(5, 0.05, retry_after_unit=MILLISECONDS)  # 100/s, 5 at a time
     estate.configure(AUDIT_REMEDIATE="false")
 

@@ -22,7 +22,7 @@ from shared.chain import Certificate
 from shared.handlers import RetryableError
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
-from tests.harness import Backend, assert_no_private_keys, deliver, import_version
+from tests.harness import Backend, assert_no_private_keys, deliver, expected_entries, import_version
 
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
 WEEK_AGO = datetime.now(UTC) - timedelta(days=7)
@@ -49,14 +49,14 @@ class Rotation:
 
 def arrange_trusted(emu: Emulator, backend: Backend, gateways: Iterable[str] = GATEWAYS) -> None:
     """APIM as the app leaves it once `backend`'s chain is synced, arranged directly (no requests):
-    each CA under the app's id, trusted on every gateway. `test_faults.test_arranged_state_is_what_the_app_writes`
-    checks that it is the same as what the app writes."""
+    each CA under the app's id on every gateway, the root trusted, the others for chain building.
+    `test_faults.test_arranged_state_is_what_the_app_writes` checks that it is the same as what the app writes."""
     for cert in backend.authorities:
         certificate_id = certificate_id_for(cert)
         if certificate_id not in emu.apim.certificates:
             emu.apim.add_certificate(certificate_id, cert.der)
         for gateway in gateways:
-            emu.apim.set_gateway_ca(gateway, certificate_id, trusted=True)
+            emu.apim.set_gateway_ca(gateway, certificate_id, trusted=cert.subject == cert.issuer)
 
 
 def trusted_rotation(emu: Emulator, *, old_intermediates: int = 2, via_app: bool = False) -> Rotation:
@@ -92,7 +92,7 @@ def assert_trusts_exactly(emu: Emulator, ids: set[str], gateways: Iterable[str] 
     thumbprints = [stored.thumbprint for stored in certificates.values()]
     assert len(thumbprints) == len(set(thumbprints)), "the same certificate is in APIM twice"
     for gateway in gateways:
-        assert emu.apim.gateway_cas(gateway) == dict.fromkeys(ids, True), gateway
+        assert emu.apim.gateway_cas(gateway) == expected_entries(emu, ids), gateway
     assert_no_private_keys(emu)
 
 
@@ -102,11 +102,14 @@ def applied_writes(emu: Emulator) -> int:
 
 
 def trusted_thumbprints(emu: Emulator, gateways: Iterable[str] = GATEWAYS) -> dict[str, set[str]]:
-    """Per gateway: the SHA-1 thumbprints of the certificates it trusts (isTrusted=true), whatever their ids."""
+    """Per gateway: the SHA-1 thumbprints of the CAs it holds as the chains need them, whatever their ids:
+    a self-signed root with isTrusted=true, any other CA in either state (it only builds chains)."""
     by_id = {stored.id.lower(): stored.thumbprint for stored in emu.apim.certificates.values()}
     return {
         gateway: {
-            by_id[cid.lower()] for cid, ok in emu.apim.gateway_cas(gateway).items() if ok and cid.lower() in by_id
+            by_id[cid.lower()]
+            for cid, ok in emu.apim.gateway_cas(gateway).items()
+            if cid.lower() in by_id and (ok or not expected_entries(emu, [cid])[cid])
         }
         for gateway in gateways
     }

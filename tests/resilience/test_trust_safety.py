@@ -17,7 +17,7 @@ from shared.chain import PKCS12_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for, encoded_thumbprint
 from shared.records import AUDIT_RECORD
 from tests.conftest import GATEWAYS
-from tests.harness import audit, gateway_accepts, import_version, resync, trusted
+from tests.harness import audit, expected_entries, gateway_accepts, import_version, resync, trusted
 from tests.resilience.scenarios import (
     MONTH_AGO,
     WEEK_AGO,
@@ -48,6 +48,8 @@ def writes_to_foreign_ids(emu: Emulator) -> list[tuple[str, str, int | None]]:
 def test_foreign_certificates_and_gateway_cas_are_never_changed_or_deleted(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Intermediates trusted as in the field procedure, so that a foreign untrusted copy is a conflict.
+    monkeypatch.setenv("TRUST_INTERMEDIATES", "true")
     pki = Hierarchy(intermediates=1)
     intermediate, root = (Certificate.from_x509(c) for c in pki.ca_certificates())
     operators = Certificate.from_x509(make_certificate("Operators' own CA", is_ca=True).certificate)
@@ -161,7 +163,7 @@ def test_an_intermediate_that_has_expired_since_it_was_trusted_is_reported_and_l
     for cert in (expired, root):  # trusted by an earlier run, while it was valid
         emu.apim.add_certificate(certificate_id_for(cert), cert.der)
         for gateway in GATEWAYS:
-            emu.apim.set_gateway_ca(gateway, certificate_id_for(cert), trusted=True)
+            emu.apim.set_gateway_ca(gateway, certificate_id_for(cert), trusted=cert == root)
     caplog.set_level(logging.INFO, logger="trustsync")
 
     audit()  # reports only (AUDIT_REMEDIATE defaults to false)
@@ -262,7 +264,7 @@ def test_nothing_outside_the_bound_chains_is_ever_trusted(emu: Emulator, monkeyp
     assert not unbound.authority_ids & set(emu.apim.certificates)
     assert any("not on the chain" in w for w in answer.body["warnings"])
     assert applied_writes(emu) == 2 + 2 * len(GATEWAYS)
-    assert trusted(emu) == {gw: dict.fromkeys(expected, True) for gw in GATEWAYS}
+    assert trusted(emu) == {gw: expected_entries(emu, expected) for gw in GATEWAYS}
 
 
 def test_an_id_that_only_looks_like_ours_is_never_untrusted_or_deleted(emu: Emulator) -> None:
