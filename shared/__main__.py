@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import ssl
 import sys
 import time
@@ -23,13 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from shared.diagnosis import diagnose
 from shared.handlers import TrustSync
 from shared.ports import Work
 from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
+from shared.render import render, render_status
 from shared.report import Mode, Report, RunStatus, Scope
 from shared.settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
 from shared.telemetry import Trigger, correlate
-from shared.verdicts import LeafVerdict
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -154,9 +156,14 @@ def _command(command: str, certificates: frozenset[str] | None, *, as_json: bool
         if progress is not None:
             progress.stop()
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        answer = report.to_dict()
+        if command == "status":
+            answer["diagnosis"] = [found.to_dict() for found in diagnose(report)]
+        print(json.dumps(answer, indent=2))
     else:
-        print(render_status(report) if command == "status" else render(report))
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        color = width is not None and "NO_COLOR" not in os.environ
+        print((render_status if command == "status" else render)(report, width=width, color=color))
     return _EXIT_BY_STATUS[report.status]
 
 
@@ -173,42 +180,60 @@ async def _run(app: TrustSync, command: str, names: frozenset[str] | None) -> Re
 
 class TerminalProgress:
     """The engine's `Progress` as bars on stderr (rich), shown once a run has taken `after` seconds;
-    erased when the run ends, so the report that follows stands alone."""
+    erased when the run ends, so the report that follows stands alone.
+
+    Work is planned as it is discovered (a certificate's versions, then their secrets), so the
+    count's total grows while the run goes: 8/8 can become 12/16. The count says so honestly; the
+    bar only moves forward: it fills to done/(planned+1) at most until the run ends (the one held
+    back stands for work not discovered yet), and never goes back when more is planned.
+    """
+
+    SCALE = 1000  # the bar's own units: a fraction, not the count
 
     def __init__(self, after: float = PROGRESS_AFTER_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._clock = clock
         self._show_at = clock() + after
         self._bars: Progress = Progress(
             TextColumn("{task.description:<16}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[done]}/{task.fields[planned]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
         self._tasks: dict[Work, TaskID] = {}
+        self._counts: dict[Work, tuple[int, int]] = {}  # done, planned
         self._shown = False
 
     def planned(self, work: Work, count: int = 1) -> None:
-        task = self._task(work)
-        self._bars.update(task, total=(self._bars.tasks[task].total or 0) + count)
-        self._show_when_due()
+        done, planned = self._counts.get(work, (0, 0))
+        self._move(work, done, planned + count)
 
     def done(self, work: Work, count: int = 1) -> None:
-        self._bars.advance(self._task(work), count)
-        self._show_when_due()
+        done, planned = self._counts.get(work, (0, 0))
+        self._move(work, done + count, max(planned, done + count))
+
+    def fraction(self, work: Work) -> float:
+        """How full `work`'s bar is, 0 to 1."""
+        task = self._tasks.get(work)
+        return 0.0 if task is None else self._bars.tasks[task].completed / self.SCALE
 
     def stop(self) -> None:
         if self._shown:
             self._bars.stop()
 
-    def _task(self, work: Work) -> TaskID:
+    def _move(self, work: Work, done: int, planned: int) -> None:
+        self._counts[work] = (done, planned)
         if work not in self._tasks:
-            self._tasks[work] = self._bars.add_task(work.value, total=0)
-        return self._tasks[work]
+            self._tasks[work] = self._bars.add_task(work.value, total=self.SCALE, done=0, planned=0)
+        task = self._tasks[work]
+        reach = int(self.SCALE * done / (planned + 1))
+        completed = max(int(self._bars.tasks[task].completed), reach)
+        self._bars.update(task, completed=completed, done=done, planned=planned)
+        self._show_when_due()
 
     def _show_when_due(self) -> None:
         if not self._shown and self._clock() >= self._show_at:
@@ -260,73 +285,6 @@ def _cli_logging(verbose: bool) -> Iterator[None]:
         for log, level, propagate in saved:
             log.setLevel(level)
             log.propagate = propagate
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return ["  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip() for row in rows]
-
-
-def render_status(report: Report) -> str:
-    """For each gateway: the certificate authorities it holds, and its verdict on each needed leaf."""
-    lines = [f"scope: {report.scope}   status: {report.status.value}"]
-    verdicts: dict[str, list[LeafVerdict]] = {}
-    for verdict in report.verdicts:
-        verdicts.setdefault(verdict.gateway, []).append(verdict)
-    for gateway in report.gateways:
-        lines.append(f"\ngateway {gateway.gateway}")
-        rows = [("  CERTIFICATE ID", "SUBJECT", "TRUSTED", "OWNER", "EXPIRES")]
-        rows += [
-            (
-                f"  {e.certificate_id}",
-                e.subject,
-                str(e.trusted).lower(),
-                "app" if e.ours else "foreign",
-                f"{e.expires:%Y-%m-%d}" if e.expires else "",
-            )
-            for e in gateway.entries
-        ]
-        lines += _table(rows) if gateway.entries else ["  (no certificate authorities)"]
-        for verdict in verdicts.get(gateway.gateway, []):
-            why = "" if verdict.accepted else f": {verdict.verdict.reason}"
-            state = "accepted" if verdict.accepted else "REJECTED"
-            lines.append(
-                f"  {state} {verdict.needed.certificate_name} ({verdict.needed.version}) {verdict.needed.leaf.subject}{why}"
-            )
-    lines += [f"conflict: {message}" for message in report.conflicts]
-    lines += [f"warning: {message}" for message in report.warnings]
-    lines += [f"error: {message}" for message in report.errors]
-    rejected = sum(not v.accepted for v in report.verdicts)
-    lines.append(
-        f"summary: {len(report.verdicts) - rejected} accepted, {rejected} rejected verdict(s); {len(report.outcomes)} change(s) to make"
-    )
-    return "\n".join(lines)
-
-
-def render(report: Report) -> str:
-    """A readable table of the report, ending in a one-line summary."""
-    rows = [("ACTION", "CERTIFICATE ID", "GATEWAY", "TRUSTED", "STATUS", "REASON")]
-    for outcome in report.outcomes:
-        action = outcome.action
-        trusted = "" if action.trusted is None else str(action.trusted).lower()
-        reason = outcome.error or action.reason
-        rows.append(
-            (action.kind.value, action.certificate_id, action.gateway or "", trusted, outcome.status.value, reason)
-        )
-    lines = [f"scope: {report.scope}   mode: {report.mode.value}   status: {report.status.value}"]
-    if len(rows) > 1:
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        lines += ["  ".join([*(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)), row[5]]) for row in rows]
-    elif not report.errors:
-        lines.append("nothing to change: every gateway trusts what Key Vault holds")
-    lines += [f"conflict: {message}" for message in report.conflicts]
-    lines += [f"warning: {message}" for message in report.warnings]
-    lines += [f"error: {message}" for message in report.errors]
-    if report.horizon is not None:
-        lines += [f"expiring: {message}" for message in report.horizon.expiring()]
-    counts = ", ".join(f"{count} {what}" for what, count in report.summary().items()) or "no actions"
-    lines.append(f"summary: {counts}; {len(report.conflicts)} conflict(s), {len(report.errors)} error(s)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.expiry import Horizon
+from shared.findings import Finding, findings
 from shared.plan import Action, Observed
 from shared.verdicts import LeafVerdict
 
@@ -81,11 +82,28 @@ class GatewayEntry:
     ours: bool
     expires: datetime | None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "certificateId": self.certificate_id,
+            "subject": self.subject or None,  # None: APIM holds no certificate of that id
+            "isTrusted": self.trusted,
+            "owner": "app" if self.ours else "foreign",
+            "expires": self.expires.isoformat() if self.expires else None,
+        }
+
 
 @dataclass(frozen=True)
 class GatewayEntries:
     gateway: str
     entries: tuple[GatewayEntry, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gateway": self.gateway, "certificateAuthorities": [entry.to_dict() for entry in self.entries]}
+
+
+# The version of the JSON form (docs/report.schema.json): raised when a key changes meaning or goes;
+# new keys may come without it.
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -155,8 +173,15 @@ class Report:
         counts = Counter(outcome.action.kind.value for outcome in self.outcomes if outcome.status is Status.DEFERRED)
         return dict(sorted(counts.items()))
 
+    def findings(self) -> list[Finding]:
+        """The conflicts, warnings and errors as objects with a code (classified from their sentences)."""
+        return findings(
+            self.conflicts, self.warnings, self.errors, gateways=[gateway.gateway for gateway in self.gateways]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schemaVersion": SCHEMA_VERSION,
             "scope": str(self.scope),
             "deployment": self.deployment,
             "mode": self.mode.value,
@@ -170,9 +195,12 @@ class Report:
                 "accepted": sum(verdict.accepted for verdict in self.verdicts),
                 "rejected": [verdict.to_dict() for verdict in self.verdicts if not verdict.accepted],
             },
+            # The sentences, as readers before the schema version read them; `findings` has each as an object.
             "conflicts": list(self.conflicts),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
+            "findings": [finding.to_dict() for finding in self.findings()],
+            "gateways": [gateway.to_dict() for gateway in self.gateways],
             **({"expiry": self.horizon.to_dict()} if self.horizon is not None else {}),
         }
 

@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from emulator import Emulator
-from emulator.pki import Hierarchy
+from emulator.pki import Hierarchy, make_certificate, pfx_secret
+from shared.chain import Certificate
+from shared.plan import certificate_id_for
 from tests.harness import import_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,17 +48,17 @@ def _terminal(columns: int = 120, rows: int = 40) -> tuple[int, int]:
     return master, slave
 
 
-def run_cli(*argv: str, on_terminal: bool) -> Ran:
-    """``python -m shared ARGV`` with stdout and stderr on pseudo-terminals, or on pipes."""
+def run_cli(*argv: str, on_terminal: bool, columns: int = 120) -> Ran:
+    """``python -m shared ARGV`` with stdout and stderr on pseudo-terminals `columns` wide, or on pipes."""
     command = [sys.executable, "-m", "shared", *argv]
-    environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns)}
     environment.pop("NO_COLOR", None)
     if not on_terminal:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False
         )
         return Ran(done.returncode, done.stdout, done.stderr)
-    (out_master, out_slave), (err_master, err_slave) = _terminal(), _terminal()
+    (out_master, out_slave), (err_master, err_slave) = _terminal(columns), _terminal(columns)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         command, cwd=ROOT, env=environment, stdin=subprocess.DEVNULL, stdout=out_slave, stderr=err_slave
     )
@@ -118,3 +120,29 @@ def test_without_a_terminal_or_with_json_the_same_run_shows_nothing_extra(slow: 
     )
     assert ANSI.sub("", as_json.stderr).strip() == ""
     assert '"dryRun": true' in as_json.stdout
+
+
+def test_at_80_columns_tables_fit_ids_stay_whole_and_rejected_is_red(configured: Emulator) -> None:
+    emu = configured
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    root = make_certificate("Offline Root", is_ca=True)
+    issuing = make_certificate("Issuing CA", issuer=root, is_ca=True)
+    leaf = make_certificate("payments.example", issuer=issuing, dns_names=["payments.example"])
+    emu.vault.import_certificate("payments", pfx_secret(leaf.key, leaf.certificate, [issuing.certificate]))
+    ids = {*backend.authority_ids, certificate_id_for(Certificate.from_x509(issuing.certificate))}
+
+    planned = run_cli("plan", on_terminal=True, columns=80)
+    assert run_cli("sync", on_terminal=False).exit_code == 2  # payments stays rejected: no root
+    status = run_cli("status", on_terminal=True, columns=80)
+    piped = run_cli("status", on_terminal=False)
+
+    for ran in (planned, status):
+        shown = lines(ran.stdout)
+        assert all(len(line) <= 80 for line in shown), [line for line in shown if len(line) > 80]
+        assert {line.strip() for line in shown} >= ids  # each id whole, on a line of its own
+        assert not any(line.rstrip().endswith(("CERTIFICATE", "ID")) for line in shown)  # no header split
+    assert re.search(r"\x1b\[[0-9;]*31mREJECTED\x1b\[0m payments", status.stdout)  # red
+    assert re.search(r"status: \x1b\[[0-9;]*33mdrift", planned.stdout)  # yellow
+    assert "\x1b[" not in piped.stdout  # a pipe gets the words only...
+    assert any(len(line) > 80 for line in piped.stdout.splitlines())  # ...one row per line, unwrapped
+    assert lines(status.stdout)[-1] == lines(piped.stdout)[-1]  # the same summary either way

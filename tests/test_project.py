@@ -69,6 +69,8 @@ CORE = (
     "expiry",
     "records",
     "report",
+    "findings",
+    "diagnosis",
     "engine",
     "pacing",
 )
