@@ -23,7 +23,7 @@ CERTIFICATE_NEW_VERSION_CREATED = "Microsoft.KeyVault.CertificateNewVersionCreat
 CERTIFICATE_NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
 CERTIFICATE_EXPIRED = "Microsoft.KeyVault.CertificateExpired"
 # A new version of a plain secret: a trust bundle's (TRUST_BUNDLES) is reconciled, any other ignored.
-SECRET_NEW_VERSION_CREATED = "Microsoft.KeyVault.SecretNewVersionCreated"
+SECRET_NEW_VERSION_CREATED = "Microsoft.KeyVault.SecretNewVersionCreated"  # noqa: S105 - an event type
 # A new version may need trust; an expiring or expired one may leave the desired set. Each leads
 # to the same reconcile of the certificate's current state.
 RECONCILED_EVENT_TYPES = frozenset({CERTIFICATE_NEW_VERSION_CREATED, CERTIFICATE_NEAR_EXPIRY, CERTIFICATE_EXPIRED})
