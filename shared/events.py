@@ -166,6 +166,9 @@ def route(
 def _route_secret(event_id: object, event_type: str, data: object, settings: Settings) -> ReconcileBundle | Ignore:
     """Every secret's new version reaches the app (the subscription filters by type only, and a
     certificate's new version makes one of its backing secret too): only a bundle's matters."""
+    if not settings.trust_bundles:
+        # Not even parsed: with no bundle named, every secret's event is the subscription's noise.
+        return Ignore(f"event type {event_type} needs no action: TRUST_BUNDLES names no secret")
     event = parse_event(event_id, event_type, data)
     if event.object_type.lower() != "secret":
         raise EventError(f"{event.event_type} event is about a {event.object_type}, not a secret")
