@@ -123,6 +123,7 @@ class Vault:
         self._deleted: dict[str, DeletedCertificate] = {}
         self.allowed_certificates: frozenset[str] | None = None  # see allow_only
         self._secrets: dict[str, _Secret] = {}
+        self._deleted_secrets: dict[str, _Secret] = {}
         self._subscribers: list[EventCallback] = []
 
     # -- arranging -------------------------------------------------------------------------------
@@ -287,6 +288,7 @@ class Vault:
             self._certificates.clear()
             self._deleted.clear()
             self._secrets.clear()
+            self._deleted_secrets.clear()
             self.delivery_errors.clear()
             self.allowed_certificates = None
 
@@ -303,6 +305,14 @@ class Vault:
                 deleted=when,
                 scheduled_purge=when + RETENTION_DAYS * 86400,
             )
+
+    def delete_secret(self, name: str) -> None:
+        """Deletes a plain secret softly: its GETs answer 404 (SecretNotFound) from then on, as Key Vault's
+        do for a deleted secret, while the vault keeps it (recoverable) until purged."""
+        with self._lock:
+            if name.lower() in self._certificates:
+                raise ValueError(f"{name!r} backs a certificate: delete the certificate")
+            self._deleted_secrets[name.lower()] = self._secrets.pop(name.lower())
 
     def purge_deleted_certificate(self, name: str) -> None:
         """Forgets a deleted certificate for good: Key Vault then holds no trace of the name."""

@@ -36,6 +36,9 @@ param apimResourceId string
 @description('CERTIFICATE_NAMES of the app: * or a comma-separated list.')
 param certificateNames string = '*'
 
+@description('TRUST_BUNDLES of the app: empty or a comma-separated list of plain secret names, each granted Key Vault Secrets User on that secret alone.')
+param trustBundles string = ''
+
 @description('With named certificates, grant the Key Vault roles on each certificate and its secret instead of the whole vault. false = vault scope (use it if your organisation forbids object-scoped assignments).')
 param scopeKeyVaultRolesToObjects bool = true
 
@@ -98,6 +101,7 @@ module keyVaultAccess 'access/keyvault.bicep' = {
     keyVaultLocation: keyVaultLocation
     certificateNames: certificateNames
     scopeToObjects: scopeKeyVaultRolesToObjects
+    trustBundles: trustBundles
     existingSystemTopicName: existingSystemTopicName
     existingSystemTopicResourceGroup: existingSystemTopicResourceGroup
     newSystemTopicName: newSystemTopicName

@@ -50,12 +50,14 @@ param maxDeliveryAttempts int = 30
 @description('Minutes an event is retried before it is dead-lettered.')
 param eventTimeToLiveInMinutes int = 1440
 
-// The Key Vault events the app handles: a new version to trust, and the expiry warnings it logs
-// and reconciles on.
+// The Key Vault events the app handles: a new version to trust, the expiry warnings it logs and
+// reconciles on, and a new version of a secret: TRUST_BUNDLES (the app setting) alone decides which
+// secrets are trust bundles, as CERTIFICATE_NAMES does for certificates; the app ignores the others.
 var includedEventTypes = [
   'Microsoft.KeyVault.CertificateNewVersionCreated'
   'Microsoft.KeyVault.CertificateNearExpiry'
   'Microsoft.KeyVault.CertificateExpired'
+  'Microsoft.KeyVault.SecretNewVersionCreated'
 ]
 var functionName = 'on_keyvault_event'
 var deliversToQueue = !empty(eventQueueName)

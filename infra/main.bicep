@@ -55,6 +55,9 @@ param apimGateways string = '*'
 @description('CERTIFICATE_NAMES: Key Vault certificate names, comma-separated; * = all. Named certificates also narrow the Key Vault role assignments and the event filter.')
 param certificateNames string = '*'
 
+@description('TRUST_BUNDLES: Key Vault plain secret names of PEM CA certificates, comma-separated; empty = none (docs/trust-bundles.md).')
+param trustBundles string = ''
+
 @description('TRUST_INTERMEDIATES: mark intermediates as trusted (roots always are). false follows Microsoft\'s guidance for the self-hosted gateway: the root trusted, intermediates for chain building only.')
 param trustIntermediates bool = false
 
@@ -445,6 +448,7 @@ module functionApp 'modules/function-app.bicep' = {
     apimResourceId: apimResourceId
     apimGateways: apimGateways
     certificateNames: certificateNames
+    trustBundles: trustBundles
     trustIntermediates: trustIntermediates
     cloudName: cloudName
     armEndpointOverride: armEndpointOverride
@@ -526,6 +530,7 @@ output TRUSTSYNC_KEYVAULT_RESOURCE_GROUP string = keyVaultResourceGroupName
 output TRUSTSYNC_KEYVAULT_SUBSCRIPTION_ID string = vaultSubscriptionId
 output TRUSTSYNC_APIM_RESOURCE_ID string = apimResourceId
 output TRUSTSYNC_CERTIFICATE_NAMES string = certificateNames
+output TRUSTSYNC_TRUST_BUNDLES string = trustBundles
 output TRUSTSYNC_DEADLETTER_STORAGE_ACCOUNT_ID string = deadLetterStorage.outputs.id
 output TRUSTSYNC_DEADLETTER_CONTAINER string = deadLetterContainerName
 // The queue Event Grid delivers to (private mode); empty = Event Grid pushes to the function.

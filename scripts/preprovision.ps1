@@ -114,6 +114,33 @@ if ($certificateNames.Count -eq 1 -and $certificateNames[0] -eq '*') {
     }
 }
 
+# Trust bundles: plain secrets, each granted on its own (infra/access/keyvault.bicep).
+$bundleNames = @((Get-EnvOrDefault 'TRUSTSYNC_TRUST_BUNDLES' '') -split '[,\s]+' | Where-Object { $_ })
+$missingBundles = @()
+foreach ($name in $bundleNames) {
+    if ($name -cnotmatch '^[A-Za-z0-9-]+$') { Stop-Hook "TRUSTSYNC_TRUST_BUNDLES: '$name' is not a Key Vault secret name (1-127 letters, digits and hyphens, comma-separated)" }
+    if ($name.Length -gt 127) { Stop-Hook "TRUSTSYNC_TRUST_BUNDLES: '$name' is longer than 127 characters" }
+    if ($certificateNames | Where-Object { $_ -ieq $name }) {
+        Stop-Hook "TRUSTSYNC_TRUST_BUNDLES: '$name' is also in TRUSTSYNC_CERTIFICATE_NAMES; a bundle is a plain secret, not a certificate's"
+    }
+    # Metadata only (the versions' ids): never the secret's value.
+    $errorText = (az keyvault secret list-versions --vault-name $vaultName --name $name --query '[0].id' --output tsv 2>&1 |
+            Where-Object { $_ -is [System.Management.Automation.ErrorRecord] } | ForEach-Object { "$_" }) -join "`n"
+    if ($LASTEXITCODE -eq 0) { Write-Log "trust bundle ${name}: exists (checked)"; continue }
+    if ($errorText -match 'SecretNotFound|was not found|not found') {
+        $missingBundles += $name
+    } elseif ($errorText -match 'ForbiddenByFirewall|ForbiddenByConnection|Failed to establish|Name or service not known|getaddrinfo|timed out|Max retries exceeded') {
+        Write-Log "trust bundle ${name}: could not check: the vault's data plane is not reachable from this machine (its firewall, or a private endpoint only); the app's first audit reports it if it is missing"
+    } elseif ($errorText -match 'ForbiddenByRbac|Forbidden|not authorized') {
+        Write-Log "trust bundle ${name}: could not check: you may not list the vault's secrets (a data-plane role such as Key Vault Reader); the app's first audit reports it if it is missing"
+    } else {
+        Write-Log "trust bundle ${name}: could not check: $((($errorText -split "`n")[0]) -replace '^ERROR: ', '')"
+    }
+}
+if ($missingBundles.Count -gt 0) {
+    Stop-Hook "Key Vault $vaultName has no secret named: $($missingBundles -join ' ') (TRUSTSYNC_TRUST_BUNDLES); create it or correct the list: each trust bundle gets its own role assignment, which needs it to exist"
+}
+
 # --- the vault's system topic: where the event subscription will be written -----------------------
 $topicGroup = ''
 if ($env:TRUSTSYNC_EXISTING_SYSTEM_TOPIC) {

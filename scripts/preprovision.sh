@@ -14,7 +14,9 @@
 #      fails here. The choice is stored as TRUSTSYNC_HOSTING_PLAN_RESOLVED (main.parameters.json).
 #   4. The Key Vault: it exists and uses the Azure RBAC permission model; each certificate named in
 #      TRUSTSYNC_CERTIFICATE_NAMES exists ("checked", or "could not check: <why>" when the vault's
-#      data plane is out of reach from here, e.g. a vault behind a private endpoint).
+#      data plane is out of reach from here, e.g. a vault behind a private endpoint); each secret
+#      named in TRUSTSYNC_TRUST_BUNDLES is a valid name, not also a named certificate, and exists
+#      (its versions' metadata, never its value), since each gets its own role assignment.
 #   5. Permissions on every scope the deployment writes to: the app subscription, the Key Vault,
 #      APIM and (when the vault already has one elsewhere) system topic resource groups, and the
 #      private DNS zones you pass. Each deployment there also needs
@@ -159,6 +161,39 @@ else
   [ -z "$missing_certificates" ] ||
     fail "Key Vault $vault_name has no certificate named:$missing_certificates (TRUSTSYNC_CERTIFICATE_NAMES); create it or correct the list: each named certificate gets its own role assignments, which need it to exist"
 fi
+
+# Trust bundles: plain secrets, each granted on its own (infra/access/keyvault.bicep).
+bundle_names=$(printf '%s' "${TRUSTSYNC_TRUST_BUNDLES:-}" | tr ',' ' ')
+missing_bundles=''
+set -f
+for name in $bundle_names; do
+  case $name in
+    *[!A-Za-z0-9-]*) fail "TRUSTSYNC_TRUST_BUNDLES: '$name' is not a Key Vault secret name (1-127 letters, digits and hyphens, comma-separated)" ;;
+  esac
+  [ "${#name}" -le 127 ] || fail "TRUSTSYNC_TRUST_BUNDLES: '$name' is longer than 127 characters"
+  for certificate in $certificate_names; do
+    [ "$(lower "$certificate")" != "$(lower "$name")" ] ||
+      fail "TRUSTSYNC_TRUST_BUNDLES: '$name' is also in TRUSTSYNC_CERTIFICATE_NAMES; a bundle is a plain secret, not a certificate's"
+  done
+  # Metadata only (the versions' ids): never the secret's value.
+  if error=$(az keyvault secret list-versions --vault-name "$vault_name" --name "$name" --query "[0].id" --output tsv 2>&1 >/dev/null); then
+    log "trust bundle $name: exists (checked)"
+    continue
+  fi
+  case $error in
+    *SecretNotFound* | *"was not found"* | *"not found"*)
+      missing_bundles="$missing_bundles $name" ;;
+    *ForbiddenByFirewall* | *ForbiddenByConnection* | *"Failed to establish"* | *"Name or service not known"* | *"getaddrinfo"* | *"timed out"* | *"Max retries exceeded"*)
+      log "trust bundle $name: could not check: the vault's data plane is not reachable from this machine (its firewall, or a private endpoint only); the app's first audit reports it if it is missing" ;;
+    *ForbiddenByRbac* | *Forbidden* | *"not authorized"*)
+      log "trust bundle $name: could not check: you may not list the vault's secrets (a data-plane role such as Key Vault Reader); the app's first audit reports it if it is missing" ;;
+    *)
+      log "trust bundle $name: could not check: $(printf '%s\n' "$error" | sed -n '1s/^ERROR: //p')" ;;
+  esac
+done
+set +f
+[ -z "$missing_bundles" ] ||
+  fail "Key Vault $vault_name has no secret named:$missing_bundles (TRUSTSYNC_TRUST_BUNDLES); create it or correct the list: each trust bundle gets its own role assignment, which needs it to exist"
 
 # --- the vault's system topic: where the event subscription will be written -----------------------
 topic_group=''

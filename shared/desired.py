@@ -91,7 +91,7 @@ class NeededLeaf:
 class DesiredAuthority:
     certificate: Certificate
     trusted: bool  # the gateway CA's isTrusted
-    needed_by: frozenset[str]  # Key Vault certificate names whose paths hold it
+    needed_by: frozenset[str]  # Key Vault certificate names whose paths hold it; "trust bundle <name>"
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,19 @@ class Desired:
 
 
 def desired_state(
-    paths: Mapping[str, Iterable[VersionPath]], *, trust_intermediates: bool, complete: bool = True
+    paths: Mapping[str, Iterable[VersionPath]],
+    *,
+    trust_intermediates: bool,
+    complete: bool = True,
+    bundles: Mapping[str, Iterable[Certificate]] | None = None,
 ) -> Desired:
     """Merge the authorities of every certificate's paths: a CA is trusted if any path needs it trusted.
 
     A self-signed root is always trusted: a gateway accepts a chain only when it ends at a root whose
     entry there is trusted. Any other CA, the topmost one of a secret without its root included,
     only helps build chains, and is trusted only as TRUST_INTERMEDIATES says.
+    `bundles` (TRUST_BUNDLES: name → its valid CAs) adds CAs whether or not a path uses them: a
+    self-signed root trusted, any other CA as TRUST_INTERMEDIATES says.
     """
     found: dict[str, DesiredAuthority] = {}
     leaves: list[NeededLeaf] = []
@@ -138,6 +144,17 @@ def desired_state(
                 else:
                     needed_by = frozenset({name})
                 found[cert.sha1_thumbprint] = DesiredAuthority(cert, trusted, needed_by)
+    for bundle, certificates in sorted((bundles or {}).items()):
+        for cert in certificates:
+            known[cert.sha1_thumbprint] = cert
+            trusted = cert.is_self_signed or trust_intermediates
+            label = f"trust bundle {bundle}"
+            earlier = found.get(cert.sha1_thumbprint)
+            if earlier is not None:
+                trusted, needed_by = trusted or earlier.trusted, earlier.needed_by | {label}
+            else:
+                needed_by = frozenset({label})
+            found[cert.sha1_thumbprint] = DesiredAuthority(cert, trusted, needed_by)
     return Desired(
         authorities=found, leaves=tuple(leaves), notes=tuple(dict.fromkeys(notes)), complete=complete, known=known
     )

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from shared.chain import ChainError, read_secret, trust_path
+from shared.bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
+from shared.chain import ChainError, read_secret
 from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
 from shared.expiry import expiry_horizon
 from shared.pacing import Kind, Pacer
@@ -158,6 +159,14 @@ class _Certificate:
 
 
 @dataclass(frozen=True)
+class _Bundles:
+    """The TRUST_BUNDLES secrets as read: the bundles that could be used, and whether all could."""
+
+    found: Mapping[str, Bundle]
+    complete: bool
+
+
+@dataclass(frozen=True)
 class _Gateway:
     """One selected gateway's part of a run: its CA list as read (None: unreadable) and its writes."""
 
@@ -180,6 +189,7 @@ class _Run:
         self.lane = engine.pacer.lane(urgent=not scope.is_full, budget=budget.total_seconds())
         self.trusted: set[str] = set()  # ids (lower case) some gateway read so far trusts
         self.held: set[str] = set()  # ids (lower case) some gateway read so far holds, trusted or not
+        self.bundles: asyncio.Task[_Bundles] | None = None  # the current read of TRUST_BUNDLES
         deployment = self.settings.deployment
         self.owner = Ownership(deployment.id, adopts_legacy=deployment.adopts_legacy)
 
@@ -310,6 +320,8 @@ class _Run:
         """The paths of every version to trust of every certificate in scope; incomplete when one failed."""
         listed = True
         async with asyncio.TaskGroup() as reads:
+            # Path building waits for the bundles: a secret without its root may find it there.
+            bundles = self.bundles = reads.create_task(self.read_bundles())
             started: list[tuple[str, asyncio.Task[_Certificate]]] = []
             try:
                 async for page in self.certificate_names():
@@ -324,11 +336,61 @@ class _Run:
         missing = sorted(certificate.name for certificate in read if not certificate.exists)
         if missing and not self.scope.is_full:
             raise MissingCertificates(missing, self.settings.keyvault_url)
+        read_bundles = bundles.result()
         return desired_state(
             {certificate.name: certificate.paths or () for certificate in read},
             trust_intermediates=self.settings.trust_intermediates,
-            complete=listed and all(certificate.paths is not None for certificate in read),
+            # A bundle that could not be used blocks removals as an unreadable certificate does.
+            complete=listed and read_bundles.complete and all(certificate.paths is not None for certificate in read),
+            bundles={name: bundle.authorities for name, bundle in read_bundles.found.items()},
         )
+
+    async def read_bundles(self) -> _Bundles:
+        """Every TRUST_BUNDLES secret's valid CAs; incomplete when one is missing, unreadable or refused."""
+        names = sorted(self.settings.trust_bundles)
+        if not names:
+            return _Bundles({}, complete=True)
+        self.progress.planned(Work.KEYVAULT_READS, len(names))
+        read = await asyncio.gather(*(self.read_bundle(name) for name in names))
+        found = {bundle.name: bundle for bundle in read if bundle is not None}
+        return _Bundles(found, complete=len(found) == len(names))
+
+    async def read_bundle(self, name: str) -> Bundle | None:
+        """One bundle; None (and a run error) when it cannot be used. Each is a configuration error, as
+        for a named certificate: a retry will not help, and nothing is taken away until it is fixed."""
+        vault = self.settings.keyvault_url
+        blocks = "nothing of it is trusted and nothing is taken away until then"
+        try:
+            secret = await self.read(self.vault.bundle, name)
+        except NotFoundError:
+            self.report.fail(
+                f"TRUST_BUNDLES names secret {name}, which {vault} does not hold (missing or deleted): correct the "
+                f"setting or restore the secret; {blocks}",
+                retryable=False,
+            )
+            return None
+        except AzureCallError as error:
+            if error.status != 403:
+                self.report.fail(str(error), retryable=True)
+            elif error.code == _VERSION_DISABLED:
+                self.report.fail(
+                    f"{error}: the current version of trust bundle {name} is disabled; {blocks}", retryable=False
+                )
+            else:
+                self.report.fail(
+                    f"{error}: the app's identity lacks the Key Vault Secrets User role on secret {name}, which "
+                    f"TRUST_BUNDLES names; {blocks}",
+                    retryable=False,
+                )
+            return None
+        try:
+            bundle = read_bundle(name, secret.value, at=self.now)
+        except ChainError as error:
+            self.report.fail(f"{error}; {blocks}", retryable=False)
+            return None
+        for note in bundle.notes:
+            self.report.warn(note)
+        return bundle
 
     async def certificate_names(self) -> AsyncIterator[list[str]]:
         named = self.scope.certificates if self.scope.certificates is not None else self.settings.certificates.names
@@ -441,7 +503,9 @@ class _Run:
             return None
         try:
             certificates = read_secret(secret.value, secret.content_type)
-            path = trust_path(certificates, leaf_thumbprint=version.leaf_thumbprint, at=self.now)
+            assert self.bundles is not None  # started by read_desired before any certificate read
+            pool = bundle_certificates((await self.bundles).found)
+            path = path_with_bundles(certificates, leaf_thumbprint=version.leaf_thumbprint, at=self.now, bundles=pool)
         except ChainError as error:
             # Bad input: retrying will not fix it. The other versions are still trusted.
             self.report.fail(f"certificate {name} version {version.version}: {error}", retryable=False)

@@ -22,6 +22,8 @@ from shared.settings import Settings, is_keyvault_object_name, url_host
 CERTIFICATE_NEW_VERSION_CREATED = "Microsoft.KeyVault.CertificateNewVersionCreated"
 CERTIFICATE_NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
 CERTIFICATE_EXPIRED = "Microsoft.KeyVault.CertificateExpired"
+# A new version of a plain secret: a trust bundle's (TRUST_BUNDLES) is reconciled, any other ignored.
+SECRET_NEW_VERSION_CREATED = "Microsoft.KeyVault.SecretNewVersionCreated"  # noqa: S105 - an event type
 # A new version may need trust; an expiring or expired one may leave the desired set. Each leads
 # to the same reconcile of the certificate's current state.
 RECONCILED_EVENT_TYPES = frozenset({CERTIFICATE_NEW_VERSION_CREATED, CERTIFICATE_NEAR_EXPIRY, CERTIFICATE_EXPIRED})
@@ -54,6 +56,14 @@ class Reconcile:
     """Reconcile this bound certificate to Key Vault's current state."""
 
     certificate_name: str
+    event: KeyVaultEvent
+
+
+@dataclass(frozen=True)
+class ReconcileBundle:
+    """Reconcile the trust bundles: a new version of this TRUST_BUNDLES secret was created."""
+
+    secret_name: str
     event: KeyVaultEvent
 
 
@@ -132,9 +142,13 @@ def _timestamp(fields: Mapping[str, Any], key: str) -> datetime | None:
         return None
 
 
-def route(event_type: object, event_id: object, data: object, settings: Settings) -> Reconcile | Ignore:
+def route(
+    event_type: object, event_id: object, data: object, settings: Settings
+) -> Reconcile | ReconcileBundle | Ignore:
     """What to do with one delivered event. Raises `EventError` for a malformed Key Vault event."""
     kind = event_type.strip() if isinstance(event_type, str) else None
+    if kind == SECRET_NEW_VERSION_CREATED:
+        return _route_secret(event_id, kind, data, settings)
     if kind not in RECONCILED_EVENT_TYPES:
         if kind is not None and kind.startswith(_KEYVAULT_EVENT_PREFIX):
             return Ignore(f"event type {kind} needs no action")
@@ -147,6 +161,23 @@ def route(event_type: object, event_id: object, data: object, settings: Settings
     if event.object_name not in settings.certificates:
         return Ignore(f"certificate {event.object_name} in {event.vault_host} is not in CERTIFICATE_NAMES")
     return Reconcile(event.object_name, event)
+
+
+def _route_secret(event_id: object, event_type: str, data: object, settings: Settings) -> ReconcileBundle | Ignore:
+    """Every secret's new version reaches the app (the subscription filters by type only, and a
+    certificate's new version makes one of its backing secret too): only a bundle's matters."""
+    if not settings.trust_bundles:
+        # Not even parsed: with no bundle named, every secret's event is the subscription's noise.
+        return Ignore(f"event type {event_type} needs no action: TRUST_BUNDLES names no secret")
+    event = parse_event(event_id, event_type, data)
+    if event.object_type.lower() != "secret":
+        raise EventError(f"{event.event_type} event is about a {event.object_type}, not a secret")
+    if event.vault_host != settings.vault_host:
+        return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL is {settings.keyvault_url})")
+    named = next((name for name in settings.trust_bundles if name.lower() == event.object_name.lower()), None)
+    if named is None:
+        return Ignore(f"secret {event.object_name} in {event.vault_host} is not in TRUST_BUNDLES")
+    return ReconcileBundle(named, event)
 
 
 @dataclass(frozen=True)

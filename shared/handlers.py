@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.connect import ClientPool
 from shared.engine import Engine
-from shared.events import EventError, Ignore, parse_queue_message, route
+from shared.events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
 from shared.ports import NoProgress, Progress
 from shared.records import AUDIT_RECORD, EXPIRY_RECORD, Dim
 from shared.report import Mode, Report, RunStatus, Scope
@@ -104,6 +104,8 @@ class TrustSync:
         if isinstance(decision, Ignore):
             log.info("ignored event %s: %s", event_id, decision.reason)
             return None
+        if isinstance(decision, ReconcileBundle):
+            return await self._handle_bundle_event(settings, event_id, decision)
         event = decision.event
         annotate(certificate=decision.certificate_name)
         if event.is_expiry:
@@ -131,6 +133,17 @@ class TrustSync:
         if report.status is RunStatus.PARTIAL:
             # What the rotation needs is not all in yet: a redelivery (minutes away, not the next audit)
             # continues from what APIM holds; the writes already made are not repeated.
+            raise RetryableError(f"event {event_id}: partial, left for a redelivery: {report.left()}")
+        return report
+
+    async def _handle_bundle_event(self, settings: Settings, event_id: object, decision: ReconcileBundle) -> Report:
+        """A bundle's new version: a run over the bundles alone (no certificate), adding trust only, as
+        for a certificate's event; the audit's full run takes away what left the bundle."""
+        log.info("event %s: %s for trust bundle %s", event_id, decision.event.event_type, decision.secret_name)
+        report = await self.run(settings, Scope(certificates=frozenset()), Mode.ADDITIONS)
+        if report.retryable:
+            raise RetryableError(f"event {event_id}: {'; '.join(report.errors)}")
+        if report.status is RunStatus.PARTIAL:
             raise RetryableError(f"event {event_id}: partial, left for a redelivery: {report.left()}")
         return report
 

@@ -131,6 +131,16 @@ class KeyVault:
             raise AzureCallError(f"the secret of certificate {name} version {version} has no value")
         return Secret(secret.value, secret.properties.content_type)
 
+    async def bundle(self, name: str) -> Secret:
+        """A trust bundle: the current version of a plain secret. Its value is CA certificates, but it is
+        handled as any secret value: returned, never logged."""
+        async with self._secrets_first():
+            with translated(f"read trust bundle secret {name}"):
+                secret = await self._secrets.get_secret(name)
+        if secret.value is None:
+            raise AzureCallError(f"trust bundle secret {name} has no value")
+        return Secret(secret.value, secret.properties.content_type)
+
     async def close(self) -> None:
         await self._certificates.close()
         await self._secrets.close()

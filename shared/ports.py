@@ -100,6 +100,11 @@ class VaultPort(Protocol):
         does, False it does not, None when the identity may not ask (HTTP 403)."""
         ...
 
+    async def bundle(self, name: str) -> Secret:
+        """The current version of a plain secret named in TRUST_BUNDLES; `NotFoundError` when the
+        vault holds no such secret (or only as deleted)."""
+        ...
+
 
 class ApimPort(Protocol):
     """The certificates and gateway certificate authorities of one API Management service."""

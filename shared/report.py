@@ -117,7 +117,10 @@ class Scope:
         return self.certificates is None
 
     def __str__(self) -> str:
-        return "full" if self.certificates is None else "certificates " + ", ".join(sorted(self.certificates))
+        if self.certificates is None:
+            return "full"
+        # No certificate: a trust bundle's event, which reads the bundles alone.
+        return "certificates " + ", ".join(sorted(self.certificates)) if self.certificates else "trust bundles"
 
 
 @dataclass

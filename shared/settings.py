@@ -83,6 +83,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("APIM_GATEWAYS", ALL, "Self-hosted gateway ids, comma-separated; * = every gateway except 'managed'"),
     Setting("CERTIFICATE_NAMES", ALL, "Key Vault certificate names whose CA chain to trust, comma-separated; * = all"),
     Setting(
+        "TRUST_BUNDLES",
+        "",
+        "Key Vault secret names (plain secrets) whose PEM CA certificates every selected gateway holds, "
+        "comma-separated; empty = none (docs/trust-bundles.md)",
+    ),
+    Setting(
         "TRUST_INTERMEDIATES",
         "false",
         "isTrusted for intermediates (roots are always trusted); false = chain-building only",
@@ -183,6 +189,7 @@ class Settings:
     run_time_budget: timedelta = timedelta(seconds=540)
     rate_limits: RateLimits = TOKEN_BUCKETS
     deployment: Deployment = field(default_factory=lambda: Deployment(LOCAL_DEPLOYMENT, adopts_legacy=True))
+    trust_bundles: frozenset[str] = frozenset()  # TRUST_BUNDLES: plain secrets of PEM CA certificates
 
     @property
     def vault_host(self) -> str:
@@ -323,6 +330,24 @@ def parse_gateways(raw: str) -> Selection:
 
 def parse_certificate_names(raw: str) -> Selection:
     return _parse_selection("CERTIFICATE_NAMES", raw, _KEYVAULT_OBJECT_NAME)
+
+
+def parse_trust_bundles(raw: str) -> frozenset[str]:
+    """TRUST_BUNDLES: secret names, comma-separated; empty: none. No ``*``: the app reads exactly the
+    secrets named (a role on each), never every secret of the vault."""
+    if not raw.strip():
+        return frozenset()
+    return parse_names("TRUST_BUNDLES", raw, lambda item: bool(_KEYVAULT_OBJECT_NAME.match(item)))
+
+
+def _check_bundles_apart(bundles: frozenset[str], certificates: Selection) -> None:
+    """A certificate's backing secret holds its key and chain, not a bundle: one name cannot be both."""
+    both = sorted(name for name in bundles if certificates.names is not None and name in certificates)
+    if both:
+        raise SettingsError(
+            f"TRUST_BUNDLES names {', '.join(both)}, also in CERTIFICATE_NAMES: a bundle is a plain secret, "
+            "a certificate's secret is read through CERTIFICATE_NAMES"
+        )
 
 
 def parse_cloud(raw: str) -> Cloud:
@@ -514,6 +539,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     apim = read("APIM_RESOURCE_ID", parse_apim_resource_id)
     certificates = read("CERTIFICATE_NAMES", parse_certificate_names)
     gateways = read("APIM_GATEWAYS", parse_gateways)
+    bundles = read("TRUST_BUNDLES", parse_trust_bundles)
+    if bundles is not None and certificates is not None:
+        try:
+            _check_bundles_apart(bundles, certificates)
+        except SettingsError as error:
+            problems.append(str(error))
     trust_intermediates = read("TRUST_INTERMEDIATES", lambda raw: parse_bool("TRUST_INTERMEDIATES", raw))
     arm_override = read("ARM_ENDPOINT", lambda raw: _parse_https_url("ARM_ENDPOINT", raw) if raw else "")
     client_id = read("AZURE_CLIENT_ID", _parse_client_id)
@@ -551,6 +582,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         run_time_budget=_parsed(budget),
         rate_limits=rate_limits,
         deployment=_parsed(deployment),
+        trust_bundles=_parsed(bundles),
     )
 
 

@@ -78,6 +78,7 @@ class MemoryVault:
     deleted_names: set[str] = field(default_factory=set)  # soft-deleted certificates
     forbidden: set[str] = field(default_factory=set)  # names the identity has no role on: 403
     may_read_deleted: bool = True  # False: roles on named certificates only, the deleted list answers 403
+    bundles: dict[str, Secret] = field(default_factory=dict)  # plain secrets named in TRUST_BUNDLES
 
     def add_version(
         self,
@@ -140,6 +141,12 @@ class MemoryVault:
     async def secret(self, name: str, version: str) -> Secret:
         await self.calls(f"kv secret {version}")
         return next(secret for info, secret in self.certificates[name] if info.version == version)
+
+    async def bundle(self, name: str) -> Secret:
+        await self.calls(f"kv bundle {name}")
+        if name not in self.bundles:
+            raise NotFoundError(f"secret {name} does not exist")
+        return self.bundles[name]
 
 
 @dataclass

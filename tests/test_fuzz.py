@@ -28,7 +28,7 @@ from shared.chain import (
     trust_path,
     verdict,
 )
-from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, route
+from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, ReconcileBundle, route
 from shared.handlers import parse_resync_body
 from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings
 
@@ -38,6 +38,7 @@ SETTINGS = load_settings(
         "KEYVAULT_URL": "https://sample-kv.vault.azure.net",
         "APIM_RESOURCE_ID": APIM_ID,
         "CERTIFICATE_NAMES": "mycert",
+        "TRUST_BUNDLES": "mybundle",
     }
 )
 
@@ -73,6 +74,8 @@ ids = (
             "https://SAMPLE-KV.vault.azure.net/certificates/MyCert/v9",
             "https://other.vault.azure.net/certificates/mycert/v1",
             "https://sample-kv.vault.azure.net/secrets/mycert/v1",
+            "https://sample-kv.vault.azure.net/secrets/mybundle/v1",
+            "https://sample-kv.vault.azure.net/secrets/MyBundle",
             "https://sample-kv.vault.azure.net/certificates/my_cert/v1",
             "http://sample-kv.vault.azure.net/certificates/mycert/v1",
             "https://sample-kv.vault.azure.net/",
@@ -92,15 +95,19 @@ ids = (
 @given(event_type=event_types, data=st.dictionaries(field_names, json_values | ids, max_size=8) | json_values)
 def test_event_routing_never_crashes(event_type: object, data: Any) -> None:
     try:
-        decision: Ignore | Reconcile | EventError = route(event_type, "id", data, SETTINGS)
+        decision: Ignore | Reconcile | ReconcileBundle | EventError = route(event_type, "id", data, SETTINGS)
     except EventError as error:
         decision = error
     if isinstance(decision, EventError):
         assert str(decision)  # a message that says what is wrong
         return
-    assert isinstance(decision, Ignore | Reconcile)
+    assert isinstance(decision, Ignore | Reconcile | ReconcileBundle)
     if isinstance(decision, Reconcile):
         assert decision.certificate_name.lower() == "mycert"
+        assert decision.event.vault_host == "sample-kv.vault.azure.net"
+    if isinstance(decision, ReconcileBundle):
+        assert decision.secret_name == "mybundle"
+        assert decision.event.object_name.lower() == "mybundle"
         assert decision.event.vault_host == "sample-kv.vault.azure.net"
 
 

@@ -17,6 +17,8 @@
 // and per-certificate assignments). Certificates are no ARM resource type, so Bicep cannot
 // type-check that scope and warns BCP081; the assignment itself is a plain ARM role assignment.
 // With CERTIFICATE_NAMES = * the app must list the whole vault, so the vault is the scope.
+// Trust bundles (TRUST_BUNDLES, plain secrets of CA certificates) get Secrets User each, on the
+// secret alone, wherever the certificates are scoped per object.
 
 @description('Principal (object) id of the app identity.')
 param principalId string
@@ -32,6 +34,9 @@ param certificateNames string
 
 @description('Grant per certificate and per secret when certificates are named.')
 param scopeToObjects bool
+
+@description('TRUST_BUNDLES of the app: empty or a comma-separated list of plain secret names.')
+param trustBundles string = ''
 
 @description('Name of an existing system topic of this vault; empty = create one named newSystemTopicName.')
 param existingSystemTopicName string
@@ -53,6 +58,9 @@ var allCertificates = trim(certificateNames) == '*'
 // Key Vault object names are [0-9a-zA-Z-], so dropping spaces cannot change a name.
 var certificateList = allCertificates ? [] : split(replace(certificateNames, ' ', ''), ',')
 var perObject = scopeToObjects && !allCertificates
+// Trust bundles are plain secrets: the app reads exactly these. With a vault-scoped Secrets User
+// (CERTIFICATE_NAMES = *, or object scoping off) they are already readable, so nothing more.
+var bundleList = empty(trim(trustBundles)) ? [] : split(replace(trustBundles, ' ', ''), ',')
 var createSystemTopic = empty(existingSystemTopicName)
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -112,6 +120,23 @@ resource certificateReader 'Microsoft.Authorization/roleAssignments@2022-04-01' 
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultReader)
     description: 'APIM Trust Sync: list the versions of this certificate (metadata only).'
+  }
+}]
+
+// Object scope: one role on each trust bundle secret, none on any other plain secret.
+resource bundleSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = [for name in bundleList: {
+  parent: vault
+  name: name
+}]
+
+resource bundleSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in bundleList: if (perObject) {
+  name: guid(bundleSecrets[i].id, principalId, roleIds.keyVaultSecretsUser)
+  scope: bundleSecrets[i]
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
+    description: 'APIM Trust Sync: read this trust bundle (CA certificates placed on the gateways).'
   }
 }]
 

@@ -70,6 +70,9 @@ param apimGateways string
 @description('CERTIFICATE_NAMES')
 param certificateNames string
 
+@description('TRUST_BUNDLES')
+param trustBundles string
+
 @description('TRUST_INTERMEDIATES')
 param trustIntermediates bool
 
@@ -149,6 +152,10 @@ var trustSyncSettings = [
   {
     name: 'CERTIFICATE_NAMES'
     value: certificateNames
+  }
+  {
+    name: 'TRUST_BUNDLES'
+    value: trustBundles
   }
   {
     name: 'TRUST_INTERMEDIATES'

@@ -448,7 +448,7 @@ def test_key_vault_roles_are_secrets_user_and_reader_scoped_narrowly() -> None:
     scopes = {}
     for assignment in keyvault.resources(ROLE_ASSIGNMENT):
         scope = assignment.body["scope"]
-        if is_operator(scope, "index_accessor"):  # certificateSecrets[i] / certificates[i]
+        if is_operator(scope, "index_accessor"):  # certificateSecrets[i] / certificates[i] / bundleSecrets[i]
             scope = scope["operator"]["operands"]["operand_1"]
         scopes[assignment.symbol] = (keyvault.resource(scope).type, assignment.looped, json.dumps(assignment.condition))
     assert scopes == {
@@ -464,7 +464,10 @@ def test_key_vault_roles_are_secrets_user_and_reader_scoped_narrowly() -> None:
         ),
         "secretSecretsUser": ("Microsoft.KeyVault/vaults/secrets", True, '"perObject"'),
         "certificateReader": ("Microsoft.KeyVault/vaults/certificates", True, '"perObject"'),
+        # Each trust bundle secret alone; never a role on the other plain secrets.
+        "bundleSecretsUser": ("Microsoft.KeyVault/vaults/secrets", True, '"perObject"'),
     }
+    assert "trustBundles" in keyvault.parameters
 
 
 def test_main_deploys_only_into_the_resource_group_it_creates() -> None:
@@ -492,6 +495,8 @@ def test_event_subscription_delivers_the_certificate_events_the_app_handles() ->
         "Microsoft.KeyVault.CertificateNewVersionCreated",
         "Microsoft.KeyVault.CertificateNearExpiry",
         "Microsoft.KeyVault.CertificateExpired",
+        # Trust bundles' new versions: TRUST_BUNDLES, the app setting, picks the secrets (one type-only filter).
+        "Microsoft.KeyVault.SecretNewVersionCreated",
     ]
 
 

@@ -65,6 +65,16 @@ elif args[:3] == ["keyvault", "certificate", "show"]:
         print(errors[outcome], file=sys.stderr)
         sys.exit(1)
     print("https://kv-certs.vault.azure.net/certificates/x")
+elif args[:3] == ["keyvault", "secret", "list-versions"]:
+    # Metadata only: the hook never asks for a secret's value.
+    outcome = json.loads(env("FAKE_SECRETS", "{}")).get(args[args.index("--name") + 1], "exists")
+    if outcome == "missing":
+        print("ERROR: (SecretNotFound) A secret with (name/id) x was not found in this key vault.", file=sys.stderr)
+        sys.exit(1)
+    if outcome == "forbidden":
+        print("ERROR: (Forbidden) Caller is not authorized.\\nInner error: ForbiddenByRbac", file=sys.stderr)
+        sys.exit(1)
+    print("https://kv-certs.vault.azure.net/secrets/x/1")
 elif args[:2] == ["keyvault", "show"]:
     if env("FAKE_KV_SHOW_FAILS") == "true":
         sys.exit(3)
@@ -1155,3 +1165,52 @@ def test_predown_never_reports_removed_what_it_could_not_read(shell: str, bin_di
     # What could be read is removed; the unread deployment keeps its record, which lists the rest.
     assert [call[call.index("--ids") + 1] for call in run.calls_to("resource", "delete")] == [EVENT_SUBSCRIPTION]
     assert not run.calls_to("deployment", "sub", "delete")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_each_trust_bundle_is_checked_by_its_metadata_only(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        TRUSTSYNC_TRUST_BUNDLES="private-roots, partner-cas",
+        FAKE_SECRETS=json.dumps({"partner-cas": "forbidden"}),
+    )
+    assert run.returncode == 0, run.output
+    assert "trust bundle private-roots: exists (checked)" in run.output
+    assert "trust bundle partner-cas: could not check: you may not list the vault's secrets" in run.output
+    listed = run.calls_to("keyvault", "secret", "list-versions")
+    assert [call[call.index("--name") + 1] for call in listed] == ["private-roots", "partner-cas"]
+    assert not run.calls_to("keyvault", "secret", "show")  # never a value
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_missing_trust_bundle_stops_the_hook(shell: str, bin_dir: Path) -> None:
+    run = run_hook(
+        shell,
+        "preprovision",
+        bin_dir,
+        TRUSTSYNC_TRUST_BUNDLES="private-roots,privat-roots",
+        FAKE_SECRETS=json.dumps({"privat-roots": "missing"}),
+    )
+    assert run.returncode != 0
+    assert "Key Vault kv-certs has no secret named: privat-roots (TRUSTSYNC_TRUST_BUNDLES)" in run.output
+    assert not run.calls_to("azd", "env", "set")
+
+
+@pytest.mark.parametrize(
+    ("bundles", "certificates", "said"),
+    [
+        ("private_roots", "*", "'private_roots' is not a Key Vault secret name"),
+        ("orders", "api-tls,Orders", "'orders' is also in TRUSTSYNC_CERTIFICATE_NAMES"),
+    ],
+)
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_malformed_or_doubly_named_trust_bundle_is_refused(
+    shell: str, bin_dir: Path, bundles: str, certificates: str, said: str
+) -> None:
+    run = run_hook(
+        shell, "preprovision", bin_dir, TRUSTSYNC_TRUST_BUNDLES=bundles, TRUSTSYNC_CERTIFICATE_NAMES=certificates
+    )
+    assert run.returncode != 0
+    assert said in run.output
