@@ -8,6 +8,8 @@ changes an existing entity carries its ETag in ``If-Match``, so a concurrent cha
 from __future__ import annotations
 
 import base64
+import io
+import json
 from typing import Any, cast
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -16,7 +18,7 @@ from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters,
 
 from shared.azure_errors import translated
 from shared.pacing import Pacer
-from shared.ports import ApimCertificate, AzureCallError
+from shared.ports import ApimCertificate, AzureCallError, ServiceFacts, StoreEntry, StoreWrite
 from shared.settings import ApimService
 from shared.throttling import PacingPolicy, arm_kind
 
@@ -77,6 +79,47 @@ class Apim:
             service = await self._client.api_management_service.get(*self._where)
         tier: object = service.sku.name if service.sku is not None else None
         return str(getattr(tier, "value", tier) or "unknown")  # the SDK may give the SkuType enum or its text
+
+    async def service_facts(self) -> ServiceFacts:
+        with translated(f"read API Management service {self.service.name}"):
+            service = await self._client.api_management_service.get(*self._where)
+        tier: object = service.sku.name if service.sku is not None else None
+        entries = []
+        for configuration in service.certificates or ():
+            info = configuration.certificate
+            store: object = configuration.store_name
+            entries.append(
+                StoreEntry(
+                    thumbprint=(info.thumbprint if info is not None else "").upper(),
+                    store=str(getattr(store, "value", store) or ""),
+                    subject=(info.subject if info is not None else "") or "",
+                    expires=info.expiry if info is not None else None,
+                )
+            )
+        return ServiceFacts(
+            sku=str(getattr(tier, "value", tier) or "unknown"),
+            provisioning_state=service.provisioning_state or "",
+            ca_store=tuple(entries),
+        )
+
+    async def write_ca_store(self, entries: tuple[StoreWrite, ...]) -> None:
+        # The body is written here, not by the SDK's ApiManagementServiceUpdateParameters: that model
+        # also serializes enableClientCertificate, disableGateway, restore and the portals' status with
+        # their defaults, which would re-enable a disabled gateway region or developer portal.
+        body = {
+            "properties": {
+                "certificates": [
+                    {"encodedCertificate": base64.b64encode(entry.der).decode("ascii"), "storeName": entry.store}
+                    for entry in entries
+                ]
+            }
+        }
+        with translated(f"update the CA store of {self.service.name}"):
+            # The update runs for 15 minutes or more: the run starts it and does not poll; the next run
+            # reads the service's provisioningState to know when it is done.
+            await self._client.api_management_service.begin_update(
+                *self._where, io.BytesIO(json.dumps(body).encode()), content_type="application/json", polling=False
+            )
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         found: dict[str, bool] = {}
