@@ -154,6 +154,8 @@ class ArmApi:
         match rest:
             case [] if method == "GET":
                 route = op.ARM_GET_SERVICE, self._get_service
+            case [] if method == "PATCH":
+                route = op.ARM_UPDATE_SERVICE, lambda s: self._update_service(request, s)
             case ["certificates"] if method == "GET":
                 route = op.ARM_LIST_CERTIFICATES, lambda s: self._list_certificates(request, s)
             case ["certificates", cid] if method in ("GET", "HEAD"):
@@ -260,6 +262,20 @@ class ArmApi:
 
     def _get_service(self, service: ApimService) -> Response:
         return Response.json(200, _service_contract(service), _headers(service.etag))
+
+    def _update_service(self, request: Request, service: ApimService) -> Response:
+        """ApiManagementService_Update: a long-running operation. As in the 2024-05-01 examples
+        (ApiManagementUpdateServiceDisableTls10.json, ApiManagementCreateServiceWithSystemCertificates.json)
+        it answers with the service as it is now and where to poll; the update runs until the test
+        finishes it (`ApimService.finish_update`), and a second one meanwhile is a 409."""
+        service.start_update(_properties(request))
+        operation = f"{service.resource_id}/operationresults/{request_id()}?api-version={API_VERSION}&asyncResponse"
+        headers = {
+            **_headers(None),
+            "Location": f"{self._base_url()}{operation}",
+            "Azure-AsyncOperation": f"{self._base_url()}{operation}",
+        }
+        return Response.json(202, _service_contract(service), headers)
 
     def _put_certificate(self, request: Request, service: ApimService, certificate_id: str) -> Response:
         check_certificate_id(certificate_id)  # the path first, as APIM validates it before the body
@@ -495,8 +511,8 @@ def _service_contract(service: ApimService) -> dict[str, Any]:
             "publisherEmail": "admin@contoso.example",
             "publisherName": "Contoso",
             "notificationSenderEmail": "apimgmt-noreply@mail.windowsazure.com",
-            "provisioningState": "Succeeded",
-            "targetProvisioningState": "",
+            "provisioningState": service.provisioning_state,
+            "targetProvisioningState": "" if service.provisioning_state == "Succeeded" else "Succeeded",
             "gatewayUrl": f"https://{host}",
             "portalUrl": f"https://{service.name}.portal.azure-api.net",
             "managementApiUrl": f"https://{service.name}.management.azure-api.net",
@@ -507,8 +523,21 @@ def _service_contract(service: ApimService) -> dict[str, Any]:
             ],
             "publicIPAddresses": [],
             "virtualNetworkType": "None",
-            "disableGateway": False,
+            "disableGateway": service.disable_gateway,
+            "developerPortalStatus": service.developer_portal_status,
             "publicNetworkAccess": "Enabled",
+            # A GET lists each entry's store and facts, never its bytes (encodedCertificate).
+            "certificates": [
+                {
+                    "storeName": entry.store_name,
+                    "certificate": {
+                        "expiry": entry.expiry.astimezone(UTC).isoformat(),
+                        "thumbprint": entry.thumbprint,
+                        "subject": entry.subject,
+                    },
+                }
+                for entry in service.ca_store
+            ],
             "platformVersion": "stv2",
         },
         "sku": {"name": service.sku, "capacity": 1},

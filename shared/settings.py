@@ -114,6 +114,12 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "WEBSITE_SITE_NAME (local without it), and the ids of earlier versions are adopted",
     ),
     Setting(
+        "CA_STORE",
+        "off",
+        "off | manage: whether the app writes a classic tier's CA store (the managed gateway's trust); off = "
+        "verdicts only (docs/gateway-kinds.md: the write needs Microsoft.ApiManagement/service/write)",
+    ),
+    Setting(
         "RUN_TIME_BUDGET",
         "540s",
         "How long a run may go on starting writes (e.g. 540s, 9m): the function timeout less a margin; "
@@ -183,6 +189,7 @@ class Settings:
     run_time_budget: timedelta = timedelta(seconds=540)
     rate_limits: RateLimits = TOKEN_BUCKETS
     deployment: Deployment = field(default_factory=lambda: Deployment(LOCAL_DEPLOYMENT, adopts_legacy=True))
+    ca_store: bool = False  # CA_STORE=manage: write the classic managed gateway's CA store
 
     @property
     def vault_host(self) -> str:
@@ -319,6 +326,14 @@ def parse_gateways(raw: str) -> Selection:
     if selection.names is not None and MANAGED_GATEWAY in {n.lower() for n in selection.names}:
         raise SettingsError("APIM_GATEWAYS must not name 'managed': it is APIM's own gateway, not a self-hosted one")
     return selection
+
+
+def parse_ca_store(raw: str) -> bool:
+    """CA_STORE: ``manage`` writes the classic managed gateway's CA store, ``off`` only judges it."""
+    value = raw.strip().lower()
+    if value not in ("off", "manage"):
+        raise SettingsError(f"CA_STORE must be off or manage, not {raw!r}")
+    return value == "manage"
 
 
 def parse_certificate_names(raw: str) -> Selection:
@@ -527,6 +542,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         lambda raw: parse_duration("RUN_TIME_BUDGET", raw, at_most=_MAX_RUN_TIME_BUDGET, at_least=timedelta(seconds=1)),
     )
     deployment = read("DEPLOYMENT_ID", lambda raw: parse_deployment_id(raw, env.get(SITE_NAME_VARIABLE, "")))
+    ca_store = read("CA_STORE", parse_ca_store)
     rate_limits = TOKEN_BUCKETS
     try:
         rate_limits = parse_rate_limits(env.get(RATE_LIMITS_VARIABLE, ""), cloud)
@@ -551,6 +567,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         run_time_budget=_parsed(budget),
         rate_limits=rate_limits,
         deployment=_parsed(deployment),
+        ca_store=_parsed(ca_store),
     )
 
 

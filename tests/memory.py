@@ -20,7 +20,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from emulator.pki import Hierarchy, pem_secret
 from shared.chain import PEM_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for
-from shared.ports import ApimCertificate, AzureCallError, NotFoundError, Secret, VersionInfo
+from shared.ports import (
+    ApimCertificate,
+    AzureCallError,
+    NotFoundError,
+    Secret,
+    ServiceFacts,
+    StoreEntry,
+    StoreWrite,
+    VersionInfo,
+)
 from shared.settings import Settings, load_settings
 
 NOW = datetime.now(UTC)
@@ -149,6 +158,7 @@ class MemoryApim:
     held_certificates: dict[str, ApimCertificate] = field(default_factory=dict)
     cas: dict[str, dict[str, bool]] = field(default_factory=dict)
     tier: str = "Developer"
+    ca_store: list[StoreEntry] = field(default_factory=list)
 
     def add_gateways(self, *names: str) -> None:
         for name in names:
@@ -180,6 +190,19 @@ class MemoryApim:
     async def service_tier(self) -> str:
         await self.calls("apim service")
         return self.tier
+
+    async def service_facts(self) -> ServiceFacts:
+        await self.calls("apim service")
+        return ServiceFacts(self.tier, "Succeeded", tuple(self.ca_store))
+
+    async def write_ca_store(self, entries: tuple[StoreWrite, ...]) -> None:
+        await self.calls("apim ca store")
+        self.ca_store = [
+            StoreEntry(
+                Certificate.from_der(entry.der).sha1_thumbprint, entry.store, Certificate.from_der(entry.der).subject
+            )
+            for entry in entries
+        ]
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         await self.calls(f"apim cas {gateway}")
