@@ -293,6 +293,7 @@ def render_status(report: Report) -> str:
             lines.append(
                 f"  {state} {verdict.needed.certificate_name} ({verdict.needed.version}) {verdict.needed.leaf.subject}{why}"
             )
+    lines += _service_lines(report, verdicts.get("managed", []))
     lines += [f"conflict: {message}" for message in report.conflicts]
     lines += [f"warning: {message}" for message in report.warnings]
     lines += [f"error: {message}" for message in report.errors]
@@ -301,6 +302,26 @@ def render_status(report: Report) -> str:
         f"summary: {len(report.verdicts) - rejected} accepted, {rejected} rejected verdict(s); {len(report.outcomes)} change(s) to make"
     )
     return "\n".join(lines)
+
+
+def _service_lines(report: Report, managed: Sequence[LeafVerdict]) -> list[str]:
+    """The service's kind, what the app does on each target, the managed gateway's verdicts and CA store."""
+    if not report.tier:
+        return []
+    service = report.service_dict()
+    lines = [f"\nservice tier {service['tier']} ({service['kind']})"]
+    for target in report.targets:
+        judged = "" if target.judged else " (not judged)"
+        lines.append(f"  {target.kind.value} {target.name}: {target.manages}{judged}")
+    for verdict in managed:
+        why = "" if verdict.accepted else f": {verdict.verdict.reason}"
+        state = "accepted" if verdict.accepted else "REJECTED"
+        needed = verdict.needed
+        lines.append(f"  managed {state} {needed.certificate_name} ({needed.version}) {needed.leaf.subject}{why}")
+    if report.ca_store is not None:
+        detail = f": {report.ca_store.detail}" if report.ca_store.detail else ""
+        lines.append(f"  CA store {report.ca_store.status.value}{detail}")
+    return lines
 
 
 def render(report: Report) -> str:

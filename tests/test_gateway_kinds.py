@@ -300,3 +300,21 @@ def test_the_emulator_refuses_an_eleventh_entry_as_arm_does(configured: Emulator
 
 _DER = Encoding.DER
 _SHA1 = hashes.SHA1()  # noqa: S303 - a thumbprint, as APIM reports it
+
+
+def test_the_cli_status_shows_the_kind_each_target_and_the_managed_gateway(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.__main__ import EXIT_DRIFT, main
+
+    emu = classic(configured, monkeypatch)
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    assert main(["status"]) == EXIT_DRIFT
+
+    out = capsys.readouterr().out
+    assert "service tier Basic (classic)" in out
+    assert "managed gateway CA store managed: the service's CA store (CA_STORE=manage)" in out
+    assert "managed REJECTED orders" in out
+    assert "CA store planned" in out
+    assert store_updates(emu) == []
