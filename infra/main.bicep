@@ -58,6 +58,13 @@ param certificateNames string = '*'
 @description('TRUST_INTERMEDIATES: mark intermediates as trusted (roots always are).')
 param trustIntermediates bool = true
 
+@allowed([
+  'off'
+  'manage'
+])
+@description('CA_STORE: manage = the app writes a classic tier\'s CA store (its managed gateway\'s trust); off = verdicts only. manage needs Microsoft.ApiManagement/service/write, granted by the postprovision hook only then (docs/gateway-kinds.md).')
+param caStore string = 'off'
+
 @description('DEPLOYMENT_ID: 1-10 of a-z, 0-9, carried in every APIM id this deployment writes, so that several deployments can share one APIM; empty = derived from the app\'s name (and ids written before deployments had one are adopted).')
 @maxLength(10)
 param deploymentId string = ''
@@ -446,6 +453,7 @@ module functionApp 'modules/function-app.bicep' = {
     apimGateways: apimGateways
     certificateNames: certificateNames
     trustIntermediates: trustIntermediates
+    caStore: caStore
     cloudName: cloudName
     armEndpointOverride: armEndpointOverride
     auditSchedule: auditSchedule

@@ -94,6 +94,7 @@ az deployment sub create `
     "keyVaultSubscriptionId=$($names.KeyVaultSubscription)" `
     "apimResourceId=$($env:TRUSTSYNC_APIM_RESOURCE_ID)" `
     "certificateNames=$(Get-EnvOrDefault 'TRUSTSYNC_CERTIFICATE_NAMES' '*')" `
+    "caStore=$(Get-EnvOrDefault 'TRUSTSYNC_CA_STORE' 'off')" `
     "scopeKeyVaultRolesToObjects=$(Get-EnvOrDefault 'TRUSTSYNC_SCOPE_KEYVAULT_ROLES_TO_OBJECTS' 'true')" `
     "existingSystemTopicName=$existingTopic" `
     "existingSystemTopicResourceGroup=$existingTopicGroup" `

@@ -106,6 +106,7 @@ az deployment sub create \
     "keyVaultSubscriptionId=$kv_subscription" \
     "apimResourceId=$TRUSTSYNC_APIM_RESOURCE_ID" \
     "certificateNames=${TRUSTSYNC_CERTIFICATE_NAMES:-*}" \
+    "caStore=${TRUSTSYNC_CA_STORE:-off}" \
     "scopeKeyVaultRolesToObjects=${TRUSTSYNC_SCOPE_KEYVAULT_ROLES_TO_OBJECTS:-true}" \
     "existingSystemTopicName=$existing_topic" \
     "existingSystemTopicResourceGroup=$existing_topic_group" \

@@ -82,6 +82,9 @@ param armEndpointOverride string
 @description('AUDIT_SCHEDULE')
 param auditSchedule string
 
+@description('CA_STORE: off or manage')
+param caStore string
+
 @description('AUDIT_REMEDIATE: false, additions or true')
 param auditRemediate string
 
@@ -153,6 +156,10 @@ var trustSyncSettings = [
   {
     name: 'TRUST_INTERMEDIATES'
     value: trustIntermediates ? 'true' : 'false'
+  }
+  {
+    name: 'CA_STORE'
+    value: caStore
   }
   {
     name: 'AZURE_CLOUD'
