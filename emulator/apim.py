@@ -79,6 +79,16 @@ CA_STORE_LIMIT: Final = 10  # the most entries the service's CA store takes
 CA_STORE_NAMES: Final = ("Root", "CertificateAuthority")
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A backend as ARM stores it: its contract's ``properties`` (url, protocol, and the nested
+    ``properties`` that hold ``tls`` at 2025-03-01-preview) and its ETag."""
+
+    id: str
+    properties: Mapping[str, Any]
+    etag: str
+
+
 @dataclass
 class _GatewayState:
     gateway: Gateway
@@ -125,6 +135,7 @@ class ApimService:
         self.disable_gateway = False
         self.developer_portal_status = "Enabled"
         self.updates: list[dict[str, Any]] = []  # every accepted update's properties, as sent
+        self._backends: dict[str, Backend] = {}
 
     @property
     def resource_id(self) -> str:
@@ -141,9 +152,41 @@ class ApimService:
             self._include_managed = False
             self.sku = "Developer"
             self.ca_store = []
+            self._backends.clear()
             self.provisioning_state = "Succeeded"
             self._pending = None
             self.updates = []
+
+    # -- backends ----------------------------------------------------------------------------------
+
+    def add_backend(self, backend_id: str, url: str, *, properties: Mapping[str, Any] | None = None) -> Backend:
+        """Arranges a backend as its owner created it (`properties`: the nested block, tls included)."""
+        with self._lock:
+            contract = {"url": url, "protocol": "http", "properties": dict(properties or {})}
+            backend = Backend(backend_id, contract, self._next_etag())
+            self._backends[backend_id.lower()] = backend
+            return backend
+
+    @property
+    def backends(self) -> list[Backend]:
+        with self._lock:
+            return sorted(self._backends.values(), key=lambda b: b.id.lower())
+
+    def backend(self, backend_id: str) -> Backend:
+        with self._lock:
+            found = self._backends.get(backend_id.lower())
+            if found is None:
+                raise ApimError(404, "ResourceNotFound", "Backend not found.")
+            return found
+
+    def patch_backend(self, backend_id: str, properties: Mapping[str, Any], *, if_match: str) -> Backend:
+        """Backend_Update (If-Match required): the given top-level properties replace those found."""
+        with self._lock:
+            existing = self.backend(backend_id)
+            _check_if_match(existing.etag, if_match)
+            updated = Backend(existing.id, {**existing.properties, **properties}, self._next_etag())
+            self._backends[backend_id.lower()] = updated
+            return updated
 
     # -- the service's update (CA store) ------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from shared.backend_tls import BackendOutcome, plan_backends
 from shared.ca_store import StoreOutcome, StoreStatus, judge_store, plan_store
 from shared.chain import ChainError, read_secret, trust_path
 from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
@@ -248,6 +249,8 @@ class _Run:
         facts = facts_task.result()
         if facts is not None:
             await self.sync_store(desired, certificates, facts, selected)
+            if kind_of(facts.sku) is ServiceKind.V2 and self.settings.backend_tls:
+                await self.sync_backends(desired)
         if self.scope.is_full:
             observed = await self.narrow(desired, observed, selected, additions)
         # What the run leaves behind, as far as its own reads and writes tell: judged against the
@@ -483,10 +486,15 @@ class _Run:
         selected = [gateway for gateway in self_hosted if gateway in wanted]
         if facts is not None:
             self.report.tier = facts.sku
-            self.report.targets = targets(facts, self_hosted=selected, ca_store=self.settings.ca_store)
-        if not selected and (facts is None or kind_of(facts.sku) is not ServiceKind.CLASSIC):
+            self.report.targets = targets(
+                facts, self_hosted=selected, ca_store=self.settings.ca_store, backend_tls=self.settings.backend_tls
+            )
+        backends = facts is not None and kind_of(facts.sku) is ServiceKind.V2 and self.settings.backend_tls
+        if not selected and not backends and (facts is None or kind_of(facts.sku) is not ServiceKind.CLASSIC):
             tier = facts.sku if facts is not None else "unknown (the service could not be read)"
-            reason = no_trust_reason(facts, self_hosted=selected) if facts is not None else None
+            reason = (
+                no_trust_reason(facts, self_hosted=selected, backend_tls=self.settings.backend_tls) if facts else None
+            )
             existing = ", ".join(sorted(listed)) or "none"
             # Nothing can be trusted anywhere: not in sync, whatever else the run finds. A setting or
             # the service must change, so an event is not delivered again for it; the audit alerts.
@@ -501,6 +509,46 @@ class _Run:
                 retryable=False,
             )
         return selected
+
+    async def sync_backends(self, desired: Desired) -> None:
+        """The v2 tiers: each backend serving a bound certificate gets the pins its needed versions need.
+
+        Only the tls block changes, under the backend's ETag; a backend already pinning every needed
+        version is left alone. Workspace backends are not read."""
+        try:
+            backends = await self.call(self.apim.backends)
+        except AzureCallError as error:
+            self.report.fail(str(error), retryable=error.code != "NoRegisteredProviderFound")
+            return
+        outcomes = []
+        for plan in plan_backends(desired, backends, dict(self.settings.backend_certificates)):
+            name, certificate = plan.backend.id, plan.certificate
+            rejected = [f"{n.version}: {why}" for n, why in plan.verdicts if why]
+            if not plan.changes and not rejected:
+                outcomes.append(BackendOutcome(name, certificate, "in-step"))
+                continue
+            if self.mode is Mode.DRY_RUN or not desired.complete:
+                why = "a dry run" if self.mode is Mode.DRY_RUN else "not every bound certificate could be read"
+                outcomes.append(BackendOutcome(name, certificate, "planned", f"{why}; as found: {'; '.join(rejected)}"))
+                continue
+            try:
+                await self.call(self.apim.set_backend_tls, name, plan.tls)
+            except AzureCallError as error:
+                if error.status == 412:
+                    outcomes.append(BackendOutcome(name, certificate, "planned", str(error)))
+                    continue
+                self.report.fail(str(error), retryable=True)
+                outcomes.append(BackendOutcome(name, certificate, "failed", str(error)))
+                continue
+            outcomes.append(BackendOutcome(name, certificate, "applied"))
+        self.report.backends = tuple(outcomes)
+        if not outcomes:
+            # Nothing is trusted anywhere on a v2 tier then: not in sync, and a redelivery would not help.
+            self.report.fail(
+                f"BACKEND_TLS=manage: no backend of {self.settings.apim.name} serves a bound certificate (by its URL's "
+                "host or BACKEND_CERTIFICATES): nothing is pinned",
+                retryable=False,
+            )
 
     async def read_service(self) -> ServiceFacts | None:
         """The service's tier and CA store; None (and an error) when it cannot be read."""

@@ -106,6 +106,23 @@ class ServiceFacts:
     ca_store: tuple[StoreEntry, ...] = ()
 
 
+@dataclass(frozen=True)
+class BackendTls:
+    """A backend's pins (v2 tiers): the presented chain must match a thumbprint or a name + issuer."""
+
+    x509_names: tuple[tuple[str, str | None], ...] = ()  # (name, issuerCertificateThumbprint)
+    thumbprints: tuple[str, ...] = ()  # serverCertificateThumbprints
+
+
+@dataclass(frozen=True)
+class ApimBackend:
+    """One backend of the service as listed: its URL and TLS pins (api-version 2025-03-01-preview)."""
+
+    id: str
+    url: str
+    tls: BackendTls
+
+
 GatewayCas = Mapping[str, bool]  # certificate id → isTrusted, as one gateway's list shows them
 
 
@@ -147,6 +164,14 @@ class ApimPort(Protocol):
         """Start replacing the CA store with `entries` (a PATCH of ``properties.certificates`` alone).
 
         The update runs on for many minutes after the call returns; it is not awaited."""
+        ...
+
+    async def backends(self) -> list[ApimBackend]:
+        """The service's backends with their TLS pins (a preview api-version: BACKEND_TLS=manage only)."""
+        ...
+
+    async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:
+        """Replace the backend's TLS pins under its current ETag; everything else is sent back as found."""
         ...
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]: ...

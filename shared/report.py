@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.backend_tls import BackendOutcome
 from shared.ca_store import StoreOutcome, StoreStatus
 from shared.expiry import Horizon
 from shared.plan import Action, Observed
@@ -121,6 +122,7 @@ class Report:
     tier: str = ""  # the service's sku.name, when it could be read
     targets: tuple[Target, ...] = ()  # where in the service the app sets or judges trust (service_kind)
     ca_store: StoreOutcome | None = None  # the classic CA store, when CA_STORE=manage
+    backends: tuple[BackendOutcome, ...] = ()  # v2 backends' TLS pins, when BACKEND_TLS=manage
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -141,6 +143,8 @@ class Report:
         if store in (StoreStatus.STARTED, StoreStatus.BUSY):
             return RunStatus.PARTIAL  # the service applies (or is busy with) an update: the next run confirms
         if store in (StoreStatus.PLANNED, StoreStatus.REFUSED):
+            return RunStatus.DRIFT
+        if any(backend.status != "in-step" and backend.status != "applied" for backend in self.backends):
             return RunStatus.DRIFT
         if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
             return RunStatus.DRIFT
@@ -194,6 +198,7 @@ class Report:
             "kind": kind_of(self.tier).value,
             "targets": [target.to_dict() for target in self.targets],
             **({"caStore": self.ca_store.to_dict()} if self.ca_store is not None else {}),
+            **({"backends": [backend.to_dict() for backend in self.backends]} if self.backends else {}),
         }
 
 

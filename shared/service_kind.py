@@ -64,7 +64,7 @@ class Target:
         return {"kind": self.kind.value, "name": self.name, "manages": self.manages, "judged": self.judged}
 
 
-def no_trust_reason(facts: ServiceFacts, *, self_hosted: Sequence[str]) -> str | None:
+def no_trust_reason(facts: ServiceFacts, *, self_hosted: Sequence[str], backend_tls: bool = False) -> str | None:
     """Why no CA certificate can be trusted anywhere in this service (None: somewhere it can)."""
     kind = kind_of(facts.sku)
     if kind is ServiceKind.CONSUMPTION:
@@ -72,10 +72,10 @@ def no_trust_reason(facts: ServiceFacts, *, self_hosted: Sequence[str]) -> str |
             "the Consumption tier takes no CA certificates (no CA store, no self-hosted gateways): a backend "
             "with a private CA cannot be trusted there; move the backend to a public CA or the service to another tier"
         )
-    if kind is ServiceKind.V2 and not self_hosted:
+    if kind is ServiceKind.V2 and not self_hosted and not backend_tls:
         return (
             f"the {facts.sku} tier ignores the service's CA store and has no self-hosted gateways: trust is set in "
-            "each backend's TLS settings, which this version of the app does not manage"
+            "each backend's TLS settings, which the app manages only with BACKEND_TLS=manage"
         )
     if kind is ServiceKind.UNKNOWN and not self_hosted:
         return f"tier {facts.sku} is not one the app knows; nothing is trusted"
@@ -83,7 +83,12 @@ def no_trust_reason(facts: ServiceFacts, *, self_hosted: Sequence[str]) -> str |
 
 
 def targets(
-    facts: ServiceFacts, *, self_hosted: Sequence[str], ca_store: bool, workspaces: Sequence[str] = ()
+    facts: ServiceFacts,
+    *,
+    self_hosted: Sequence[str],
+    ca_store: bool,
+    backend_tls: bool = False,
+    workspaces: Sequence[str] = (),
 ) -> tuple[Target, ...]:
     """Every place the app reports on, in the order the status shows them."""
     found = [Target(TargetKind.SELF_HOSTED, name, "gateway certificate authorities", True) for name in self_hosted]
@@ -93,8 +98,11 @@ def targets(
         # Judged when it is written, or when it is the only gateway the app can speak for.
         found.append(Target(TargetKind.CA_STORE, "managed", manages, ca_store or not self_hosted))
     elif kind is ServiceKind.V2:
-        found.append(Target(TargetKind.BACKENDS, facts.sku, "reported only: backend TLS is not managed", False))
-    reason = no_trust_reason(facts, self_hosted=self_hosted)
+        if backend_tls:
+            found.append(Target(TargetKind.BACKENDS, facts.sku, "backend TLS pins (BACKEND_TLS=manage)", True))
+        else:
+            found.append(Target(TargetKind.BACKENDS, facts.sku, "not managed (BACKEND_TLS=off)", False))
+    reason = no_trust_reason(facts, self_hosted=self_hosted, backend_tls=backend_tls)
     if reason is not None:
         found.append(Target(TargetKind.NONE, facts.sku, reason, True))
     found.extend(

@@ -120,6 +120,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "verdicts only (docs/gateway-kinds.md: the write needs Microsoft.ApiManagement/service/write)",
     ),
     Setting(
+        "BACKEND_TLS",
+        "off",
+        "off | manage: whether the app writes the TLS pins (serverX509Names) of a v2 tier's backends that serve "
+        "a bound certificate (a preview API, 2025-03-01-preview; docs/gateway-kinds.md)",
+    ),
+    Setting(
+        "BACKEND_CERTIFICATES",
+        "",
+        "backend-id=certificate-name,...: backends whose certificate the URL's host does not tell (BACKEND_TLS=manage)",
+    ),
+    Setting(
         "RUN_TIME_BUDGET",
         "540s",
         "How long a run may go on starting writes (e.g. 540s, 9m): the function timeout less a margin; "
@@ -190,6 +201,8 @@ class Settings:
     rate_limits: RateLimits = TOKEN_BUCKETS
     deployment: Deployment = field(default_factory=lambda: Deployment(LOCAL_DEPLOYMENT, adopts_legacy=True))
     ca_store: bool = False  # CA_STORE=manage: write the classic managed gateway's CA store
+    backend_tls: bool = False  # BACKEND_TLS=manage: write the v2 tiers' backend TLS pins
+    backend_certificates: tuple[tuple[str, str], ...] = ()  # BACKEND_CERTIFICATES: (backend id, certificate)
 
     @property
     def vault_host(self) -> str:
@@ -334,6 +347,25 @@ def parse_ca_store(raw: str) -> bool:
     if value not in ("off", "manage"):
         raise SettingsError(f"CA_STORE must be off or manage, not {raw!r}")
     return value == "manage"
+
+
+def parse_backend_tls(raw: str) -> bool:
+    """BACKEND_TLS: ``manage`` writes v2 backends' TLS pins, ``off`` leaves them alone."""
+    value = raw.strip().lower()
+    if value not in ("off", "manage"):
+        raise SettingsError(f"BACKEND_TLS must be off or manage, not {raw!r}")
+    return value == "manage"
+
+
+def parse_backend_certificate_map(raw: str) -> tuple[tuple[str, str], ...]:
+    """BACKEND_CERTIFICATES: ``backend-id=certificate-name,...`` (empty: none)."""
+    found: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")) if raw.strip() else ():
+        backend, _, certificate = item.partition("=")
+        if not backend.strip() or not is_keyvault_object_name(certificate.strip()):
+            raise SettingsError(f"BACKEND_CERTIFICATES entry {item!r} is not backend-id=certificate-name")
+        found[backend.strip()] = certificate.strip()
+    return tuple(sorted(found.items()))  # settings are hashable: the clients are cached by them
 
 
 def parse_certificate_names(raw: str) -> Selection:
@@ -543,6 +575,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
     deployment = read("DEPLOYMENT_ID", lambda raw: parse_deployment_id(raw, env.get(SITE_NAME_VARIABLE, "")))
     ca_store = read("CA_STORE", parse_ca_store)
+    backend_tls = read("BACKEND_TLS", parse_backend_tls)
+    backend_certificates = read("BACKEND_CERTIFICATES", parse_backend_certificate_map)
     rate_limits = TOKEN_BUCKETS
     try:
         rate_limits = parse_rate_limits(env.get(RATE_LIMITS_VARIABLE, ""), cloud)
@@ -568,6 +602,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rate_limits=rate_limits,
         deployment=_parsed(deployment),
         ca_store=_parsed(ca_store),
+        backend_tls=_parsed(backend_tls),
+        backend_certificates=_parsed(backend_certificates),
     )
 
 

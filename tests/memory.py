@@ -21,8 +21,10 @@ from emulator.pki import Hierarchy, pem_secret
 from shared.chain import PEM_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for
 from shared.ports import (
+    ApimBackend,
     ApimCertificate,
     AzureCallError,
+    BackendTls,
     NotFoundError,
     Secret,
     ServiceFacts,
@@ -194,6 +196,13 @@ class MemoryApim:
     async def service_facts(self) -> ServiceFacts:
         await self.calls("apim service")
         return ServiceFacts(self.tier, "Succeeded", tuple(self.ca_store))
+
+    async def backends(self) -> list[ApimBackend]:
+        await self.calls("apim backends")
+        return []
+
+    async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:
+        await self.calls(f"backend tls {backend_id}")
 
     async def write_ca_store(self, entries: tuple[StoreWrite, ...]) -> None:
         await self.calls("apim ca store")

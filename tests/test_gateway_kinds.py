@@ -318,3 +318,124 @@ def test_the_cli_status_shows_the_kind_each_target_and_the_managed_gateway(
     assert "managed REJECTED orders" in out
     assert "CA store planned" in out
     assert store_updates(emu) == []
+
+
+# -- v2 tiers: backend TLS pins (BACKEND_TLS=manage) -----------------------------------------------------
+# The emulator follows the 2025-03-01-preview examples ApiManagementCreateBackendWithCustomAssignedCertificate_X509Names.json
+# and ApiManagamentCreateBackendWithCustomAssignedCertificate_Thumbprints.json: the pins at properties.properties.tls.
+
+
+def v2(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    for gateway in GATEWAYS:
+        emu.apim.remove_gateway(gateway)
+    emu.apim.sku = "StandardV2"
+    monkeypatch.setenv("BACKEND_TLS", "manage")
+    return emu
+
+
+def pins(emu: Emulator, backend_id: str) -> set[tuple[str, str | None]]:
+    tls = emu.apim.backend(backend_id).properties["properties"]["tls"]
+    return {(entry["name"], entry["issuerCertificateThumbprint"]) for entry in tls["serverX509Names"]}
+
+
+def issuer_pin(backend: Backend) -> tuple[str, str]:
+    issuing = backend.authorities[0]
+    return ("backend.internal.example", issuing.sha1_thumbprint)
+
+
+def test_v2_first_sync_pins_the_backend_and_changes_only_its_tls_block(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = v2(configured, monkeypatch)
+    emu.apim.add_backend(
+        "orders-api",
+        "https://backend.internal.example/orders",
+        properties={"tls": {"validateCertificateChain": True, "validateCertificateName": True}},
+    )
+    emu.apim.add_backend("public-api", "https://api.example.org/")  # serves no bound certificate
+    untouched = emu.apim.backend("public-api")
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    first = resync()
+    second = resync()
+
+    assert first.body["status"] == "in-sync", first.body
+    assert first.body["service"]["backends"] == [
+        {"backend": "orders-api", "certificate": "orders", "status": "applied"}
+    ]
+    assert pins(emu, "orders-api") == {issuer_pin(backend)}
+    tls = emu.apim.backend("orders-api").properties["properties"]["tls"]
+    assert tls["validateCertificateChain"] is True  # as found
+    (patch,) = [r for r in emu.requests if r.operation == "arm.update_backend"]
+    assert patch.api_version == "2025-03-01-preview"
+    assert {name.lower(): value for name, value in patch.headers.items()}["if-match"].strip('"') != "*"  # the ETag read
+    assert list(json.loads(patch.body)) == ["properties"]
+    assert list(json.loads(patch.body)["properties"]) == ["properties"]
+    assert emu.apim.backend("public-api") == untouched
+    assert second.body["service"]["backends"][0]["status"] == "in-step"
+    assert emu.count("arm.update_backend") == 1
+
+
+def test_v2_rotation_keeps_both_issuers_pinned_in_grace(configured: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = v2(configured, monkeypatch)
+    emu.apim.add_backend("orders-api", "https://backend.internal.example/")
+    pki = Hierarchy(intermediates=1)
+    old = import_version(emu, "orders", pki, created=MONTH_AGO)
+    resync()
+    new = import_version(emu, "orders", pki.sibling())
+
+    rotated = resync({"certificates": ["orders"]})
+    in_grace = pins(emu, "orders-api")
+    emu.vault.set_enabled("orders", emu.vault.versions("orders")[0], False)
+    retired = resync()
+
+    assert rotated.body["status"] == "in-sync", rotated.body
+    assert in_grace == {issuer_pin(old), issuer_pin(new)}
+    assert retired.body["status"] == "in-sync", retired.body
+    assert pins(emu, "orders-api") == {issuer_pin(new)}
+
+
+def test_v2_backend_named_in_backend_certificates_is_pinned(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = v2(configured, monkeypatch)
+    emu.apim.add_backend("orders-lb", "https://10.0.0.4/")  # an address: its host tells nothing
+    monkeypatch.setenv("BACKEND_CERTIFICATES", "orders-lb=orders")
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    answer = resync()
+
+    assert answer.body["status"] == "in-sync", answer.body
+    assert pins(emu, "orders-lb") == {issuer_pin(backend)}
+
+
+def test_v2_in_a_cloud_without_the_preview_api_version_gives_the_one_line_error(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = v2(configured, monkeypatch)
+    emu.arm_api_versions = ("2024-05-01",)
+    emu.apim.add_backend("orders-api", "https://backend.internal.example/")
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    answer = resync()
+
+    assert answer.body["status"] == "failed"
+    (error,) = answer.body["errors"]
+    assert error == (
+        "HTTP 400 NoRegisteredProviderFound: this cloud's Resource Manager does not offer the api-version the app "
+        "uses; it offers: 2024-05-01"
+    )
+    assert emu.count("arm.update_backend") == 0
+
+
+def test_v2_with_backend_tls_off_says_no_trust_is_set(configured: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = v2(configured, monkeypatch)
+    monkeypatch.setenv("BACKEND_TLS", "off")
+    emu.apim.add_backend("orders-api", "https://backend.internal.example/")
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    answer = resync()
+
+    assert answer.body["status"] == "failed"
+    assert any("BACKEND_TLS=manage" in error for error in answer.body["errors"])
+    assert emu.count("arm.list_backends") == 0
