@@ -40,6 +40,13 @@ param apimResourceId string
 @description('CA_STORE of the app: manage also grants Microsoft.ApiManagement/service/write (the CA store is written by updating the service).')
 param caStore string = 'off'
 
+@allowed([
+  'off'
+  'manage'
+])
+@description('BACKEND_TLS of the app: manage also grants service/backends/read and write.')
+param backendTls string = 'off'
+
 @description('CERTIFICATE_NAMES of the app: * or a comma-separated list.')
 param certificateNames string = '*'
 
@@ -120,6 +127,7 @@ module apimAccess 'access/apim.bicep' = {
     apimName: apimIdParts[8]
     environmentName: environmentName
     caStore: caStore
+    backendTls: backendTls
   }
 }
 

@@ -19,6 +19,13 @@ param apimName string
 @description('CA_STORE of the app: manage adds service/write, which updates the whole service (docs/gateway-kinds.md: the blast radius).')
 param caStore string = 'off'
 
+@allowed([
+  'off'
+  'manage'
+])
+@description('BACKEND_TLS of the app: manage adds service/backends/read and write (the v2 tiers\' TLS pins).')
+param backendTls string = 'off'
+
 @description('azd environment name; one role definition per environment, so tearing one down never breaks another.')
 param environmentName string
 
@@ -41,6 +48,11 @@ var baseActions = [
 var caStoreActions = [
   'Microsoft.ApiManagement/service/write'
 ]
+// BACKEND_TLS=manage: a backend's TLS pins are written with a PATCH of the backend (2025-03-01-preview).
+var backendActions = [
+  'Microsoft.ApiManagement/service/backends/read'
+  'Microsoft.ApiManagement/service/backends/write'
+]
 
 // The role is defined for the resource group (custom roles should not list single resources as
 // assignable scopes) but assigned only on the APIM service below.
@@ -55,7 +67,7 @@ resource gatewayCaOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' 
     ]
     permissions: [
       {
-        actions: concat(baseActions, (caStore == 'manage') ? caStoreActions : [])
+        actions: concat(baseActions, (caStore == 'manage') ? caStoreActions : [], (backendTls == 'manage') ? backendActions : [])
         notActions: []
         dataActions: []
         notDataActions: []

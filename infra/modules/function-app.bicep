@@ -85,6 +85,12 @@ param auditSchedule string
 @description('CA_STORE: off or manage')
 param caStore string
 
+@description('BACKEND_TLS: off or manage')
+param backendTls string
+
+@description('BACKEND_CERTIFICATES: backend-id=certificate-name,...')
+param backendCertificates string
+
 @description('AUDIT_REMEDIATE: false, additions or true')
 param auditRemediate string
 
@@ -160,6 +166,14 @@ var trustSyncSettings = [
   {
     name: 'CA_STORE'
     value: caStore
+  }
+  {
+    name: 'BACKEND_TLS'
+    value: backendTls
+  }
+  {
+    name: 'BACKEND_CERTIFICATES'
+    value: backendCertificates
   }
   {
     name: 'AZURE_CLOUD'

@@ -72,6 +72,12 @@ APIM_ACTIONS = {
     "Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete",
 }
 CA_STORE_ACTION = "Microsoft.ApiManagement/service/write"  # only with CA_STORE=manage
+# Only with BACKEND_TLS=manage; the adapter calls them through the client's pipeline at a preview
+# api-version (no SDK operation), in shared/apim.py's backends() and set_backend_tls().
+BACKEND_ACTIONS = {
+    "Microsoft.ApiManagement/service/backends/read",
+    "Microsoft.ApiManagement/service/backends/write",
+}
 FUNCTIONS = ("on_keyvault_event", "on_keyvault_event_queue", "resync", "drift_audit")
 
 
@@ -422,13 +428,30 @@ def test_custom_apim_role_holds_only_the_actions_the_app_calls() -> None:
                         },
                     }
                 },
+                "arg_3": {
+                    "operator": {
+                        "type": "conditional",
+                        "operands": {
+                            "condition": {
+                                "operator": {
+                                    "type": "equals",
+                                    "operands": {"operand_1": "backendTls", "operand_2": "manage"},
+                                }
+                            },
+                            "true_value": "backendActions",
+                            "false_value": [],
+                        },
+                    }
+                },
             },
         }
     }
     assert set(apim.variables["baseActions"]) == APIM_ACTIONS
     assert apim.variables["caStoreActions"] == [CA_STORE_ACTION]
+    assert apim.variables["backendActions"] == sorted(BACKEND_ACTIONS)
+    assert apim.parameters["backendTls"]["default"] == "off"
     assert apim.parameters["caStore"]["default"] == "off"  # the broad permission is opt-in
-    assert not any("*" in action for action in [*apim.variables["baseActions"], CA_STORE_ACTION])
+    assert not any("*" in action for action in [*apim.variables["baseActions"], CA_STORE_ACTION, *BACKEND_ACTIONS])
     assert permissions[0]["notActions"] == []
     assert permissions[0]["dataActions"] == []
     assert role.properties["type"] == "CustomRole"
