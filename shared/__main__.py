@@ -321,6 +321,9 @@ def _service_lines(report: Report, managed: Sequence[LeafVerdict]) -> list[str]:
     if report.ca_store is not None:
         detail = f": {report.ca_store.detail}" if report.ca_store.detail else ""
         lines.append(f"  CA store {report.ca_store.status.value}{detail}")
+    for backend in report.backends:
+        detail = f": {backend.detail}" if backend.detail else ""
+        lines.append(f"  backend {backend.backend} ({backend.certificate}) {backend.status}{detail}")
     return lines
 
 
