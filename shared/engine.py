@@ -571,11 +571,11 @@ class _Run:
         updating; nothing the app cannot reproduce is ever dropped (shared.ca_store)."""
         if kind_of(facts.sku) is not ServiceKind.CLASSIC:
             return
-        self.in_store = {entry.thumbprint.upper() for entry in facts.ca_store}
         if self.settings.ca_store or not selected:
             self.store_verdicts = judge_store(desired, facts.ca_store, at=self.now)
         if not self.settings.ca_store:
             return
+        self.in_store = {entry.thumbprint.upper() for entry in facts.ca_store}
         owned = {held.thumbprint.upper() for held in certificates.values() if self.owner.is_ours(held)}
         removals = self.scope.is_full and self.mode is not Mode.ADDITIONS
         plan = plan_store(desired, facts.ca_store, owned=owned, removals=removals)

@@ -439,3 +439,25 @@ def test_v2_with_backend_tls_off_says_no_trust_is_set(configured: Emulator, monk
     assert answer.body["status"] == "failed"
     assert any("BACKEND_TLS=manage" in error for error in answer.body["errors"])
     assert emu.count("arm.list_backends") == 0
+
+
+def test_an_additions_only_run_leaves_dropping_the_apps_own_entry_to_a_full_run(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = classic(configured, monkeypatch)
+    pki = Hierarchy(intermediates=1)
+    import_version(emu, "orders", pki, created=MONTH_AGO)
+    resync()
+    emu.apim.finish_update()
+    new = import_version(emu, "orders", pki.sibling())
+    emu.vault.set_enabled("orders", emu.vault.versions("orders")[0], False)  # the old one retired at once
+
+    scoped = resync({"certificates": ["orders"]})  # adds only: it may not drop the old intermediate
+    full = resync()
+    emu.apim.finish_update()
+
+    assert scoped.body["status"] == "drift"
+    assert scoped.body["service"]["caStore"]["status"] == "refused"
+    assert "a full-scope run writes the store" in scoped.body["service"]["caStore"]["detail"]
+    assert full.body["service"]["caStore"]["status"] == "started"
+    assert store(emu) == expected_store(new)
