@@ -461,3 +461,21 @@ def test_an_additions_only_run_leaves_dropping_the_apps_own_entry_to_a_full_run(
     assert "a full-scope run writes the store" in scoped.body["service"]["caStore"]["detail"]
     assert full.body["service"]["caStore"]["status"] == "started"
     assert store(emu) == expected_store(new)
+
+
+def test_v2_a_backend_changed_meanwhile_is_left_for_the_next_run(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = v2(configured, monkeypatch)
+    emu.apim.add_backend("orders-api", "https://backend.internal.example/")
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+    emu.faults.add("arm.update_backend", status=412)  # its owner saved it between our GET and PATCH
+
+    conflicted = resync()
+    converged = resync()
+
+    assert conflicted.body["status"] == "drift"
+    assert conflicted.body["errors"] == []
+    assert "changed by someone else meanwhile" in conflicted.body["service"]["backends"][0]["detail"]
+    assert converged.body["status"] == "in-sync", converged.body
+    assert pins(emu, "orders-api") == {issuer_pin(backend)}
