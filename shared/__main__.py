@@ -293,7 +293,7 @@ def render_status(report: Report) -> str:
             lines.append(
                 f"  {state} {verdict.needed.certificate_name} ({verdict.needed.version}) {verdict.needed.leaf.subject}{why}"
             )
-    lines += _service_lines(report, verdicts.get("managed", []))
+    lines += _service_lines(report, [*verdicts.get("managed", []), *report.unjudged])
     lines += [f"conflict: {message}" for message in report.conflicts]
     lines += [f"warning: {message}" for message in report.warnings]
     lines += [f"error: {message}" for message in report.errors]

@@ -571,8 +571,11 @@ class _Run:
         updating; nothing the app cannot reproduce is ever dropped (shared.ca_store)."""
         if kind_of(facts.sku) is not ServiceKind.CLASSIC:
             return
+        verdicts = judge_store(desired, facts.ca_store, at=self.now)
         if self.settings.ca_store or not selected:
-            self.store_verdicts = judge_store(desired, facts.ca_store, at=self.now)
+            self.store_verdicts = verdicts
+        else:  # beside self-hosted gateways and not written: said, but not what the run's status rests on
+            self.report.unjudged = verdicts
         if not self.settings.ca_store:
             return
         self.in_store = {entry.thumbprint.upper() for entry in facts.ca_store}

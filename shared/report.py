@@ -123,6 +123,7 @@ class Report:
     targets: tuple[Target, ...] = ()  # where in the service the app sets or judges trust (service_kind)
     ca_store: StoreOutcome | None = None  # the classic CA store, when CA_STORE=manage
     backends: tuple[BackendOutcome, ...] = ()  # v2 backends' TLS pins, when BACKEND_TLS=manage
+    unjudged: tuple[LeafVerdict, ...] = ()  # the managed gateway's, when its target is not judged
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -199,6 +200,16 @@ class Report:
             "targets": [target.to_dict() for target in self.targets],
             **({"caStore": self.ca_store.to_dict()} if self.ca_store is not None else {}),
             **({"backends": [backend.to_dict() for backend in self.backends]} if self.backends else {}),
+            **(
+                {
+                    "unjudgedVerdicts": {
+                        "accepted": sum(v.accepted for v in self.unjudged),
+                        "rejected": [v.to_dict() for v in self.unjudged if not v.accepted],
+                    }
+                }
+                if self.unjudged
+                else {}
+            ),
         }
 
 

@@ -132,6 +132,9 @@ def test_the_managed_gateway_beside_self_hosted_gateways_is_reported_not_judged(
         *(("self-hosted gateway", True) for _ in GATEWAYS),
         ("managed gateway CA store", False),
     ]
+    # Its store trusts nothing: said, without making the run drift.
+    (rejected,) = answer.body["service"]["unjudgedVerdicts"]["rejected"]
+    assert rejected["gateway"] == "managed"
 
 
 # -- the classic CA store, managed ------------------------------------------------------------------------
