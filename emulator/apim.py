@@ -64,6 +64,31 @@ class GatewayCertificateAuthority:
     etag: str
 
 
+@dataclass(frozen=True)
+class CaStoreEntry:
+    """One entry of the service's CA store (``properties.certificates[]``)."""
+
+    der: bytes
+    store_name: str  # "Root" | "CertificateAuthority"
+    subject: str
+    thumbprint: str
+    expiry: datetime
+
+
+CA_STORE_LIMIT: Final = 10  # the most entries the service's CA store takes
+CA_STORE_NAMES: Final = ("Root", "CertificateAuthority")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend as ARM stores it: its contract's ``properties`` (url, protocol, and the nested
+    ``properties`` that hold ``tls`` at 2025-03-01-preview) and its ETag."""
+
+    id: str
+    properties: Mapping[str, Any]
+    etag: str
+
+
 @dataclass
 class _GatewayState:
     gateway: Gateway
@@ -102,6 +127,15 @@ class ApimService:
         self._gateways: dict[str, _GatewayState] = {}
         self._include_managed = False
         self.etag = self._next_etag()
+        # The service itself: its CA store, and an update that runs until a test says it is done
+        # (real ones take 15 minutes or more; nothing here waits on a clock).
+        self.ca_store: list[CaStoreEntry] = []
+        self.provisioning_state = "Succeeded"
+        self._pending: dict[str, Any] | None = None
+        self.disable_gateway = False
+        self.developer_portal_status = "Enabled"
+        self.updates: list[dict[str, Any]] = []  # every accepted update's properties, as sent
+        self._backends: dict[str, Backend] = {}
 
     @property
     def resource_id(self) -> str:
@@ -117,6 +151,123 @@ class ApimService:
             self._gateways.clear()
             self._include_managed = False
             self.sku = "Developer"
+            self.ca_store = []
+            self._backends.clear()
+            self.provisioning_state = "Succeeded"
+            self._pending = None
+            self.updates = []
+
+    # -- backends ----------------------------------------------------------------------------------
+
+    def add_backend(self, backend_id: str, url: str, *, properties: Mapping[str, Any] | None = None) -> Backend:
+        """Arranges a backend as its owner created it (`properties`: the nested block, tls included)."""
+        with self._lock:
+            contract = {"url": url, "protocol": "http", "properties": dict(properties or {})}
+            backend = Backend(backend_id, contract, self._next_etag())
+            self._backends[backend_id.lower()] = backend
+            return backend
+
+    @property
+    def backends(self) -> list[Backend]:
+        with self._lock:
+            return sorted(self._backends.values(), key=lambda b: b.id.lower())
+
+    def backend(self, backend_id: str) -> Backend:
+        with self._lock:
+            found = self._backends.get(backend_id.lower())
+            if found is None:
+                raise ApimError(404, "ResourceNotFound", "Backend not found.")
+            return found
+
+    def patch_backend(self, backend_id: str, properties: Mapping[str, Any], *, if_match: str) -> Backend:
+        """Backend_Update (If-Match required): the given top-level properties replace those found."""
+        with self._lock:
+            existing = self.backend(backend_id)
+            _check_if_match(existing.etag, if_match)
+            updated = Backend(existing.id, {**existing.properties, **properties}, self._next_etag())
+            self._backends[backend_id.lower()] = updated
+            return updated
+
+    # -- the service's update (CA store) ------------------------------------------------------------
+
+    def start_update(self, properties: Mapping[str, Any]) -> None:
+        """A PATCH of the service: refused while another update runs; applied by `finish_update`."""
+        with self._lock:
+            if self.provisioning_state != "Succeeded" or self._pending is not None:
+                raise ApimError(
+                    409,
+                    "Conflict",
+                    f"The API Management service {self.name} is transitioning (provisioningState "
+                    f"{self.provisioning_state}): another operation is in progress. Retry once it has finished.",
+                )
+            store = None
+            if "certificates" in properties:
+                store = self._parse_store(properties["certificates"])
+            self.updates.append(dict(properties))
+            self._pending = {**properties, **({"certificates": store} if store is not None else {})}
+            self.provisioning_state = "Updating"
+
+    def finish_update(self) -> None:
+        """The running update completes (what 15 minutes or more of Azure's work does)."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            self.provisioning_state = "Succeeded"
+            if pending is None:
+                return
+            if "certificates" in pending:
+                self.ca_store = pending["certificates"]
+            if "disableGateway" in pending:
+                self.disable_gateway = bool(pending["disableGateway"])
+            if "developerPortalStatus" in pending:
+                self.developer_portal_status = str(pending["developerPortalStatus"])
+            self.etag = self._next_etag()
+
+    def add_store_entry(self, der: bytes, store_name: str) -> None:
+        """Arranges a CA store entry as if written by someone else (its bytes stay unknown to readers)."""
+        with self._lock:
+            self.ca_store = [
+                *self.ca_store,
+                *self._parse_store([{"encodedCertificate": base64.b64encode(der).decode(), "storeName": store_name}]),
+            ]
+
+    def _parse_store(self, certificates: object) -> list[CaStoreEntry]:
+        if not isinstance(certificates, list):
+            raise ApimError(400, "ValidationError", "properties.certificates must be an array.", "certificates")
+        if len(certificates) > CA_STORE_LIMIT:
+            raise ApimError(
+                400,
+                "ValidationError",
+                f"At most {CA_STORE_LIMIT} certificates can be added to the service; {len(certificates)} were given.",
+                "certificates",
+            )
+        entries = []
+        for item in certificates:
+            store_name = item.get("storeName") if isinstance(item, dict) else None
+            encoded = item.get("encodedCertificate") if isinstance(item, dict) else None
+            if store_name not in CA_STORE_NAMES:
+                raise ApimError(400, "ValidationError", "storeName must be Root or CertificateAuthority.", "storeName")
+            if not isinstance(encoded, str):
+                # An entry sent back without its bytes (as a GET shows it) cannot be stored again.
+                raise ApimError(
+                    400, "ValidationError", "encodedCertificate is required for every certificate.", "certificates"
+                )
+            try:
+                material, _ = parse_upload(base64.b64decode(encoded), str(item.get("certificatePassword") or ""))
+            except (CertificateFormatError, ValueError) as error:
+                raise ApimError(
+                    400, "ValidationError", f"Failed to read a certificate: {error}.", "certificates"
+                ) from None
+            leaf = material.leaf
+            entries.append(
+                CaStoreEntry(
+                    der=certs.der(leaf),
+                    store_name=store_name,
+                    subject=certs.subject_string(leaf.subject),
+                    thumbprint=certs.sha1_thumbprint(leaf),
+                    expiry=certs.not_after(leaf),
+                )
+            )
+        return entries
 
     # -- gateways --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from . import operations as op
 from .apim import (
     ApimError,
     ApimService,
+    Backend,
     Gateway,
     GatewayCertificateAuthority,
     StoredCertificate,
@@ -34,6 +35,11 @@ from .wire import HttpError, Request, Response, format_retry_after, parse_json_o
 T = TypeVar("T")
 
 API_VERSION: Final = "2024-05-01"
+# Backends' TLS pins (properties.properties.tls) exist from this preview on; the emulator serves
+# backends at it only, as the app calls them (the 2025-03-01-preview examples
+# ApiManagementCreateBackendWithCustomAssignedCertificate_X509Names.json and
+# ApiManagamentCreateBackendWithCustomAssignedCertificate_Thumbprints.json).
+BACKEND_API_VERSION: Final = "2025-03-01-preview"
 _API_VERSION_FORM = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _PROVIDER_PREFIX: Final = (
     "subscriptions",
@@ -154,6 +160,14 @@ class ArmApi:
         match rest:
             case [] if method == "GET":
                 route = op.ARM_GET_SERVICE, self._get_service
+            case [] if method == "PATCH":
+                route = op.ARM_UPDATE_SERVICE, lambda s: self._update_service(request, s)
+            case ["backends"] if method == "GET":
+                route = op.ARM_LIST_BACKENDS, lambda s: self._backends(request, s, None)
+            case ["backends", bid] if method == "GET":
+                route = op.ARM_GET_BACKEND, lambda s: self._backends(request, s, bid)
+            case ["backends", bid] if method == "PATCH":
+                route = op.ARM_UPDATE_BACKEND, lambda s: self._patch_backend(request, s, bid)
             case ["certificates"] if method == "GET":
                 route = op.ARM_LIST_CERTIFICATES, lambda s: self._list_certificates(request, s)
             case ["certificates", cid] if method in ("GET", "HEAD"):
@@ -261,6 +275,32 @@ class ArmApi:
     def _get_service(self, service: ApimService) -> Response:
         return Response.json(200, _service_contract(service), _headers(service.etag))
 
+    def _backends(self, request: Request, service: ApimService, backend_id: str | None) -> Response:
+        _backend_version(request)
+        if backend_id is None:
+            return self._page(request, service.backends, lambda b: _backend_contract(service, b))
+        backend = service.backend(backend_id)
+        return Response.json(200, _backend_contract(service, backend), _headers(backend.etag))
+
+    def _patch_backend(self, request: Request, service: ApimService, backend_id: str) -> Response:
+        _backend_version(request)
+        backend = service.patch_backend(backend_id, _properties(request), if_match=_required_if_match(request))
+        return Response.json(200, _backend_contract(service, backend), _headers(backend.etag))
+
+    def _update_service(self, request: Request, service: ApimService) -> Response:
+        """ApiManagementService_Update: a long-running operation. As in the 2024-05-01 examples
+        (ApiManagementUpdateServiceDisableTls10.json, ApiManagementCreateServiceWithSystemCertificates.json)
+        it answers with the service as it is now and where to poll; the update runs until the test
+        finishes it (`ApimService.finish_update`), and a second one meanwhile is a 409."""
+        service.start_update(_properties(request))
+        operation = f"{service.resource_id}/operationresults/{request_id()}?api-version={API_VERSION}&asyncResponse"
+        headers = {
+            **_headers(None),
+            "Location": f"{self._base_url()}{operation}",
+            "Azure-AsyncOperation": f"{self._base_url()}{operation}",
+        }
+        return Response.json(202, _service_contract(service), headers)
+
     def _put_certificate(self, request: Request, service: ApimService, certificate_id: str) -> Response:
         check_certificate_id(certificate_id)  # the path first, as APIM validates it before the body
         properties = _properties(request)
@@ -342,7 +382,8 @@ class ArmApi:
         size = min(top, self._page_size()) if top else self._page_size()
         body: dict[str, Any] = {"value": [render(item) for item in items[skip : skip + size]], "count": len(items)}
         if skip + size < len(items):
-            base = f"{self._base_url()}{urlsplit(request.target).path}?api-version={API_VERSION}"
+            version = request.query.get("api-version", API_VERSION)
+            base = f"{self._base_url()}{urlsplit(request.target).path}?api-version={version}"
             body["nextLink"] = base + (f"&$top={top}" if top else "") + f"&$skip={skip + size}"
         return Response.json(200, body, _headers(None))
 
@@ -495,8 +536,8 @@ def _service_contract(service: ApimService) -> dict[str, Any]:
             "publisherEmail": "admin@contoso.example",
             "publisherName": "Contoso",
             "notificationSenderEmail": "apimgmt-noreply@mail.windowsazure.com",
-            "provisioningState": "Succeeded",
-            "targetProvisioningState": "",
+            "provisioningState": service.provisioning_state,
+            "targetProvisioningState": "" if service.provisioning_state == "Succeeded" else "Succeeded",
             "gatewayUrl": f"https://{host}",
             "portalUrl": f"https://{service.name}.portal.azure-api.net",
             "managementApiUrl": f"https://{service.name}.management.azure-api.net",
@@ -507,9 +548,40 @@ def _service_contract(service: ApimService) -> dict[str, Any]:
             ],
             "publicIPAddresses": [],
             "virtualNetworkType": "None",
-            "disableGateway": False,
+            "disableGateway": service.disable_gateway,
+            "developerPortalStatus": service.developer_portal_status,
             "publicNetworkAccess": "Enabled",
+            # A GET lists each entry's store and facts, never its bytes (encodedCertificate).
+            "certificates": [
+                {
+                    "storeName": entry.store_name,
+                    "certificate": {
+                        "expiry": entry.expiry.astimezone(UTC).isoformat(),
+                        "thumbprint": entry.thumbprint,
+                        "subject": entry.subject,
+                    },
+                }
+                for entry in service.ca_store
+            ],
             "platformVersion": "stv2",
         },
         "sku": {"name": service.sku, "capacity": 1},
+    }
+
+
+def _backend_version(request: Request) -> None:
+    if request.query.get("api-version") != BACKEND_API_VERSION:
+        raise ApimError(
+            400,
+            "ValidationError",
+            f"The emulator serves backends at api-version {BACKEND_API_VERSION} only (where their TLS pins exist).",
+        )
+
+
+def _backend_contract(service: ApimService, backend: Backend) -> dict[str, Any]:
+    return {
+        "id": f"{service.resource_id}/backends/{backend.id}",
+        "type": "Microsoft.ApiManagement/service/backends",
+        "name": backend.id,
+        "properties": dict(backend.properties),
     }

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .apim import ApimService
 from .apim_http import API_VERSION as ARM_API_VERSION
-from .apim_http import ArmApi
+from .apim_http import BACKEND_API_VERSION, ArmApi
 from .certs import CertificateMaterial
 from .eventgrid import vault_topic
 from .faults import Faults
@@ -67,7 +67,8 @@ class Emulator:
         self.latency = latency  # seconds added to every Key Vault / ARM request
         # The Microsoft.ApiManagement api-versions this cloud's Resource Manager offers (a sovereign
         # cloud may lag behind the public one).
-        self.arm_api_versions: tuple[str, ...] = (ARM_API_VERSION,)
+        # A cloud without the backends' preview: set (ARM_API_VERSION,) alone.
+        self.arm_api_versions: tuple[str, ...] = (ARM_API_VERSION, BACKEND_API_VERSION)
         self.arm_limits: ArmLimits | None = None  # ARM's request limits (emulator.throttling); off by default
         self.keyvault_limits: KeyVaultLimits | None = None  # Key Vault's; off by default
         self.recorder = Recorder()

@@ -16,6 +16,10 @@ KV_LIST_SECRET_VERSIONS: Final = "kv.list_secret_versions"
 KV_GET_DELETED_CERTIFICATE: Final = "kv.get_deleted_certificate"
 
 ARM_GET_SERVICE: Final = "arm.get_service"
+ARM_UPDATE_SERVICE: Final = "arm.update_service"
+ARM_LIST_BACKENDS: Final = "arm.list_backends"
+ARM_GET_BACKEND: Final = "arm.get_backend"
+ARM_UPDATE_BACKEND: Final = "arm.update_backend"
 ARM_LIST_CERTIFICATES: Final = "arm.list_certificates"
 ARM_GET_CERTIFICATE: Final = "arm.get_certificate"
 ARM_HEAD_CERTIFICATE: Final = "arm.head_certificate"
@@ -46,6 +50,10 @@ OPERATIONS: Final = frozenset(
         KV_LIST_SECRET_VERSIONS,
         KV_GET_DELETED_CERTIFICATE,
         ARM_GET_SERVICE,
+        ARM_UPDATE_SERVICE,
+        ARM_LIST_BACKENDS,
+        ARM_GET_BACKEND,
+        ARM_UPDATE_BACKEND,
         ARM_LIST_CERTIFICATES,
         ARM_GET_CERTIFICATE,
         ARM_HEAD_CERTIFICATE,

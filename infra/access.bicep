@@ -33,6 +33,20 @@ param keyVaultSubscriptionId string = ''
 @description('Existing API Management service resource id.')
 param apimResourceId string
 
+@allowed([
+  'off'
+  'manage'
+])
+@description('CA_STORE of the app: manage also grants Microsoft.ApiManagement/service/write (the CA store is written by updating the service).')
+param caStore string = 'off'
+
+@allowed([
+  'off'
+  'manage'
+])
+@description('BACKEND_TLS of the app: manage also grants service/backends/read and write.')
+param backendTls string = 'off'
+
 @description('CERTIFICATE_NAMES of the app: * or a comma-separated list.')
 param certificateNames string = '*'
 
@@ -116,6 +130,8 @@ module apimAccess 'access/apim.bicep' = {
     principalId: principalId
     apimName: apimIdParts[8]
     environmentName: environmentName
+    caStore: caStore
+    backendTls: backendTls
   }
 }
 

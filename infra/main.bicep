@@ -61,6 +61,23 @@ param trustBundles string = ''
 @description('TRUST_INTERMEDIATES: mark intermediates as trusted (roots always are). false follows Microsoft\'s guidance for the self-hosted gateway: the root trusted, intermediates for chain building only.')
 param trustIntermediates bool = false
 
+@allowed([
+  'off'
+  'manage'
+])
+@description('CA_STORE: manage = the app writes a classic tier\'s CA store (its managed gateway\'s trust); off = verdicts only. manage needs Microsoft.ApiManagement/service/write, granted by the postprovision hook only then (docs/gateway-kinds.md).')
+param caStore string = 'off'
+
+@allowed([
+  'off'
+  'manage'
+])
+@description('BACKEND_TLS: manage = the app writes the TLS pins of a v2 tier\'s backends (a preview API); needs service/backends/read and write, granted by the postprovision hook only then.')
+param backendTls string = 'off'
+
+@description('BACKEND_CERTIFICATES: backend-id=certificate-name,... for backends whose URL host does not name the certificate.')
+param backendCertificates string = ''
+
 @description('DEPLOYMENT_ID: 1-10 of a-z, 0-9, carried in every APIM id this deployment writes, so that several deployments can share one APIM; empty = derived from the app\'s name (and ids written before deployments had one are adopted).')
 @maxLength(10)
 param deploymentId string = ''
@@ -450,6 +467,9 @@ module functionApp 'modules/function-app.bicep' = {
     certificateNames: certificateNames
     trustBundles: trustBundles
     trustIntermediates: trustIntermediates
+    caStore: caStore
+    backendTls: backendTls
+    backendCertificates: backendCertificates
     cloudName: cloudName
     armEndpointOverride: armEndpointOverride
     auditSchedule: auditSchedule

@@ -8,6 +8,8 @@
 4. ``POST /api/resync`` plans (dry run) and, once the old version is retired, removes what nobody needs.
 5. Someone untrusts a CA by hand; ``drift_audit`` reports it, then repairs it.
 6. The expiry horizon: what expires next, per certificate version and per gateway.
+7. A classic service (Standard tier) beside them: no self-hosted gateway, its managed gateway trusts
+   the service's CA store, which a second deployment writes with ``CA_STORE=manage``.
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ def main() -> int:
         step('6. Expiry horizon: what expires next (POST /api/resync {"dryRun": true}, its "expiry")')
         show_horizon(_resync(functions, {"dryRun": True})["expiry"])
 
+        classic_ok = _classic_service(emu, functions)
+
         step("Summary")
         # As a gateway needs them: the root trusted (its anchor), the issuing CA held for chain building.
         wanted = {
@@ -210,7 +214,47 @@ def main() -> int:
         print(f"  every gateway trusts Contoso Root CA, holds Issuing CA 2:    {_yes(ok)}")
         print(f"  Contoso Issuing CA 1 removed after its version was retired:  {_yes(len(emu.apim.certificates) == 2)}")
         print(f"  no uploaded PFX holds a private key:                         {_yes(keyless)}")
-        return 0 if ok and keyless else 1
+        print(f"  the classic service's managed gateway trusts the chain:      {_yes(classic_ok)}")
+        return 0 if ok and keyless and classic_ok else 1
+
+
+def _classic_service(emu: Emulator, functions: dict[str, Callable[..., Any]]) -> bool:
+    """Step 7: a Standard-tier service, its CA store written by a deployment of its own."""
+    step("7. A classic service (Standard tier) beside the self-hosted gateways: its managed gateway's CA store")
+    classic = emu.add_apim_service(emu.apim.subscription_id, emu.apim.resource_group, "apim-classic-demo")
+    classic.sku = "Standard"
+    saved = dict(os.environ)
+    os.environ.update(APIM_RESOURCE_ID=classic.resource_id, CA_STORE="manage", DEPLOYMENT_ID="classic")
+    try:
+        print("  CA_STORE=off would only judge it; with CA_STORE=manage, POST /api/resync:")
+        first = _resync(functions, None)
+        _show_service(first)
+        print(f"  {DIM}(Azure applies a CA store update over 15 minutes or more; the emulator finishes it now){RESET}")
+        classic.finish_update()
+        print("  POST /api/resync again:")
+        second = _resync(functions, None)
+        _show_service(second)
+        print("  the classic service's CA store (a GET shows no certificate bytes):")
+        table(
+            ((e.store_name, e.subject, e.thumbprint[:16] + "…") for e in classic.ca_store),
+            ("STORE", "SUBJECT", "THUMBPRINT"),
+        )
+        return bool(second["inSync"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _show_service(body: dict[str, Any]) -> None:
+    service = body["service"]
+    state = f"{GREEN}in sync{RESET}" if body["inSync"] else f"{YELLOW}{body['status']}{RESET}"
+    print(f"  tier {service['tier']} ({service['kind']})  {state}")
+    for target in service["targets"]:
+        print(f"    {target['kind']} {target['name']}: {target['manages']}")
+    store = service.get("caStore", {})
+    print(f"    CA store: {store.get('status')}  {DIM}{store.get('detail', '')}{RESET}")
+    for verdict in body["verdicts"]["rejected"]:
+        print(f"    {verdict['gateway']} rejects {verdict['certificate']}: {verdict['reason']}")
 
 
 def _yes(value: bool) -> str:

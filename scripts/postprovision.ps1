@@ -95,6 +95,8 @@ az deployment sub create `
     "apimResourceId=$($env:TRUSTSYNC_APIM_RESOURCE_ID)" `
     "certificateNames=$(Get-EnvOrDefault 'TRUSTSYNC_CERTIFICATE_NAMES' '*')" `
     "trustBundles=$(Get-EnvOrDefault 'TRUSTSYNC_TRUST_BUNDLES' '')" `
+    "caStore=$(Get-EnvOrDefault 'TRUSTSYNC_CA_STORE' 'off')" `
+    "backendTls=$(Get-EnvOrDefault 'TRUSTSYNC_BACKEND_TLS' 'off')" `
     "scopeKeyVaultRolesToObjects=$(Get-EnvOrDefault 'TRUSTSYNC_SCOPE_KEYVAULT_ROLES_TO_OBJECTS' 'true')" `
     "existingSystemTopicName=$existingTopic" `
     "existingSystemTopicResourceGroup=$existingTopicGroup" `

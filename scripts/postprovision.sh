@@ -107,6 +107,8 @@ az deployment sub create \
     "apimResourceId=$TRUSTSYNC_APIM_RESOURCE_ID" \
     "certificateNames=${TRUSTSYNC_CERTIFICATE_NAMES:-*}" \
     "trustBundles=${TRUSTSYNC_TRUST_BUNDLES:-}" \
+    "caStore=${TRUSTSYNC_CA_STORE:-off}" \
+    "backendTls=${TRUSTSYNC_BACKEND_TLS:-off}" \
     "scopeKeyVaultRolesToObjects=${TRUSTSYNC_SCOPE_KEYVAULT_ROLES_TO_OBJECTS:-true}" \
     "existingSystemTopicName=$existing_topic" \
     "existingSystemTopicResourceGroup=$existing_topic_group" \

@@ -8,21 +8,38 @@ changes an existing entity carries its ETag in ``If-Match``, so a concurrent cha
 from __future__ import annotations
 
 import base64
+import io
+import json
 from typing import Any, cast
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.rest import HttpRequest
 from azure.mgmt.apimanagement.aio import ApiManagementClient
 from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters, GatewayCertificateAuthorityContract
 
 from shared.azure_errors import translated
 from shared.pacing import Pacer
-from shared.ports import ApimCertificate, AzureCallError
+from shared.ports import (
+    ApimBackend,
+    ApimCertificate,
+    AzureCallError,
+    BackendTls,
+    ServiceFacts,
+    StoreEntry,
+    StoreWrite,
+)
 from shared.settings import ApimService
 from shared.throttling import PacingPolicy, arm_kind
 
 _ANY_ETAG = "*"
 _PRECONDITION_FAILED = 412
 API_VERSION = "2024-05-01"  # the API the gateway certificate authority operations are documented in
+# Backends' TLS pins exist from this preview on (not in 2024-05-01), and azure-mgmt-apimanagement 5.0.0
+# has no model for them: the adapter sends these requests itself, through the client's pipeline
+# (credential, retries, pacing). The block sits at properties.properties.tls, as in the preview's
+# examples ApiManagementCreateBackendWithCustomAssignedCertificate_X509Names.json and
+# ApiManagamentCreateBackendWithCustomAssignedCertificate_Thumbprints.json.
+BACKEND_API_VERSION = "2025-03-01-preview"
 
 
 class Apim:
@@ -77,6 +94,89 @@ class Apim:
             service = await self._client.api_management_service.get(*self._where)
         tier: object = service.sku.name if service.sku is not None else None
         return str(getattr(tier, "value", tier) or "unknown")  # the SDK may give the SkuType enum or its text
+
+    async def service_facts(self) -> ServiceFacts:
+        with translated(f"read API Management service {self.service.name}"):
+            service = await self._client.api_management_service.get(*self._where)
+        tier: object = service.sku.name if service.sku is not None else None
+        entries = []
+        for configuration in service.certificates or ():
+            info = configuration.certificate
+            store: object = configuration.store_name
+            entries.append(
+                StoreEntry(
+                    thumbprint=(info.thumbprint if info is not None else "").upper(),
+                    store=str(getattr(store, "value", store) or ""),
+                    subject=(info.subject if info is not None else "") or "",
+                    expires=info.expiry if info is not None else None,
+                )
+            )
+        return ServiceFacts(
+            sku=str(getattr(tier, "value", tier) or "unknown"),
+            provisioning_state=service.provisioning_state or "",
+            ca_store=tuple(entries),
+        )
+
+    async def write_ca_store(self, entries: tuple[StoreWrite, ...]) -> None:
+        # The body is written here, not by the SDK's ApiManagementServiceUpdateParameters: that model
+        # also serializes enableClientCertificate, disableGateway, restore and the portals' status with
+        # their defaults, which would re-enable a disabled gateway region or developer portal.
+        body = {
+            "properties": {
+                "certificates": [
+                    {"encodedCertificate": base64.b64encode(entry.der).decode("ascii"), "storeName": entry.store}
+                    for entry in entries
+                ]
+            }
+        }
+        with translated(f"update the CA store of {self.service.name}"):
+            # The update runs for 15 minutes or more: the run starts it and does not poll; the next run
+            # reads the service's provisioningState to know when it is done.
+            await self._client.api_management_service.begin_update(
+                *self._where, io.BytesIO(json.dumps(body).encode()), content_type="application/json", polling=False
+            )
+
+    async def backends(self) -> list[ApimBackend]:
+        found: list[ApimBackend] = []
+        url: str | None = f"{self._service_path}/backends?api-version={BACKEND_API_VERSION}"
+        with translated(f"list backends of {self.service.name}"):
+            while url:
+                response = await self._client._send_request(HttpRequest("GET", url))
+                response.raise_for_status()
+                page = response.json()
+                found.extend(_backend(item) for item in page.get("value", ()))
+                url = page.get("nextLink")
+        return found
+
+    async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:
+        what = f"set the TLS pins of backend {backend_id}"
+        path = f"{self._service_path}/backends/{backend_id}?api-version={BACKEND_API_VERSION}"
+        with translated(what):
+            response = await self._client._send_request(HttpRequest("GET", path))
+            response.raise_for_status()
+            etag = response.headers.get("ETag", _ANY_ETAG)
+            nested = dict((response.json().get("properties") or {}).get("properties") or {})
+            block = dict(nested.get("tls") or {})  # validateCertificateChain/Name and the rest, as found
+            block["serverX509Names"] = [
+                {"name": name, "issuerCertificateThumbprint": issuer} for name, issuer in tls.x509_names
+            ]
+            if tls.thumbprints or "serverCertificateThumbprints" in block:
+                block["serverCertificateThumbprints"] = list(tls.thumbprints)
+            nested["tls"] = block
+            # Only properties.properties changes, sent back whole with everything else in it as found.
+            body = {"properties": {"properties": nested}}
+            request = HttpRequest("PATCH", path, json=body, headers={"If-Match": etag})
+            response = await self._client._send_request(request)
+            if response.status_code == _PRECONDITION_FAILED:
+                raise AzureCallError(f"{what}: changed by someone else meanwhile; the next run re-plans", status=412)
+            response.raise_for_status()
+
+    @property
+    def _service_path(self) -> str:
+        return (
+            f"/subscriptions/{self.service.subscription_id}/resourceGroups/{self.service.resource_group}"
+            f"/providers/Microsoft.ApiManagement/service/{self.service.name}"
+        )
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         found: dict[str, bool] = {}
@@ -138,3 +238,17 @@ class Apim:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _backend(item: Any) -> ApimBackend:
+    properties = item.get("properties") or {}
+    tls = (properties.get("properties") or {}).get("tls") or {}
+    names = tuple(
+        (str(entry.get("name") or ""), entry.get("issuerCertificateThumbprint"))
+        for entry in tls.get("serverX509Names") or ()
+    )
+    return ApimBackend(
+        id=str(item.get("name") or ""),
+        url=str(properties.get("url") or ""),
+        tls=BackendTls(names, tuple(str(t) for t in tls.get("serverCertificateThumbprints") or ())),
+    )

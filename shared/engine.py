@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from shared.backend_tls import BackendOutcome, plan_backends
 from shared.bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
+from shared.ca_store import StoreOutcome, StoreStatus, judge_store, plan_store
 from shared.chain import ChainError, read_secret
 from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
 from shared.expiry import expiry_horizon
@@ -45,12 +47,14 @@ from shared.plan import (
     plan_uploads,
 )
 from shared.ports import (
+    ApimCertificate,
     ApimPort,
     AzureCallError,
     GatewayCas,
     NoProgress,
     NotFoundError,
     Progress,
+    ServiceFacts,
     Throttled,
     VaultPort,
     VersionInfo,
@@ -58,8 +62,9 @@ from shared.ports import (
 )
 from shared.records import ACTION_RECORD, Dim
 from shared.report import Mode, Outcome, Report, Scope, Status, gateway_entries
+from shared.service_kind import ServiceKind, kind_of, no_trust_reason, targets
 from shared.settings import MANAGED_GATEWAY, Settings
-from shared.verdicts import judge, keep_accepted
+from shared.verdicts import LeafVerdict, judge, keep_accepted
 
 log = logging.getLogger("trustsync")
 T = TypeVar("T")
@@ -87,6 +92,7 @@ _ROLE_TO_READ_CHAIN = (
 )
 _VERSION_DISABLED = "Forbidden/SecretDisabled"  # a version disabled since it was listed: not a role
 _LEFT = "not started: the run's time budget ran out; the next run continues from what APIM holds"
+_CONFLICT = 409  # ARM: the service is updating (a CA store write runs 15 minutes or more)
 
 
 class MissingCertificates(Exception):
@@ -192,11 +198,14 @@ class _Run:
         self.bundles: asyncio.Task[_Bundles] | None = None  # the current read of TRUST_BUNDLES
         deployment = self.settings.deployment
         self.owner = Ownership(deployment.id, adopts_legacy=deployment.adopts_legacy)
+        self.store_verdicts: tuple[LeafVerdict, ...] = ()  # the managed gateway's, when they are judged
+        self.in_store: set[str] = set()  # thumbprints in the CA store: their APIM copies mark them the app's
 
     async def execute(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             desired_task = tasks.create_task(self.read_desired())
             certificates_task = tasks.create_task(self.call(self.apim.certificates))
+            facts_task = tasks.create_task(self.read_service())
 
             async def start_uploads() -> tuple[Uploads, dict[str, asyncio.Task[Outcome]]]:
                 uploads = plan_uploads(await desired_task, await certificates_task, self.owner)
@@ -208,7 +217,7 @@ class _Run:
 
             listed = await self.call(self.apim.gateways)
             self_hosted = [gateway for gateway in listed if gateway.lower() != MANAGED_GATEWAY]
-            selected = await self.select(listed, self_hosted)
+            selected = await self.select(listed, self_hosted, await facts_task)
 
             async def sync_gateway(gateway: str) -> _Gateway:
                 """Its own CA list, then the puts it needs, each once its upload is in."""
@@ -248,6 +257,11 @@ class _Run:
             complete=all(cas is not None for cas in read.values()),
             owner=self.owner,
         ).after(_applied(additions))
+        facts = facts_task.result()
+        if facts is not None:
+            await self.sync_store(desired, certificates, facts, selected)
+            if kind_of(facts.sku) is ServiceKind.V2 and self.settings.backend_tls:
+                await self.sync_backends(desired)
         if self.scope.is_full:
             observed = await self.narrow(desired, observed, selected, additions)
         # What the run leaves behind, as far as its own reads and writes tell: judged against the
@@ -255,7 +269,7 @@ class _Run:
         self.report.horizon = expiry_horizon(
             desired, observed, selected, now=self.now, warning=self.settings.expiry_warning
         )
-        self.report.verdicts = judge(desired, observed, selected, at=self.now)
+        self.report.verdicts = (*judge(desired, observed, selected, at=self.now), *self.store_verdicts)
         self.report.gateways = gateway_entries(observed, selected)
 
     async def narrow(
@@ -312,6 +326,16 @@ class _Run:
         narrowing = plan_narrowing(desired, observed, selected)
         kept, held_back = keep_accepted(narrowing.actions, desired, observed, selected, at=self.now)
         self.report.warnings.extend([*narrowing.notes, *held_back])
+        if self.in_store:
+            # The app's copy in APIM Certificates is what marks a CA store entry as the app's own (the
+            # store has no ids): it goes only once the store no longer holds the CA.
+            held = {cid.lower(): c.thumbprint.upper() for cid, c in observed.certificates.items()}
+            kept = tuple(
+                action
+                for action in kept
+                if action.kind is not ActionKind.DELETE_CERTIFICATE
+                or held.get(action.certificate_id.lower()) not in self.in_store
+            )
         return kept
 
     # -- Key Vault --------------------------------------------------------------------------------
@@ -514,9 +538,9 @@ class _Run:
 
     # -- APIM -------------------------------------------------------------------------------------
 
-    async def select(self, listed: Sequence[str], self_hosted: Sequence[str]) -> list[str]:
-        """The selected self-hosted gateways. None selected is an error that names what the service
-        has and its tier (read only then, so a run with gateways makes no extra request)."""
+    async def select(self, listed: Sequence[str], self_hosted: Sequence[str], facts: ServiceFacts | None) -> list[str]:
+        """The selected self-hosted gateways. None selected is an error unless the service's own
+        (classic managed) gateway can be judged instead; the error names what the service has and its tier."""
         wanted = self.settings.gateways
         service = self.settings.apim.name
         missing = sorted(name for name in wanted.names or () if name.lower() not in {g.lower() for g in self_hosted})
@@ -525,21 +549,143 @@ class _Run:
                 f"gateway(s) {', '.join(missing)} named in APIM_GATEWAYS do not exist in {service}", retryable=False
             )
         selected = [gateway for gateway in self_hosted if gateway in wanted]
-        if not selected:
-            try:
-                tier = await self.call(self.apim.service_tier)
-            except AzureCallError as error:
-                tier = f"unknown ({error})"
+        if facts is not None:
+            self.report.tier = facts.sku
+            self.report.targets = targets(
+                facts, self_hosted=selected, ca_store=self.settings.ca_store, backend_tls=self.settings.backend_tls
+            )
+        backends = facts is not None and kind_of(facts.sku) is ServiceKind.V2 and self.settings.backend_tls
+        if not selected and not backends and (facts is None or kind_of(facts.sku) is not ServiceKind.CLASSIC):
+            tier = facts.sku if facts is not None else "unknown (the service could not be read)"
+            reason = (
+                no_trust_reason(facts, self_hosted=selected, backend_tls=self.settings.backend_tls) if facts else None
+            )
             existing = ", ".join(sorted(listed)) or "none"
             # Nothing can be trusted anywhere: not in sync, whatever else the run finds. A setting or
             # the service must change, so an event is not delivered again for it; the audit alerts.
             self.report.fail(
                 f"no self-hosted gateway selected in {service} (tier {tier}; gateways: {existing}; "
-                f"APIM_GATEWAYS={wanted}): nothing is trusted. Check APIM_RESOURCE_ID, and that the tier "
-                "supports self-hosted gateways (Developer, Premium) and one is created",
+                f"APIM_GATEWAYS={wanted}): nothing is trusted: "
+                + (
+                    reason
+                    or "check APIM_RESOURCE_ID, and that the tier supports self-hosted gateways (Developer, Premium) "
+                    "and one is created"
+                ),
                 retryable=False,
             )
         return selected
+
+    async def sync_backends(self, desired: Desired) -> None:
+        """The v2 tiers: each backend serving a bound certificate gets the pins its needed versions need.
+
+        Only the tls block changes, under the backend's ETag; a backend already pinning every needed
+        version is left alone. Workspace backends are not read."""
+        try:
+            backends = await self.call(self.apim.backends)
+        except AzureCallError as error:
+            self.report.fail(str(error), retryable=error.code != "NoRegisteredProviderFound")
+            return
+        outcomes = []
+        for plan in plan_backends(desired, backends, dict(self.settings.backend_certificates)):
+            name, certificate = plan.backend.id, plan.certificate
+            rejected = [f"{n.version}: {why}" for n, why in plan.verdicts if why]
+            if not plan.changes and not rejected:
+                outcomes.append(BackendOutcome(name, certificate, "in-step"))
+                continue
+            if self.mode is Mode.DRY_RUN or not desired.complete:
+                why = "a dry run" if self.mode is Mode.DRY_RUN else "not every bound certificate could be read"
+                outcomes.append(BackendOutcome(name, certificate, "planned", f"{why}; as found: {'; '.join(rejected)}"))
+                continue
+            try:
+                await self.call(self.apim.set_backend_tls, name, plan.tls)
+            except AzureCallError as error:
+                if error.status == 412:
+                    outcomes.append(BackendOutcome(name, certificate, "planned", str(error)))
+                    continue
+                self.report.fail(str(error), retryable=True)
+                outcomes.append(BackendOutcome(name, certificate, "failed", str(error)))
+                continue
+            outcomes.append(BackendOutcome(name, certificate, "applied"))
+        self.report.backends = tuple(outcomes)
+        if not outcomes:
+            # Nothing is trusted anywhere on a v2 tier then: not in sync, and a redelivery would not help.
+            self.report.fail(
+                f"BACKEND_TLS=manage: no backend of {self.settings.apim.name} serves a bound certificate (by its URL's "
+                "host or BACKEND_CERTIFICATES): nothing is pinned",
+                retryable=False,
+            )
+
+    async def read_service(self) -> ServiceFacts | None:
+        """The service's tier and CA store; None (and an error) when it cannot be read."""
+        try:
+            return await self.call(self.apim.service_facts)
+        except AzureCallError as error:
+            self.report.fail(str(error), retryable=True)
+            return None
+
+    async def sync_store(
+        self,
+        desired: Desired,
+        certificates: Mapping[str, ApimCertificate],
+        facts: ServiceFacts,
+        selected: Sequence[str],
+    ) -> None:
+        """The classic managed gateway: its verdicts, and with CA_STORE=manage, the one write of its CA store.
+
+        A write only when the desired list differs, on a fresh read of the service, never while it is
+        updating; nothing the app cannot reproduce is ever dropped (shared.ca_store)."""
+        if kind_of(facts.sku) is not ServiceKind.CLASSIC:
+            return
+        verdicts = judge_store(desired, facts.ca_store, at=self.now)
+        if self.settings.ca_store or not selected:
+            self.store_verdicts = verdicts
+        else:  # beside self-hosted gateways and not written: said, but not what the run's status rests on
+            self.report.unjudged = verdicts
+        if not self.settings.ca_store:
+            return
+        self.in_store = {entry.thumbprint.upper() for entry in facts.ca_store}
+        owned = {held.thumbprint.upper() for held in certificates.values() if self.owner.is_ours(held)}
+        removals = self.scope.is_full and self.mode is not Mode.ADDITIONS
+        plan = plan_store(desired, facts.ca_store, owned=owned, removals=removals)
+        if not plan.changes and plan.refusal is None:
+            self.report.ca_store = StoreOutcome(StoreStatus.IN_STEP)
+            return
+        if plan.refusal is not None:
+            self.report.ca_store = StoreOutcome(StoreStatus.REFUSED, plan.refusal, plan)
+            return
+        if not desired.complete:
+            why = "not written: not every bound certificate could be read, and a write replaces the whole list"
+            self.report.ca_store = StoreOutcome(StoreStatus.PLANNED, why, plan)
+            return
+        if self.mode is Mode.DRY_RUN:
+            self.report.ca_store = StoreOutcome(StoreStatus.PLANNED, "a dry run", plan)
+            return
+        try:
+            fresh = await self.call(self.apim.service_facts)  # the list may have changed since the run began
+        except AzureCallError as error:
+            self.report.fail(str(error), retryable=True)
+            self.report.ca_store = StoreOutcome(StoreStatus.FAILED, str(error), plan)
+            return
+        if fresh.provisioning_state.lower() != "succeeded":
+            busy = f"the service is updating (provisioningState {fresh.provisioning_state}): the next run writes"
+            self.report.ca_store = StoreOutcome(StoreStatus.BUSY, busy, plan)
+            return
+        plan = plan_store(desired, fresh.ca_store, owned=owned, removals=removals)
+        if plan.refusal is not None or not plan.changes:
+            status = StoreStatus.REFUSED if plan.refusal is not None else StoreStatus.IN_STEP
+            self.report.ca_store = StoreOutcome(status, plan.refusal or "", plan)
+            return
+        try:
+            await self.call(self.apim.write_ca_store, plan.entries)
+        except AzureCallError as error:
+            if error.status == _CONFLICT:
+                self.report.ca_store = StoreOutcome(StoreStatus.BUSY, f"{error}: the next run writes", plan)
+                return
+            self.report.fail(str(error), retryable=True)
+            self.report.ca_store = StoreOutcome(StoreStatus.FAILED, str(error), plan)
+            return
+        started = "the service applies the update over the next minutes (15 or more); the next run confirms it"
+        self.report.ca_store = StoreOutcome(StoreStatus.STARTED, started, plan)
 
     async def gateway_cas(self, gateway: str) -> GatewayCas | None:
         """A gateway's certificate authorities; None (and an error) when they cannot be read."""

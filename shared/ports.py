@@ -79,6 +79,50 @@ class ApimCertificate:
     expires: datetime | None = None
 
 
+@dataclass(frozen=True)
+class StoreEntry:
+    """One entry of a classic service's CA store as ARM lists it: never the certificate itself."""
+
+    thumbprint: str  # upper-case SHA-1 hex
+    store: str  # "Root" (an anchor of the managed gateway) or "CertificateAuthority"
+    subject: str = ""
+    expires: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoreWrite:
+    """One entry of a CA store as the app writes it: a public certificate (DER), never a key."""
+
+    der: bytes = field(repr=False)
+    store: str
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the service itself says: its tier, whether an update is running, its CA store."""
+
+    sku: str  # ARM's sku.name: Developer, Basic, ..., BasicV2, Consumption
+    provisioning_state: str = "Succeeded"
+    ca_store: tuple[StoreEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackendTls:
+    """A backend's pins (v2 tiers): the presented chain must match a thumbprint or a name + issuer."""
+
+    x509_names: tuple[tuple[str, str | None], ...] = ()  # (name, issuerCertificateThumbprint)
+    thumbprints: tuple[str, ...] = ()  # serverCertificateThumbprints
+
+
+@dataclass(frozen=True)
+class ApimBackend:
+    """One backend of the service as listed: its URL and TLS pins (api-version 2025-03-01-preview)."""
+
+    id: str
+    url: str
+    tls: BackendTls
+
+
 GatewayCas = Mapping[str, bool]  # certificate id → isTrusted, as one gateway's list shows them
 
 
@@ -115,6 +159,24 @@ class ApimPort(Protocol):
 
     async def service_tier(self) -> str:
         """The service's pricing tier (ARM's ``sku.name``: Developer, Premium, BasicV2, ...)."""
+        ...
+
+    async def service_facts(self) -> ServiceFacts:
+        """The service's tier, provisioning state and CA store (one GET)."""
+        ...
+
+    async def write_ca_store(self, entries: tuple[StoreWrite, ...]) -> None:
+        """Start replacing the CA store with `entries` (a PATCH of ``properties.certificates`` alone).
+
+        The update runs on for many minutes after the call returns; it is not awaited."""
+        ...
+
+    async def backends(self) -> list[ApimBackend]:
+        """The service's backends with their TLS pins (a preview api-version: BACKEND_TLS=manage only)."""
+        ...
+
+    async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:
+        """Replace the backend's TLS pins under its current ETag; everything else is sent back as found."""
         ...
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]: ...

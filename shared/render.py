@@ -208,6 +208,8 @@ def render_status(report: Report, *, width: int | None = None, color: bool = Fal
             out.line("(no certificate authorities)", indent=2)
         for found in by_gateway.get(gateway.gateway, []):
             _leaf(out, found, now)
+    for line in _service_lines(report):
+        out.line(line)
     _findings(out, report)
     if any(found.accepted for found in diagnoses):
         out.line("if a backend is still refused with an accepted verdict, check:")
@@ -215,6 +217,30 @@ def render_status(report: Report, *, width: int | None = None, color: bool = Fal
             out.line(f"- {cause}", indent=2)
     out.line(_status_summary(report, diagnoses))
     return out.text()
+
+
+def _service_lines(report: Report) -> list[str]:
+    """The service's kind, what the app does on each target, the managed gateway's verdicts and CA store."""
+    if not report.tier:
+        return []
+    service = report.service_dict()
+    lines = ["", f"service tier {service['tier']} ({service['kind']})"]
+    for target in report.targets:
+        judged = "" if target.judged else " (not judged)"
+        lines.append(f"  {target.kind.value} {target.name}: {target.manages}{judged}")
+    managed = [*(v for v in report.verdicts if v.gateway == "managed"), *report.unjudged]
+    for verdict in managed:
+        why = "" if verdict.accepted else f": {verdict.verdict.reason}"
+        state = "accepted" if verdict.accepted else "REJECTED"
+        needed = verdict.needed
+        lines.append(f"  managed {state} {needed.certificate_name} ({needed.version}) {needed.leaf.subject}{why}")
+    if report.ca_store is not None:
+        detail = f": {report.ca_store.detail}" if report.ca_store.detail else ""
+        lines.append(f"  CA store {report.ca_store.status.value}{detail}")
+    for backend in report.backends:
+        detail = f": {backend.detail}" if backend.detail else ""
+        lines.append(f"  backend {backend.backend} ({backend.certificate}) {backend.status}{detail}")
+    return lines
 
 
 def _leaf(out: Output, found: LeafDiagnosis, now: datetime | None) -> None:

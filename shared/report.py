@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.backend_tls import BackendOutcome
+from shared.ca_store import StoreOutcome, StoreStatus
 from shared.expiry import Horizon
 from shared.findings import Finding, findings
 from shared.plan import Action, Observed
+from shared.service_kind import Target, kind_of
 from shared.verdicts import LeafVerdict
 
 
@@ -137,6 +140,11 @@ class Report:
     verdicts: tuple[LeafVerdict, ...] = ()
     gateways: tuple[GatewayEntries, ...] = ()  # APIM as the run leaves it: for `python -m shared status`
     deployment: str = ""  # DEPLOYMENT_ID as the run used it: the mark in the ids it owns
+    tier: str = ""  # the service's sku.name, when it could be read
+    targets: tuple[Target, ...] = ()  # where in the service the app sets or judges trust (service_kind)
+    ca_store: StoreOutcome | None = None  # the classic CA store, when CA_STORE=manage
+    backends: tuple[BackendOutcome, ...] = ()  # v2 backends' TLS pins, when BACKEND_TLS=manage
+    unjudged: tuple[LeafVerdict, ...] = ()  # the managed gateway's, when its target is not judged
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -153,6 +161,13 @@ class Report:
             return RunStatus.FAILED
         if self.left():
             return RunStatus.PARTIAL
+        store = self.ca_store.status if self.ca_store is not None else None
+        if store in (StoreStatus.STARTED, StoreStatus.BUSY):
+            return RunStatus.PARTIAL  # the service applies (or is busy with) an update: the next run confirms
+        if store in (StoreStatus.PLANNED, StoreStatus.REFUSED):
+            return RunStatus.DRIFT
+        if any(backend.status != "in-step" and backend.status != "applied" for backend in self.backends):
+            return RunStatus.DRIFT
         if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
             return RunStatus.DRIFT
         if any(not verdict.accepted for verdict in self.verdicts):
@@ -205,6 +220,27 @@ class Report:
             "findings": [finding.to_dict() for finding in self.findings()],
             "gateways": [gateway.to_dict() for gateway in self.gateways],
             **({"expiry": self.horizon.to_dict()} if self.horizon is not None else {}),
+            **({"service": self.service_dict()} if self.tier else {}),
+        }
+
+    def service_dict(self) -> dict[str, Any]:
+        """The service's kind, each target with what the app does there, and the CA store's outcome."""
+        return {
+            "tier": self.tier,
+            "kind": kind_of(self.tier).value,
+            "targets": [target.to_dict() for target in self.targets],
+            **({"caStore": self.ca_store.to_dict()} if self.ca_store is not None else {}),
+            **({"backends": [backend.to_dict() for backend in self.backends]} if self.backends else {}),
+            **(
+                {
+                    "unjudgedVerdicts": {
+                        "accepted": sum(v.accepted for v in self.unjudged),
+                        "rejected": [v.to_dict() for v in self.unjudged if not v.accepted],
+                    }
+                }
+                if self.unjudged
+                else {}
+            ),
         }
 
 

@@ -120,6 +120,23 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "WEBSITE_SITE_NAME (local without it), and the ids of earlier versions are adopted",
     ),
     Setting(
+        "CA_STORE",
+        "off",
+        "off | manage: whether the app writes a classic tier's CA store (the managed gateway's trust); off = "
+        "verdicts only (docs/gateway-kinds.md: the write needs Microsoft.ApiManagement/service/write)",
+    ),
+    Setting(
+        "BACKEND_TLS",
+        "off",
+        "off | manage: whether the app writes the TLS pins (serverX509Names) of a v2 tier's backends that serve "
+        "a bound certificate (a preview API, 2025-03-01-preview; docs/gateway-kinds.md)",
+    ),
+    Setting(
+        "BACKEND_CERTIFICATES",
+        "",
+        "backend-id=certificate-name,...: backends whose certificate the URL's host does not tell (BACKEND_TLS=manage)",
+    ),
+    Setting(
         "RUN_TIME_BUDGET",
         "540s",
         "How long a run may go on starting writes (e.g. 540s, 9m): the function timeout less a margin; "
@@ -190,6 +207,9 @@ class Settings:
     rate_limits: RateLimits = TOKEN_BUCKETS
     deployment: Deployment = field(default_factory=lambda: Deployment(LOCAL_DEPLOYMENT, adopts_legacy=True))
     trust_bundles: frozenset[str] = frozenset()  # TRUST_BUNDLES: plain secrets of PEM CA certificates
+    ca_store: bool = False  # CA_STORE=manage: write the classic managed gateway's CA store
+    backend_tls: bool = False  # BACKEND_TLS=manage: write the v2 tiers' backend TLS pins
+    backend_certificates: tuple[tuple[str, str], ...] = ()  # BACKEND_CERTIFICATES: (backend id, certificate)
 
     @property
     def vault_host(self) -> str:
@@ -326,6 +346,33 @@ def parse_gateways(raw: str) -> Selection:
     if selection.names is not None and MANAGED_GATEWAY in {n.lower() for n in selection.names}:
         raise SettingsError("APIM_GATEWAYS must not name 'managed': it is APIM's own gateway, not a self-hosted one")
     return selection
+
+
+def parse_ca_store(raw: str) -> bool:
+    """CA_STORE: ``manage`` writes the classic managed gateway's CA store, ``off`` only judges it."""
+    value = raw.strip().lower()
+    if value not in ("off", "manage"):
+        raise SettingsError(f"CA_STORE must be off or manage, not {raw!r}")
+    return value == "manage"
+
+
+def parse_backend_tls(raw: str) -> bool:
+    """BACKEND_TLS: ``manage`` writes v2 backends' TLS pins, ``off`` leaves them alone."""
+    value = raw.strip().lower()
+    if value not in ("off", "manage"):
+        raise SettingsError(f"BACKEND_TLS must be off or manage, not {raw!r}")
+    return value == "manage"
+
+
+def parse_backend_certificate_map(raw: str) -> tuple[tuple[str, str], ...]:
+    """BACKEND_CERTIFICATES: ``backend-id=certificate-name,...`` (empty: none)."""
+    found: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")) if raw.strip() else ():
+        backend, _, certificate = item.partition("=")
+        if not backend.strip() or not is_keyvault_object_name(certificate.strip()):
+            raise SettingsError(f"BACKEND_CERTIFICATES entry {item!r} is not backend-id=certificate-name")
+        found[backend.strip()] = certificate.strip()
+    return tuple(sorted(found.items()))  # settings are hashable: the clients are cached by them
 
 
 def parse_certificate_names(raw: str) -> Selection:
@@ -558,6 +605,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         lambda raw: parse_duration("RUN_TIME_BUDGET", raw, at_most=_MAX_RUN_TIME_BUDGET, at_least=timedelta(seconds=1)),
     )
     deployment = read("DEPLOYMENT_ID", lambda raw: parse_deployment_id(raw, env.get(SITE_NAME_VARIABLE, "")))
+    ca_store = read("CA_STORE", parse_ca_store)
+    backend_tls = read("BACKEND_TLS", parse_backend_tls)
+    backend_certificates = read("BACKEND_CERTIFICATES", parse_backend_certificate_map)
     rate_limits = TOKEN_BUCKETS
     try:
         rate_limits = parse_rate_limits(env.get(RATE_LIMITS_VARIABLE, ""), cloud)
@@ -583,6 +633,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rate_limits=rate_limits,
         deployment=_parsed(deployment),
         trust_bundles=_parsed(bundles),
+        ca_store=_parsed(ca_store),
+        backend_tls=_parsed(backend_tls),
+        backend_certificates=_parsed(backend_certificates),
     )
 
 

@@ -20,7 +20,18 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from emulator.pki import Hierarchy, pem_secret
 from shared.chain import PEM_CONTENT_TYPE, Certificate
 from shared.plan import certificate_id_for
-from shared.ports import ApimCertificate, AzureCallError, NotFoundError, Secret, VersionInfo
+from shared.ports import (
+    ApimBackend,
+    ApimCertificate,
+    AzureCallError,
+    BackendTls,
+    NotFoundError,
+    Secret,
+    ServiceFacts,
+    StoreEntry,
+    StoreWrite,
+    VersionInfo,
+)
 from shared.settings import Settings, load_settings
 
 NOW = datetime.now(UTC)
@@ -157,6 +168,7 @@ class MemoryApim:
     cas: dict[str, dict[str, bool]] = field(default_factory=dict)
     tier: str = "Developer"
     roots: set[str] = field(default_factory=set)  # ids of the self-signed certificates held
+    ca_store: list[StoreEntry] = field(default_factory=list)
 
     def add_gateways(self, *names: str) -> None:
         for name in names:
@@ -195,6 +207,26 @@ class MemoryApim:
     async def service_tier(self) -> str:
         await self.calls("apim service")
         return self.tier
+
+    async def service_facts(self) -> ServiceFacts:
+        await self.calls("apim service")
+        return ServiceFacts(self.tier, "Succeeded", tuple(self.ca_store))
+
+    async def backends(self) -> list[ApimBackend]:
+        await self.calls("apim backends")
+        return []
+
+    async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:
+        await self.calls(f"backend tls {backend_id}")
+
+    async def write_ca_store(self, entries: tuple[StoreWrite, ...]) -> None:
+        await self.calls("apim ca store")
+        self.ca_store = [
+            StoreEntry(
+                Certificate.from_der(entry.der).sha1_thumbprint, entry.store, Certificate.from_der(entry.der).subject
+            )
+            for entry in entries
+        ]
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         await self.calls(f"apim cas {gateway}")

@@ -35,6 +35,7 @@ EVENT_READS = frozenset(
         "arm.list_certificates",
         "arm.list_gateways",
         "arm.list_gateway_cas",
+        "arm.get_service",  # the service's kind and CA store: once per run
     }
 )
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
@@ -105,13 +106,14 @@ def writes(emu: Emulator) -> Counter[str]:
 
 
 def assert_event_reads_within_budget(emu: Emulator, gateways: int, *, secrets: int) -> None:
-    """<= 1 version list + 2 secret reads + 1 certificate list + 1 gateway list + G gateway-CA lists."""
+    """<= 1 version list + 2 secret reads + 1 certificate list + 1 gateway list + G gateway-CA lists + the service."""
     reads = Counter({op: n for op, n in calls(emu).items() if not op.startswith(("arm.put", "arm.delete"))})
     assert set(reads) <= EVENT_READS, f"reads outside the budget: {set(reads) - EVENT_READS}"
     assert len(paths(emu, "kv.list_certificate_versions")) == reads["kv.list_certificate_versions"] == 1
     assert reads["kv.get_secret"] == secrets <= 2
     assert len(paths(emu, "arm.list_certificates")) == reads["arm.list_certificates"] == 1
     assert len(paths(emu, "arm.list_gateways")) == reads["arm.list_gateways"] == 1
+    assert reads["arm.get_service"] == 1
     assert len(paths(emu, "arm.list_gateway_cas")) == reads["arm.list_gateway_cas"] == gateways
     assert overhead(emu) == {"identity.token": 0, "kv.challenge": 0}  # a warm worker
 
@@ -183,6 +185,7 @@ def test_a_full_audit_reads_grow_with_certificates_plus_gateways(
         "arm.list_certificates": 1,
         "arm.list_gateways": 1,
         "arm.list_gateway_cas": gateways,
+        "arm.get_service": 1,  # once per run, whatever the size
     }
     assert len(paths(estate.emu, "kv.list_certificate_versions")) == certificates
     assert len(paths(estate.emu, "arm.list_gateway_cas")) == gateways
@@ -210,6 +213,7 @@ def test_paging_adds_list_pages_but_never_per_item_reads(make_estate: MakeEstate
         "arm.list_certificates": 3,  # 6 CAs
         "arm.list_gateways": 2,  # 3 gateways
         "arm.list_gateway_cas": 3 * 3,  # 6 CAs on each of 3 gateways
+        "arm.get_service": 1,  # one GET, never paged
     }
     assert len(paths(estate.emu, "kv.list_certificates")) == 1
     assert len(paths(estate.emu, "kv.list_certificate_versions")) == 5

@@ -398,12 +398,13 @@ def test_no_selected_gateway_is_not_in_sync_and_names_the_gateways_and_the_tier(
     run(test)
 
 
-def test_the_service_is_not_read_when_a_gateway_is_selected() -> None:
+def test_the_service_is_read_once_per_run_to_know_its_kind() -> None:
     async def test() -> None:
         estate = Estate()
         estate.vault.add_version("orders", Hierarchy(intermediates=1))
         report = await estate.run(Mode.FULL)
-        assert report.in_sync
-        assert "apim service" not in estate.calls.log
+        assert report.in_sync  # a Developer service's managed gateway is reported, not judged, beside its gateways
+        assert estate.calls.log.count("apim service") == 1
+        assert report.to_dict()["service"]["kind"] == "classic"
 
     run(test)

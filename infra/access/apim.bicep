@@ -12,12 +12,47 @@ param principalId string
 @description('Existing API Management service name (in this resource group).')
 param apimName string
 
+@allowed([
+  'off'
+  'manage'
+])
+@description('CA_STORE of the app: manage adds service/write, which updates the whole service (docs/gateway-kinds.md: the blast radius).')
+param caStore string = 'off'
+
+@allowed([
+  'off'
+  'manage'
+])
+@description('BACKEND_TLS of the app: manage adds service/backends/read and write (the v2 tiers\' TLS pins).')
+param backendTls string = 'off'
+
 @description('azd environment name; one role definition per environment, so tearing one down never breaks another.')
 param environmentName string
 
 resource apim 'Microsoft.ApiManagement/service@2023-05-01-preview' existing = {
   name: apimName
 }
+
+var baseActions = [
+  'Microsoft.ApiManagement/service/read'
+  'Microsoft.ApiManagement/service/certificates/read'
+  'Microsoft.ApiManagement/service/certificates/write'
+  'Microsoft.ApiManagement/service/certificates/delete'
+  'Microsoft.ApiManagement/service/gateways/read'
+  'Microsoft.ApiManagement/service/gateways/certificateAuthorities/read'
+  'Microsoft.ApiManagement/service/gateways/certificateAuthorities/write'
+  'Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete'
+]
+// CA_STORE=manage: the classic CA store is a property of the service, written by updating the whole
+// service; no narrower action exists. Granted only when the setting is on.
+var caStoreActions = [
+  'Microsoft.ApiManagement/service/write'
+]
+// BACKEND_TLS=manage: a backend's TLS pins are written with a PATCH of the backend (2025-03-01-preview).
+var backendActions = [
+  'Microsoft.ApiManagement/service/backends/read'
+  'Microsoft.ApiManagement/service/backends/write'
+]
 
 // The role is defined for the resource group (custom roles should not list single resources as
 // assignable scopes) but assigned only on the APIM service below.
@@ -32,16 +67,7 @@ resource gatewayCaOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' 
     ]
     permissions: [
       {
-        actions: [
-          'Microsoft.ApiManagement/service/read'
-          'Microsoft.ApiManagement/service/certificates/read'
-          'Microsoft.ApiManagement/service/certificates/write'
-          'Microsoft.ApiManagement/service/certificates/delete'
-          'Microsoft.ApiManagement/service/gateways/read'
-          'Microsoft.ApiManagement/service/gateways/certificateAuthorities/read'
-          'Microsoft.ApiManagement/service/gateways/certificateAuthorities/write'
-          'Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete'
-        ]
+        actions: concat(baseActions, (caStore == 'manage') ? caStoreActions : [], (backendTls == 'manage') ? backendActions : [])
         notActions: []
         dataActions: []
         notDataActions: []

@@ -85,6 +85,15 @@ param armEndpointOverride string
 @description('AUDIT_SCHEDULE')
 param auditSchedule string
 
+@description('CA_STORE: off or manage')
+param caStore string
+
+@description('BACKEND_TLS: off or manage')
+param backendTls string
+
+@description('BACKEND_CERTIFICATES: backend-id=certificate-name,...')
+param backendCertificates string
+
 @description('AUDIT_REMEDIATE: false, additions or true')
 param auditRemediate string
 
@@ -160,6 +169,18 @@ var trustSyncSettings = [
   {
     name: 'TRUST_INTERMEDIATES'
     value: trustIntermediates ? 'true' : 'false'
+  }
+  {
+    name: 'CA_STORE'
+    value: caStore
+  }
+  {
+    name: 'BACKEND_TLS'
+    value: backendTls
+  }
+  {
+    name: 'BACKEND_CERTIFICATES'
+    value: backendCertificates
   }
   {
     name: 'AZURE_CLOUD'

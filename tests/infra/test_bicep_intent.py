@@ -71,6 +71,13 @@ APIM_ACTIONS = {
     "Microsoft.ApiManagement/service/gateways/certificateAuthorities/write",
     "Microsoft.ApiManagement/service/gateways/certificateAuthorities/delete",
 }
+CA_STORE_ACTION = "Microsoft.ApiManagement/service/write"  # only with CA_STORE=manage
+# Only with BACKEND_TLS=manage; the adapter calls them through the client's pipeline at a preview
+# api-version (no SDK operation), in shared/apim.py's backends() and set_backend_tls().
+BACKEND_ACTIONS = {
+    "Microsoft.ApiManagement/service/backends/read",
+    "Microsoft.ApiManagement/service/backends/write",
+}
 FUNCTIONS = ("on_keyvault_event", "on_keyvault_event_queue", "resync", "drift_audit")
 
 
@@ -400,8 +407,51 @@ def test_custom_apim_role_holds_only_the_actions_the_app_calls() -> None:
     role = one(apim.resources(ROLE_DEFINITION))
     permissions = role.properties["permissions"]
     assert len(permissions) == 1
-    assert set(permissions[0]["actions"]) == APIM_ACTIONS
-    assert not any("*" in action for action in permissions[0]["actions"])
+    # The base actions always; service/write (the CA store is a property of the service) only with CA_STORE=manage.
+    assert permissions[0]["actions"] == {
+        "function": {
+            "type": "concat",
+            "parameters": {
+                "arg_1": "baseActions",
+                "arg_2": {
+                    "operator": {
+                        "type": "conditional",
+                        "operands": {
+                            "condition": {
+                                "operator": {
+                                    "type": "equals",
+                                    "operands": {"operand_1": "caStore", "operand_2": "manage"},
+                                }
+                            },
+                            "true_value": "caStoreActions",
+                            "false_value": [],
+                        },
+                    }
+                },
+                "arg_3": {
+                    "operator": {
+                        "type": "conditional",
+                        "operands": {
+                            "condition": {
+                                "operator": {
+                                    "type": "equals",
+                                    "operands": {"operand_1": "backendTls", "operand_2": "manage"},
+                                }
+                            },
+                            "true_value": "backendActions",
+                            "false_value": [],
+                        },
+                    }
+                },
+            },
+        }
+    }
+    assert set(apim.variables["baseActions"]) == APIM_ACTIONS
+    assert apim.variables["caStoreActions"] == [CA_STORE_ACTION]
+    assert apim.variables["backendActions"] == sorted(BACKEND_ACTIONS)
+    assert apim.parameters["backendTls"]["default"] == "off"
+    assert apim.parameters["caStore"]["default"] == "off"  # the broad permission is opt-in
+    assert not any("*" in action for action in [*apim.variables["baseActions"], CA_STORE_ACTION, *BACKEND_ACTIONS])
     assert permissions[0]["notActions"] == []
     assert permissions[0]["dataActions"] == []
     assert role.properties["type"] == "CustomRole"
@@ -417,6 +467,7 @@ def test_custom_apim_role_holds_only_the_actions_the_app_calls() -> None:
 # The ARM action each API Management SDK operation the adapter calls needs.
 APIM_SDK_ACTIONS = {
     "api_management_service.get": "Microsoft.ApiManagement/service/read",
+    "api_management_service.begin_update": CA_STORE_ACTION,
     "certificate.list_by_service": "Microsoft.ApiManagement/service/certificates/read",
     "certificate.get": "Microsoft.ApiManagement/service/certificates/read",
     "certificate.create_or_update": "Microsoft.ApiManagement/service/certificates/write",
@@ -438,7 +489,7 @@ def test_custom_apim_role_is_exactly_what_the_adapter_calls() -> None:
     unknown = calls - set(APIM_SDK_ACTIONS)
     assert not unknown, f"map these SDK operations to their ARM actions: {sorted(unknown)}"
     needed = {APIM_SDK_ACTIONS[call] for call in calls}
-    assert needed | {"Microsoft.ApiManagement/service/read"} == APIM_ACTIONS
+    assert needed | {"Microsoft.ApiManagement/service/read"} == APIM_ACTIONS | {CA_STORE_ACTION}
 
 
 def test_key_vault_roles_are_secrets_user_and_reader_scoped_narrowly() -> None:

@@ -36,6 +36,7 @@ ROTATION_CALLS = {
     "kv.get_secret": 2,  # the new version and the previous one, kept for the overlap
     "arm.list_certificates": 2,
     "arm.list_gateways": 1,
+    "arm.get_service": 1,  # the service's kind and CA store
     "arm.list_gateway_cas": 4,  # 2 gateways x 2 pages
     "arm.put_certificate": 2,  # the new intermediate and root
     "arm.put_gateway_ca": 4,  # both on both gateways
@@ -48,6 +49,7 @@ RETIREMENT_CALLS = {
     "kv.get_secret": 2,
     "arm.list_certificates": 3,
     "arm.list_gateways": 1,
+    "arm.get_service": 1,
     "arm.list_gateway_cas": 6,
     "arm.delete_gateway_ca": 6,  # 3 old CAs from 2 gateways
     "arm.delete_certificate": 3,
@@ -61,6 +63,7 @@ CALL_NAMES = {
     "kv.get_secret": "read the secret of certificate orders version",
     "arm.list_certificates": "list certificates of apim-emulated",
     "arm.list_gateways": "list gateways of apim-emulated",
+    "arm.get_service": "read API Management service apim-emulated",
     "arm.list_gateway_cas": "list certificate authorities of gateway gw-",
     "arm.put_certificate": "upload certificate trustsync-",
     "arm.put_gateway_ca": "set trustsync-",
