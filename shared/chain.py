@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
+
+from shared.pfx import mac_problem, without_key_bags
 
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 PEM_CONTENT_TYPE = "application/x-pem-file"
@@ -270,7 +272,10 @@ def _read_pfx(value: str) -> tuple[Certificate, ...]:
     except (binascii.Error, ValueError):
         raise ChainError("PKCS#12 secret is not valid base64") from None
     certificates: list[x509.Certificate] | None = None
-    stripped = _without_key_bags(data)
+    problem = mac_problem(data)
+    if problem:
+        raise ChainError(f"PKCS#12 secret {problem}")
+    stripped = without_key_bags(data)
     if stripped is not None:
         try:
             certificates = _pfx_certificates(stripped)
@@ -299,114 +304,6 @@ def _pfx_certificates(data: bytes) -> list[x509.Certificate]:
     ]
     del bundle  # a key decrypted along with the certificates (key bag in an EncryptedData) goes here
     return found
-
-
-# PKCS#12 by DER structure alone (RFC 7292): PFX → authSafe ContentInfo → AuthenticatedSafe (a
-# SEQUENCE OF ContentInfo) → for id-data ones, SafeContents (a SEQUENCE OF SafeBag). No crypto here.
-_OID_DATA = bytes.fromhex("06092a864886f70d010701")
-_OID_KEY_BAGS = {
-    bytes.fromhex("060b2a864886f70d010c0a0101"),  # keyBag
-    bytes.fromhex("060b2a864886f70d010c0a0102"),  # pkcs8ShroudedKeyBag
-}
-_SEQUENCE, _OCTET_STRING, _INTEGER, _EXPLICIT_0 = 0x30, 0x04, 0x02, 0xA0
-
-
-class _Unexpected(Exception):
-    """Not the plain-DER PKCS#12 shape this reader cuts: open the PFX whole instead."""
-
-
-def _element(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
-    """(tag, value start, value end) of the DER element at `offset`."""
-    if offset + 2 > end:
-        raise _Unexpected
-    tag, length, start = data[offset], data[offset + 1], offset + 2
-    if tag & 0x1F == 0x1F:
-        raise _Unexpected  # a high tag number: nothing in PKCS#12
-    if length & 0x80:
-        count = length & 0x7F
-        if not 1 <= count <= 4 or start + count > end:
-            raise _Unexpected  # 0: BER indefinite length
-        length, start = int.from_bytes(data[start : start + count], "big"), start + count
-    if start + length > end:
-        raise _Unexpected
-    return tag, start, start + length
-
-
-def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(tag, element start, value start, value end) of each element in data[start:end]."""
-    while start < end:
-        tag, value_start, value_end = _element(data, start, end)
-        yield tag, start, value_start, value_end
-        start = value_end
-
-
-def _only(data: bytes, start: int, end: int, tag: int) -> tuple[int, int]:
-    found = list(_elements(data, start, end))
-    if len(found) != 1 or found[0][0] != tag:
-        raise _Unexpected
-    return found[0][2], found[0][3]
-
-
-def _encode(tag: int, value: bytes) -> bytes:
-    size = len(value)
-    if size < 0x80:
-        return bytes((tag, size)) + value
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + value
-
-
-def _data_content(data: bytes, start: int, end: int) -> tuple[int, int] | None:
-    """The octets of an id-data ContentInfo at data[start:end], or None for another content type."""
-    parts = list(_elements(data, start, end))
-    if len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != _EXPLICIT_0:
-        raise _Unexpected
-    if data[parts[0][1] : parts[0][3]] != _OID_DATA:
-        return None
-    return _only(data, parts[1][2], parts[1][3], _OCTET_STRING)
-
-
-def _data_info(content: bytes) -> bytes:
-    return _encode(_SEQUENCE, _OID_DATA + _encode(_EXPLICIT_0, _encode(_OCTET_STRING, content)))
-
-
-def _without_key_bags(pfx: bytes) -> bytes | None:
-    """The PFX without its plain-Data key bags and without its MAC; None if there is nothing to drop
-    or the shape is not the plain DER expected."""
-    try:
-        start, end = _only(pfx, 0, len(pfx), _SEQUENCE)
-        parts = list(_elements(pfx, start, end))
-        if len(parts) not in (2, 3) or pfx[parts[0][1] : parts[0][3]] != bytes.fromhex("020103"):
-            raise _Unexpected  # version 3 only
-        auth = _data_content(pfx, parts[1][2], parts[1][3])
-        if auth is None:
-            raise _Unexpected  # public-key integrity mode: signed, not ours to re-encode
-        infos_start, infos_end = _only(pfx, auth[0], auth[1], _SEQUENCE)
-        kept_infos: list[bytes] = []
-        dropped = 0
-        for tag, info_start, value_start, value_end in _elements(pfx, infos_start, infos_end):
-            if tag != _SEQUENCE:
-                raise _Unexpected
-            safe = _data_content(pfx, value_start, value_end)
-            if safe is None:  # EncryptedData or EnvelopedData: kept as it is
-                kept_infos.append(pfx[info_start:value_end])
-                continue
-            bags_start, bags_end = _only(pfx, safe[0], safe[1], _SEQUENCE)
-            kept_bags: list[bytes] = []
-            for bag_tag, bag_start, bag_value_start, bag_end in _elements(pfx, bags_start, bags_end):
-                if bag_tag != _SEQUENCE:
-                    raise _Unexpected
-                bag_id = next(_elements(pfx, bag_value_start, bag_end))
-                if pfx[bag_id[1] : bag_id[3]] in _OID_KEY_BAGS:
-                    dropped += 1
-                else:
-                    kept_bags.append(pfx[bag_start:bag_end])
-            if kept_bags:
-                kept_infos.append(_data_info(_encode(_SEQUENCE, b"".join(kept_bags))))
-        if not dropped:
-            return None
-        return _encode(_SEQUENCE, bytes.fromhex("020103") + _data_info(_encode(_SEQUENCE, b"".join(kept_infos))))
-    except (_Unexpected, StopIteration):
-        return None
 
 
 # -- the gateway's path model ----------------------------------------------------------------------------

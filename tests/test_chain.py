@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import random
+import shutil
+import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from emulator import certs
 from emulator.pki import Hierarchy, Issued, make_certificate, new_key, pem_secret, pfx_secret, resigned_with_sha1
+from shared import pfx as pfx_der
 from shared.chain import (
     PEM_CONTENT_TYPE,
     PKCS12_CONTENT_TYPE,
@@ -77,6 +83,22 @@ def test_reads_every_certificate_in_file_order_duplicates_kept(kind: str) -> Non
     assert [c.der for c in found] == [cert(c).der for c in (leaf.certificate, root, intermediate, root)]
 
 
+def with_fresh_mac(pfx: bytes) -> bytes:
+    """The PFX with its MAC computed again over its content as it now is (absent password)."""
+    start, end = pfx_der._only(pfx, 0, len(pfx), pfx_der._SEQUENCE)
+    _, authsafe, mac_data = list(pfx_der._elements(pfx, start, end))
+    content = pfx_der._data_content(pfx, authsafe[2], authsafe[3])
+    assert content is not None
+    digest_info, salt, iterations = list(pfx_der._elements(pfx, mac_data[2], mac_data[3]))
+    _, digest = list(pfx_der._elements(pfx, digest_info[2], digest_info[3]))
+    key = pfx_der._pkcs12_mac_key(
+        "sha1", 64, b"", pfx[salt[2] : salt[3]], int.from_bytes(pfx[iterations[2] : iterations[3]], "big")
+    )
+    mac = hmac.new(key, pfx[content[0] : content[1]], "sha1").digest()
+    assert digest[3] - digest[2] == len(mac)
+    return pfx[: digest[2]] + mac + pfx[digest[3] :]
+
+
 def test_the_pfx_key_is_never_decrypted() -> None:
     """A Key Vault PFX whose key bag cannot be decrypted still yields its certificates: the key was
     dropped unopened. Opened whole (as cryptography would), the same file fails on the key."""
@@ -86,6 +108,7 @@ def test_the_pfx_key_is_never_decrypted() -> None:
     pkcs8 = data.index(bytes.fromhex("060b2a864886f70d010c0a0102"))  # pkcs8ShroudedKeyBag
     for offset in range(pkcs8 + 80, pkcs8 + 400):
         data[offset] ^= 0x5A  # inside the encrypted key
+    data = bytearray(with_fresh_mac(bytes(data)))  # a whole file, as written, whose key cannot be decrypted
 
     with pytest.raises(ValueError, match=r"(?i)pkcs12|mac|decrypt|invalid"):
         pkcs12.load_pkcs12(bytes(data), b"")
@@ -640,3 +663,69 @@ def test_an_issuer_whose_public_key_cannot_be_read_is_a_refusal_not_a_crash() ->
     certificates = [Certificate.from_x509(leaf.certificate), Certificate.from_der(broken)]
     with pytest.raises(ChainRejected):
         trust_path(certificates, leaf_thumbprint=certificates[0].sha1_thumbprint, at=datetime.now(UTC))
+
+
+OPENSSL = shutil.which("openssl") or "openssl"
+
+
+def openssl_pfx(tmp_path: Path, password: str) -> str:
+    """A PFX as the `openssl` command writes one: the key in a shrouded key bag, the certificate in a
+    plain (unencrypted) bag, the MAC under `password`. Base64, as Key Vault holds a PFX secret."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = make_certificate("pfx.example", is_ca=False).certificate
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    issued = x509.CertificateBuilder(
+        issuer_name=certificate.subject,
+        subject_name=certificate.subject,
+        public_key=key.public_key(),
+        serial_number=x509.random_serial_number(),
+        not_valid_before=certificate.not_valid_before_utc,
+        not_valid_after=certificate.not_valid_after_utc,
+    ).sign(key, hashes.SHA256())
+    (tmp_path / "cert.pem").write_bytes(issued.public_bytes(serialization.Encoding.PEM))
+    subprocess.run(  # noqa: S603 - a fixed command over files this test wrote
+        [
+            OPENSSL,
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "key.pem",
+            "-in",
+            "cert.pem",
+            "-certpbe",
+            "NONE",
+            "-passout",
+            f"pass:{password}",
+            "-out",
+            "out.pfx",
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    return base64.b64encode((tmp_path / "out.pfx").read_bytes()).decode()
+
+
+def test_a_pfx_whose_mac_needs_a_password_is_refused_as_password_protected(tmp_path: Path) -> None:
+    """Its certificates are readable without any password (an unencrypted bag), but the MAC that vouches
+    for them verifies only with the password: refused, as OpenSSL would refuse it, not read unchecked."""
+    with pytest.raises(ChainError, match="password-protected or corrupt: its MAC does not verify"):
+        read_secret(openssl_pfx(tmp_path, "s3cret"), PKCS12_CONTENT_TYPE)
+
+
+def test_a_pfx_whose_mac_verifies_with_the_empty_password_is_read(tmp_path: Path) -> None:
+    (found,) = read_secret(openssl_pfx(tmp_path, ""), PKCS12_CONTENT_TYPE)
+    assert found.common_name == "pfx.example"
+
+
+def test_a_key_vault_pfx_changed_after_its_mac_was_written_is_refused() -> None:
+    pki = Hierarchy(intermediates=1)
+    leaf = pki.issue("backend.example")
+    data = bytearray(certs.keyvault_pfx(leaf.key, leaf.certificate, pki.ca_certificates()))
+    pkcs8 = data.index(bytes.fromhex("060b2a864886f70d010c0a0102"))
+    data[pkcs8 + 100] ^= 0x01  # one bit of the (encrypted) key: the MAC covers it
+
+    with pytest.raises(ChainError, match="MAC does not verify"):
+        read_secret(base64.b64encode(bytes(data)).decode(), PKCS12_CONTENT_TYPE)
