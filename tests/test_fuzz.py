@@ -225,9 +225,14 @@ def test_corrupted_secrets_fail_cleanly_or_still_verify(kind: str, positions: li
     except ChainError:
         return
     # Corruption that left the secret readable must not make anything trusted that was not there:
-    # every authority is one of the originals and every link still verifies.
+    # every authority is one of the originals and every link still verifies. The anchor's own
+    # signature is not judged (as OpenSSL does not), so a root whose signature bytes changed is
+    # still the same name and key: what it signs is the original's.
     originals = {_der(c) for c in full}
-    assert all(authority.certificate.der in originals for authority in path.authorities)
+    original_tbs = {c.tbs_certificate_bytes for c in full}
+    *below, anchor = path.authorities
+    assert all(authority.certificate.der in originals for authority in below)
+    assert anchor.certificate.der in originals or anchor.certificate.parsed.tbs_certificate_bytes in original_tbs
     assert_linked(path)
 
 
