@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from shared.diagnosis import diagnose
-from shared.handlers import TrustSync
-from shared.ports import Work
-from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
-from shared.render import render, render_status
-from shared.report import Mode, Report, RunStatus, Scope
-from shared.settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
-from shared.telemetry import Trigger, correlate
+from .diagnosis import diagnose
+from .handlers import TrustSync
+from .ports import Work
+from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
+from .render import render, render_status
+from .report import Mode, Report, RunStatus, Scope
+from .settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
+from .telemetry import Trigger, correlate
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
