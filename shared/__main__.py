@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from shared.diagnosis import diagnose
-from shared.handlers import TrustSync
-from shared.ports import Work
-from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
-from shared.render import render, render_status
-from shared.report import Mode, Report, RunStatus, Scope
-from shared.settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
-from shared.telemetry import Trigger, correlate
+from .diagnosis import diagnose
+from .handlers import TrustSync
+from .ports import Work
+from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
+from .render import render, render_status
+from .report import Mode, Report, RunStatus, Scope
+from .settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
+from .telemetry import Trigger, correlate
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -68,13 +68,19 @@ def _certificate_names(raw: str) -> frozenset[str]:
 
 LOCAL_SETTINGS = Path("local.settings.json")
 
-_EXAMPLES = """\
-examples:
-  python -m shared plan                       what a sync would change, changing nothing
-  python -m shared status --certificates web  per gateway: its CAs and its verdict on each leaf
-  python -m shared sync                       apply: add missing trust, take away what nothing needs
-  python -m shared plan --json | jq .status   the report as JSON
+# The command an installed package puts on PATH (pyproject.toml's [project.scripts]); from the
+# app root, where the Functions worker imports this package as `shared`, it is `python -m shared`.
+COMMAND = "trustsync"
+MODULE_COMMAND = f"python -m {__package__ or 'shared'}"
 
+_EXAMPLES = (
+    ("plan", "what a sync would change, changing nothing"),
+    ("status --certificates web", "per gateway: its CAs and its verdict on each leaf"),
+    ("sync", "apply: add missing trust, take away what nothing needs"),
+    ("plan --json | jq .status", "the report as JSON"),
+)
+
+_EXIT_CODES = """\
 exit codes:
   0   in sync: every selected gateway holds and trusts what Key Vault needs
   1   failed: an error (the report says which), or a configuration error
@@ -85,13 +91,17 @@ exit codes:
 """
 
 
-def _epilog() -> str:
+def _epilog(prog: str) -> str:
+    width = max(len(f"{prog} {example}") for example, _ in _EXAMPLES) + 2
+    examples = "".join(f"  {f'{prog} {example}':<{width}}{what}\n" for example, what in _EXAMPLES)
     settings = "\n".join(
         f"  {setting.name:<20} {setting.description}"
         + (" (required)" if setting.default is None else f" (default {setting.default})" if setting.default else "")
         for setting in SETTINGS
     )
-    return f"{_EXAMPLES}\nsettings (environment, or local.settings.json's Values):\n{settings}\n"
+    return (
+        f"examples:\n{examples}\n{_EXIT_CODES}\nsettings (environment, or local.settings.json's Values):\n{settings}\n"
+    )
 
 
 def local_settings(path: Path = LOCAL_SETTINGS) -> dict[str, str]:
@@ -107,11 +117,11 @@ def local_settings(path: Path = LOCAL_SETTINGS) -> dict[str, str]:
     return {str(name): str(value) for name, value in values.items() if value is not None}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = MODULE_COMMAND) -> int:
     parser = _Parser(
-        prog="python -m shared",
+        prog=prog,
         description=(__doc__ or "").strip(),
-        epilog=_epilog(),
+        epilog=_epilog(prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -285,6 +295,11 @@ def _cli_logging(verbose: bool) -> Iterator[None]:
         for log, level, propagate in saved:
             log.setLevel(level)
             log.propagate = propagate
+
+
+def cli() -> int:
+    """The installed `trustsync` command (its console script exits with what this returns)."""
+    return main(prog=COMMAND)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.apimanagement.aio import ApiManagementClient
 from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters, GatewayCertificateAuthorityContract
 
-from shared.azure_errors import translated
-from shared.pacing import Pacer
-from shared.ports import (
+from .azure_errors import translated
+from .pacing import Pacer
+from .ports import (
     ApimBackend,
     ApimCertificate,
     AzureCallError,
@@ -28,8 +28,8 @@ from shared.ports import (
     StoreEntry,
     StoreWrite,
 )
-from shared.settings import ApimService
-from shared.throttling import PacingPolicy, arm_kind
+from .settings import ApimService
+from .throttling import PacingPolicy, arm_kind
 
 _ANY_ETAG = "*"
 _PRECONDITION_FAILED = 412

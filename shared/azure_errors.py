@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
-from shared.ports import AzureCallError, CredentialUnavailableError, NotFoundError, Throttled
+from .ports import AzureCallError, CredentialUnavailableError, NotFoundError, Throttled
 
 # ARM's answer when a cloud's Resource Manager does not offer an api-version for a resource type.
 _API_VERSION_NOT_OFFERED = "NoRegisteredProviderFound"

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from shared.desired import Desired, NeededLeaf
-from shared.ports import ApimBackend, BackendTls
+from .desired import Desired, NeededLeaf
+from .ports import ApimBackend, BackendTls
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.chain import CLOCK_SKEW, MAX_SECRET_CHARS, Certificate, ChainError, TrustPath, trust_path
+from .chain import CLOCK_SKEW, MAX_SECRET_CHARS, Certificate, ChainError, TrustPath, trust_path
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _END = "-----END {label}-----"

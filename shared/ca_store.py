@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from shared.chain import Certificate, verdict
-from shared.desired import Desired
-from shared.ports import StoreEntry, StoreWrite
-from shared.verdicts import LeafVerdict
+from .chain import Certificate, verdict
+from .desired import Desired
+from .ports import StoreEntry, StoreWrite
+from .verdicts import LeafVerdict
 
 ROOT: Final = "Root"
 INTERMEDIATE: Final = "CertificateAuthority"

@@ -26,10 +26,10 @@ from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOpt
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.identity.aio import AzureCliCredential, ManagedIdentityCredential
 
-from shared.apim import Apim
-from shared.keyvault import KeyVault
-from shared.pacing import Pacer
-from shared.settings import Settings
+from .apim import Apim
+from .keyvault import KeyVault
+from .pacing import Pacer
+from .settings import Settings
 
 _READ_TIMEOUT_SECONDS = 60
 _CONFIGURATIONS_PER_LOOP = 4  # a worker sees a new configuration only when its app settings change

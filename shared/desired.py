@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.chain import Certificate, TrustPath
-from shared.ports import VersionInfo
+from .chain import Certificate, TrustPath
+from .ports import VersionInfo
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from cryptography import x509
 
-from shared.chain import Certificate
-from shared.expiry import within
-from shared.report import Report, Status
-from shared.verdicts import LeafVerdict
+from .chain import Certificate
+from .expiry import within
+from .report import Report, Status
+from .verdicts import LeafVerdict
 
 GATEWAY_KIND = "self-hosted"  # the engine selects self-hosted gateways only: the managed one has no CA list
 

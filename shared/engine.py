@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from shared.backend_tls import BackendOutcome, plan_backends
-from shared.bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
-from shared.ca_store import StoreOutcome, StoreStatus, judge_store, plan_store
-from shared.chain import ChainError, read_secret
-from shared.desired import Desired, VersionPath, desired_state, versions_to_trust
-from shared.expiry import expiry_horizon
-from shared.pacing import Kind, Pacer
-from shared.plan import (
+from .backend_tls import BackendOutcome, plan_backends
+from .bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
+from .ca_store import StoreOutcome, StoreStatus, judge_store, plan_store
+from .chain import ChainError, read_secret
+from .desired import Desired, VersionPath, desired_state, versions_to_trust
+from .expiry import expiry_horizon
+from .pacing import Kind, Pacer
+from .plan import (
     Action,
     ActionKind,
     Observed,
@@ -46,7 +46,7 @@ from shared.plan import (
     plan_narrowing,
     plan_uploads,
 )
-from shared.ports import (
+from .ports import (
     ApimCertificate,
     ApimPort,
     AzureCallError,
@@ -60,11 +60,11 @@ from shared.ports import (
     VersionInfo,
     Work,
 )
-from shared.records import ACTION_RECORD, Dim
-from shared.report import Mode, Outcome, Report, Scope, Status, gateway_entries
-from shared.service_kind import ServiceKind, kind_of, no_trust_reason, targets
-from shared.settings import MANAGED_GATEWAY, Settings
-from shared.verdicts import LeafVerdict, judge, keep_accepted
+from .records import ACTION_RECORD, Dim
+from .report import Mode, Outcome, Report, Scope, Status, gateway_entries
+from .service_kind import ServiceKind, kind_of, no_trust_reason, targets
+from .settings import MANAGED_GATEWAY, Settings
+from .verdicts import LeafVerdict, judge, keep_accepted
 
 log = logging.getLogger("trustsync")
 T = TypeVar("T")

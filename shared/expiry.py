@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.desired import Desired
-from shared.plan import Observed
+from .desired import Desired
+from .plan import Observed
 
 
 @dataclass(frozen=True)

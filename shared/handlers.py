@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.connect import ClientPool
-from shared.engine import Engine
-from shared.events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
-from shared.ports import NoProgress, Progress
-from shared.records import AUDIT_RECORD, EXPIRY_RECORD, Dim
-from shared.report import Mode, Report, RunStatus, Scope
-from shared.settings import (
+from .connect import ClientPool
+from .engine import Engine
+from .events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
+from .ports import NoProgress, Progress
+from .records import AUDIT_RECORD, EXPIRY_RECORD, Dim
+from .report import Mode, Report, RunStatus, Scope
+from .settings import (
     Remediation,
     Settings,
     SettingsError,
@@ -29,7 +29,7 @@ from shared.settings import (
     load_settings,
     unbound_certificates,
 )
-from shared.telemetry import Telemetry, Trigger, annotate, correlate, current, install_correlation
+from .telemetry import Telemetry, Trigger, annotate, correlate, current, install_correlation
 
 log = logging.getLogger("trustsync")
 

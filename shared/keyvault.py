@@ -14,10 +14,10 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.keyvault.certificates.aio import CertificateClient
 from azure.keyvault.secrets.aio import SecretClient
 
-from shared.azure_errors import translated
-from shared.pacing import Pacer
-from shared.ports import AzureCallError, NotFoundError, Secret, VersionInfo
-from shared.throttling import PacingPolicy, keyvault_kind
+from .azure_errors import translated
+from .pacing import Pacer
+from .ports import AzureCallError, NotFoundError, Secret, VersionInfo
+from .throttling import PacingPolicy, keyvault_kind
 
 
 class _FirstCallAlone:

@@ -47,7 +47,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from shared.ports import Throttled
+from .ports import Throttled
 
 R = TypeVar("R")
 

@@ -20,10 +20,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shared.chain import Certificate
-from shared.desired import Desired, DesiredAuthority
-from shared.ports import ApimCertificate, GatewayCas
-from shared.settings import LOCAL_DEPLOYMENT, MAX_DEPLOYMENT_ID_LENGTH
+from .chain import Certificate
+from .desired import Desired, DesiredAuthority
+from .ports import ApimCertificate, GatewayCas
+from .settings import LOCAL_DEPLOYMENT, MAX_DEPLOYMENT_ID_LENGTH
 
 OWNED_PREFIX = "trustsync-"
 MAX_ID_LENGTH = 80  # APIM's limit for a certificate id

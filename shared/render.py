@@ -21,8 +21,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from shared.diagnosis import OTHER_CAUSES, LeafDiagnosis, Next, diagnose
-from shared.report import Report, RunStatus
+from .diagnosis import OTHER_CAUSES, LeafDiagnosis, Next, diagnose
+from .report import Report, RunStatus
 
 UNWRAPPED = 100_000  # "no width": a file or a pipe gets each row on one line
 

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.backend_tls import BackendOutcome
-from shared.ca_store import StoreOutcome, StoreStatus
-from shared.expiry import Horizon
-from shared.findings import Finding, findings
-from shared.plan import Action, Observed
-from shared.service_kind import Target, kind_of
-from shared.verdicts import LeafVerdict
+from .backend_tls import BackendOutcome
+from .ca_store import StoreOutcome, StoreStatus
+from .expiry import Horizon
+from .findings import Finding, findings
+from .plan import Action, Observed
+from .service_kind import Target, kind_of
+from .verdicts import LeafVerdict
 
 
 class Mode(enum.StrEnum):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.ports import ServiceFacts
+from .ports import ServiceFacts
 
 
 class ServiceKind(enum.StrEnum):

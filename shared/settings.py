@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.pacing import HOURLY, TOKEN_BUCKETS, UNMODELLED, Kind, Limit, RateLimits
+from .pacing import HOURLY, TOKEN_BUCKETS, UNMODELLED, Kind, Limit, RateLimits
 
 ALL: Final = "*"
 MANAGED_GATEWAY: Final = "managed"  # APIM's own gateway; never a self-hosted one

@@ -43,9 +43,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.expiry import within
-from shared.records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
-from shared.report import Report, Status
+from .expiry import within
+from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
+from .report import Report, Status
 
 LOGGER_NAME = "trustsync"
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"

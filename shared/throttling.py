@@ -26,7 +26,7 @@ from typing import Any, Final
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import AsyncHTTPPolicy
 
-from shared.pacing import Answer, Kind, Pacer
+from .pacing import Answer, Kind, Pacer
 
 _REMAINING: Final = {
     Kind.ARM_READS: "x-ms-ratelimit-remaining-subscription-reads",

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.chain import Certificate, Verdict, verdict
-from shared.desired import Desired, NeededLeaf
-from shared.plan import Action, ActionKind, Observed
-from shared.ports import ApimCertificate
+from .chain import Certificate, Verdict, verdict
+from .desired import Desired, NeededLeaf
+from .plan import Action, ActionKind, Observed
+from .ports import ApimCertificate
 
 
 @dataclass(frozen=True)
