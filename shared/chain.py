@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
-from shared.pfx import mac_problem, without_key_bags
+from .pfx import mac_problem, without_key_bags
 
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 PEM_CONTENT_TYPE = "application/x-pem-file"
