@@ -23,6 +23,67 @@ def test_readme_documents_every_setting_and_the_two_commands() -> None:
     assert "make test" in readme
 
 
+README_MAX_LINES = 250  # the front door: what, for whom, two commands, a deploy, the settings; depth in docs/
+DOCUMENTS = ("README.md", "docs/*.md", "bench/README.md", "emulator/README.md")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+
+
+def documents() -> list[Path]:
+    return sorted(path for pattern in DOCUMENTS for path in ROOT.glob(pattern))
+
+
+def anchors(path: Path) -> set[str]:
+    """The ids GitHub gives the headings of `path`: lower case, punctuation dropped, spaces to hyphens."""
+    found: set[str] = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", FENCE.sub("", path.read_text()), re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in found:
+            n += 1
+            candidate = f"{slug}-{n}"
+        found.add(candidate)
+    return found
+
+
+def broken_links(path: Path) -> list[str]:
+    broken = []
+    for target in LINK.findall(FENCE.sub("", path.read_text())):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address: not checked offline
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{target}: no such heading")
+    return broken
+
+
+def test_the_readme_is_the_front_door_and_links_the_docs_index() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= README_MAX_LINES
+    assert "](docs/README.md)" in readme
+
+
+def test_the_docs_index_lists_every_page() -> None:
+    index = (ROOT / "docs" / "README.md").read_text()
+    pages = {path.name for path in (ROOT / "docs").iterdir() if path.suffix in {".md", ".json"}} - {"README.md"}
+    assert pages, "no docs pages found"
+    assert {page for page in pages if f"]({page})" not in index} == set()
+
+
+@pytest.mark.parametrize("path", documents(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_relative_link_and_anchor_resolves(path: Path) -> None:
+    assert broken_links(path) == []
+
+
+def test_the_link_check_sees_a_missing_heading_and_a_missing_file(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# Top\n\n## Words for `status`\n\n[a](#words-for-status) [b](#nowhere) [c](gone.md)\n")
+    assert broken_links(page) == ["#nowhere: no such heading", "gone.md: no such file"]
+
+
 def test_local_settings_example_has_every_setting() -> None:
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     assert {setting.name for setting in SETTINGS} <= set(example)
