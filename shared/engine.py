@@ -636,7 +636,9 @@ class _Run:
             try:
                 backends = await self.call(self.apim.workspace_backends, workspace.id)
             except AzureCallError as error:
-                self.report.fail(str(error), retryable=error.status != 403)
+                self.workspace_read_failed(
+                    error, "workspaces/backends/read", f"the backends of workspace {workspace.id}"
+                )
                 continue
             mapping = dict(self.settings.backend_certificates)
             for plan in plan_backends(desired, backends, mapping):
@@ -646,6 +648,18 @@ class _Run:
                     )
                 )
         return found
+
+    def workspace_read_failed(self, error: AzureCallError, actions: str, what: str) -> None:
+        """Workspaces are reported, never written: without the permission to read them (a deployment
+        made before the service's tier offered them) the run says what it could not report; any
+        other fault fails the run like any read, to be retried."""
+        if error.status == 403:
+            self.report.warn(
+                f"{what} could not be read ({error}): not reported; a deployment for this tier grants "
+                f"Microsoft.ApiManagement/service/{actions}"
+            )
+        else:
+            self.report.fail(str(error), retryable=True)
 
     async def read_service(self) -> ServiceFacts | None:
         """The service's tier and CA store; None (and an error) when it cannot be read."""
@@ -658,8 +672,7 @@ class _Run:
             try:
                 self.workspaces = tuple(await self.call(self.apim.workspaces))
             except AzureCallError as error:
-                # Not knowing the workspaces leaves the report incomplete: said, and retried unless forbidden.
-                self.report.fail(str(error), retryable=error.status != 403)
+                self.workspace_read_failed(error, "workspaces/read and workspaceLinks/read", "its workspaces")
         return facts
 
     async def sync_store(

@@ -178,3 +178,16 @@ def test_only_workspace_backends_serving_the_certificate_is_not_in_sync(
         }
     ]
     assert emu.count("arm.update_backend") == 0
+
+
+def test_without_permission_to_read_workspaces_the_run_says_so_and_stays_in_sync(configured: Emulator) -> None:
+    emu = with_workspaces(configured, "Premium")
+    emu.faults.add("arm.list_workspace_links", status=403)  # a deployment made before the tier offered workspaces
+    import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    answer = resync()
+
+    assert answer.body["status"] == "in-sync", answer.body  # the gateways the app manages trust the chain
+    assert workspace_targets(answer.body) == []
+    (warning,) = [w for w in answer.body["warnings"] if "its workspaces could not be read" in w]
+    assert "Microsoft.ApiManagement/service/workspaces/read and workspaceLinks/read" in warning
