@@ -7,7 +7,9 @@ APIM's gateways differ in where a backend's private CA can be trusted (docs/gate
   ``properties.certificates[]`` (``Root`` entries are the anchors), written only with ``CA_STORE=manage``;
 - the v2 tiers (BasicV2, StandardV2, PremiumV2): they ignore the CA store; a backend's own TLS
   settings are the only place (not managed by the app yet: reported);
-- Consumption, and workspace gateways: no CA certificates can be set at all.
+- Consumption, and workspace gateways: no CA certificates can be set at all. A service's workspaces
+  (on the tiers that offer them) are reported with the workspace gateways their links name, never judged:
+  the service's own targets decide the run, and where none can take trust the run fails naming them too.
 """
 
 from __future__ import annotations

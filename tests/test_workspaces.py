@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from emulator import Emulator
@@ -23,6 +25,7 @@ from tests.conftest import GATEWAYS
 from tests.harness import audit, import_version, resync
 
 REASON = "workspace gateways take no CA certificates"
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
 
 
 def with_workspaces(emu: Emulator, sku: str) -> Emulator:
@@ -62,6 +65,7 @@ def test_workspaces_and_their_gateways_are_reported_not_judged_across_pages(conf
             "judged": False,
         },
     ]
+    jsonschema.validate(answer.body, SCHEMA, format_checker=jsonschema.FormatChecker())
     assert emu.count("arm.list_workspaces") == 2  # two pages of one
     assert emu.count("arm.list_workspace_links") == 1  # one linked workspace: one page
     assert all(not r.operation.startswith("arm.list_workspace") or r.method == "GET" for r in emu.requests)
@@ -146,6 +150,7 @@ def test_workspace_backends_serving_a_bound_certificate_are_listed_not_changed(
             "detail": "workspace backend",
         },
     ]
+    jsonschema.validate(answer.body, SCHEMA, format_checker=jsonschema.FormatChecker())
     assert emu.apim.workspace("payments").backends == before  # same contracts and ETags
     (patch,) = [r for r in emu.requests if r.operation == "arm.update_backend"]
     assert "/workspaces/" not in patch.path
