@@ -90,6 +90,17 @@ class Backend:
 
 
 @dataclass
+class Workspace:
+    """A workspace of the service, the workspace gateways its link names (``Microsoft.ApiManagement/gateways``
+    resources, outside the service), and its own backends."""
+
+    id: str
+    display_name: str
+    gateways: tuple[str, ...] = ()
+    backends: dict[str, Backend] = field(default_factory=dict)  # by lower-case id
+
+
+@dataclass
 class _GatewayState:
     gateway: Gateway
     authorities: dict[str, GatewayCertificateAuthority] = field(default_factory=dict)  # by lower-case id
@@ -136,6 +147,7 @@ class ApimService:
         self.developer_portal_status = "Enabled"
         self.updates: list[dict[str, Any]] = []  # every accepted update's properties, as sent
         self._backends: dict[str, Backend] = {}
+        self._workspaces: dict[str, Workspace] = {}
 
     @property
     def resource_id(self) -> str:
@@ -153,6 +165,7 @@ class ApimService:
             self.sku = "Developer"
             self.ca_store = []
             self._backends.clear()
+            self._workspaces.clear()
             self.provisioning_state = "Succeeded"
             self._pending = None
             self.updates = []
@@ -187,6 +200,35 @@ class ApimService:
             updated = Backend(existing.id, {**existing.properties, **properties}, self._next_etag())
             self._backends[backend_id.lower()] = updated
             return updated
+
+    # -- workspaces ----------------------------------------------------------------------------------
+
+    def add_workspace(self, workspace_id: str, *, display_name: str = "", gateways: tuple[str, ...] = ()) -> Workspace:
+        """Arranges a workspace, linked to the named workspace gateways (none: no workspaceLink is listed)."""
+        with self._lock:
+            workspace = Workspace(workspace_id, display_name or workspace_id, tuple(gateways))
+            self._workspaces[workspace_id.lower()] = workspace
+            return workspace
+
+    def add_workspace_backend(self, workspace_id: str, backend_id: str, url: str) -> Backend:
+        with self._lock:
+            workspace = self.workspace(workspace_id)
+            contract = {"url": url, "protocol": "http", "properties": {}}
+            backend = Backend(backend_id, contract, self._next_etag())
+            workspace.backends[backend_id.lower()] = backend
+            return backend
+
+    @property
+    def workspaces(self) -> list[Workspace]:
+        with self._lock:
+            return sorted(self._workspaces.values(), key=lambda w: w.id.lower())
+
+    def workspace(self, workspace_id: str) -> Workspace:
+        with self._lock:
+            found = self._workspaces.get(workspace_id.lower())
+            if found is None:
+                raise ApimError(404, "ResourceNotFound", "Workspace not found.")
+            return found
 
     # -- the service's update (CA store) ------------------------------------------------------------
 

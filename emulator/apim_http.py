@@ -23,6 +23,7 @@ from .apim import (
     Gateway,
     GatewayCertificateAuthority,
     StoredCertificate,
+    Workspace,
     check_certificate_id,
     parse_upload,
 )
@@ -168,6 +169,15 @@ class ArmApi:
                 route = op.ARM_GET_BACKEND, lambda s: self._backends(request, s, bid)
             case ["backends", bid] if method == "PATCH":
                 route = op.ARM_UPDATE_BACKEND, lambda s: self._patch_backend(request, s, bid)
+            case ["workspaces"] if method == "GET":
+                route = op.ARM_LIST_WORKSPACES, lambda s: self._page(request, s.workspaces, _workspace_contract(s))
+            case ["workspacelinks"] if method == "GET":
+                route = (
+                    op.ARM_LIST_WORKSPACE_LINKS,
+                    lambda s: self._page(request, [w for w in s.workspaces if w.gateways], _link_contract(s)),
+                )
+            case ["workspaces", ws, "backends"] if method == "GET":
+                route = op.ARM_LIST_WORKSPACE_BACKENDS, lambda s: self._workspace_backends(request, s, ws)
             case ["certificates"] if method == "GET":
                 route = op.ARM_LIST_CERTIFICATES, lambda s: self._list_certificates(request, s)
             case ["certificates", cid] if method in ("GET", "HEAD"):
@@ -281,6 +291,15 @@ class ArmApi:
             return self._page(request, service.backends, lambda b: _backend_contract(service, b))
         backend = service.backend(backend_id)
         return Response.json(200, _backend_contract(service, backend), _headers(backend.etag))
+
+    def _workspace_backends(self, request: Request, service: ApimService, workspace_id: str) -> Response:
+        _backend_version(request)
+        workspace = service.workspace(workspace_id)
+        items = sorted(workspace.backends.values(), key=lambda b: b.id.lower())
+        prefix = f"{service.resource_id}/workspaces/{workspace.id}"
+        return self._page(
+            request, items, lambda b: {**_backend_contract(service, b), "id": f"{prefix}/backends/{b.id}"}
+        )
 
     def _patch_backend(self, request: Request, service: ApimService, backend_id: str) -> Response:
         _backend_version(request)
@@ -585,3 +604,39 @@ def _backend_contract(service: ApimService, backend: Backend) -> dict[str, Any]:
         "name": backend.id,
         "properties": dict(backend.properties),
     }
+
+
+# Workspaces and their links as the 2024-05-01 examples show them (Azure/azure-rest-api-specs,
+# specification/apimanagement/resource-manager/Microsoft.ApiManagement/stable/2024-05-01/examples/
+# ApiManagementListWorkspaces.json and ApiManagementListWorkspaceLinks.json): a link's workspaceId is
+# the workspace's resource id, and its gateways are Microsoft.ApiManagement/gateways resource ids.
+def _workspace_contract(service: ApimService) -> Callable[[Workspace], dict[str, Any]]:
+    def render(workspace: Workspace) -> dict[str, Any]:
+        return {
+            "id": f"{service.resource_id}/workspaces/{workspace.id}",
+            "type": "Microsoft.ApiManagement/service/workspaces",
+            "name": workspace.id,
+            "properties": {"displayName": workspace.display_name, "description": ""},
+        }
+
+    return render
+
+
+def _link_contract(service: ApimService) -> Callable[[Workspace], dict[str, Any]]:
+    group = f"/subscriptions/{service.subscription_id}/resourceGroups/{service.resource_group}"
+
+    def render(workspace: Workspace) -> dict[str, Any]:
+        return {
+            "id": f"{service.resource_id}/workspaceLinks/{workspace.id}",
+            "type": "Microsoft.ApiManagement/service/workspaceLinks",
+            "name": workspace.id,
+            "properties": {
+                "workspaceId": f"{service.resource_id}/workspaces/{workspace.id}",
+                "gateways": [
+                    {"id": f"{group}/providers/Microsoft.ApiManagement/gateways/{gateway}"}
+                    for gateway in workspace.gateways
+                ],
+            },
+        }
+
+    return render

@@ -20,6 +20,9 @@ ARM_UPDATE_SERVICE: Final = "arm.update_service"
 ARM_LIST_BACKENDS: Final = "arm.list_backends"
 ARM_GET_BACKEND: Final = "arm.get_backend"
 ARM_UPDATE_BACKEND: Final = "arm.update_backend"
+ARM_LIST_WORKSPACES: Final = "arm.list_workspaces"
+ARM_LIST_WORKSPACE_LINKS: Final = "arm.list_workspace_links"
+ARM_LIST_WORKSPACE_BACKENDS: Final = "arm.list_workspace_backends"
 ARM_LIST_CERTIFICATES: Final = "arm.list_certificates"
 ARM_GET_CERTIFICATE: Final = "arm.get_certificate"
 ARM_HEAD_CERTIFICATE: Final = "arm.head_certificate"
@@ -54,6 +57,9 @@ OPERATIONS: Final = frozenset(
         ARM_LIST_BACKENDS,
         ARM_GET_BACKEND,
         ARM_UPDATE_BACKEND,
+        ARM_LIST_WORKSPACES,
+        ARM_LIST_WORKSPACE_LINKS,
+        ARM_LIST_WORKSPACE_BACKENDS,
         ARM_LIST_CERTIFICATES,
         ARM_GET_CERTIFICATE,
         ARM_HEAD_CERTIFICATE,

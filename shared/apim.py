@@ -22,6 +22,7 @@ from .pacing import Pacer
 from .ports import (
     ApimBackend,
     ApimCertificate,
+    ApimWorkspace,
     AzureCallError,
     BackendTls,
     ServiceFacts,
@@ -137,15 +138,50 @@ class Apim:
             )
 
     async def backends(self) -> list[ApimBackend]:
-        found: list[ApimBackend] = []
-        url: str | None = f"{self._service_path}/backends?api-version={BACKEND_API_VERSION}"
+        url = f"{self._service_path}/backends?api-version={BACKEND_API_VERSION}"
         with translated(f"list backends of {self.service.name}"):
-            while url:
-                response = await self._client._send_request(HttpRequest("GET", url))
-                response.raise_for_status()
-                page = response.json()
-                found.extend(_backend(item) for item in page.get("value", ()))
-                url = page.get("nextLink")
+            return [_backend(item) for item in await self._pages(url)]
+
+    async def workspaces(self) -> list[ApimWorkspace]:
+        # Two paged lists at 2024-05-01 (ApiManagementListWorkspaces.json, ApiManagementListWorkspaceLinks.json):
+        # the workspaces, and the links naming the Microsoft.ApiManagement/gateways resources that serve
+        # each one. The pinned SDK has no operation for the links, so both go through the client's pipeline.
+        with translated(f"list workspaces of {self.service.name}"):
+            listed = await self._pages(f"{self._service_path}/workspaces?api-version={API_VERSION}")
+        with translated(f"list workspace links of {self.service.name}"):
+            links = await self._pages(f"{self._service_path}/workspaceLinks?api-version={API_VERSION}")
+        gateways: dict[str, set[str]] = {}
+        for link in links:
+            properties = link.get("properties") or {}
+            # workspaceId is a resource id; its last segment names the workspace.
+            workspace = str(properties.get("workspaceId") or "").rstrip("/").rsplit("/", 1)[-1].lower()
+            for gateway in properties.get("gateways") or ():
+                gateways.setdefault(workspace, set()).add(str((gateway or {}).get("id") or "").rsplit("/", 1)[-1])
+        found = []
+        for item in listed:
+            name = str(item.get("name") or "")
+            if name:
+                display = str((item.get("properties") or {}).get("displayName") or "")
+                found.append(
+                    ApimWorkspace(name, display, tuple(sorted(g for g in gateways.get(name.lower(), ()) if g)))
+                )
+        return sorted(found, key=lambda w: w.id.lower())
+
+    async def workspace_backends(self, workspace: str) -> list[ApimBackend]:
+        url = f"{self._service_path}/workspaces/{workspace}/backends?api-version={BACKEND_API_VERSION}"
+        with translated(f"list backends of workspace {workspace} of {self.service.name}"):
+            return [_backend(item) for item in await self._pages(url)]
+
+    async def _pages(self, url: str) -> list[Any]:
+        """Every item of a paged ARM list, following nextLink (an empty one ends the list)."""
+        found: list[Any] = []
+        next_url: str | None = url
+        while next_url:
+            response = await self._client._send_request(HttpRequest("GET", next_url))
+            response.raise_for_status()
+            page = response.json()
+            found.extend(page.get("value") or ())
+            next_url = page.get("nextLink")
         return found
 
     async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:

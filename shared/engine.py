@@ -49,6 +49,7 @@ from .plan import (
 from .ports import (
     ApimCertificate,
     ApimPort,
+    ApimWorkspace,
     AzureCallError,
     GatewayCas,
     NoProgress,
@@ -62,7 +63,7 @@ from .ports import (
 )
 from .records import ACTION_RECORD, Dim
 from .report import Mode, Outcome, Report, Scope, Status, gateway_entries
-from .service_kind import ServiceKind, kind_of, no_trust_reason, targets
+from .service_kind import WORKSPACE_REASON, ServiceKind, kind_of, no_trust_reason, offers_workspaces, targets
 from .settings import MANAGED_GATEWAY, Settings
 from .verdicts import LeafVerdict, judge, keep_accepted
 
@@ -200,6 +201,7 @@ class _Run:
         self.owner = Ownership(deployment.id, adopts_legacy=deployment.adopts_legacy)
         self.store_verdicts: tuple[LeafVerdict, ...] = ()  # the managed gateway's, when they are judged
         self.in_store: set[str] = set()  # thumbprints in the CA store: their APIM copies mark them the app's
+        self.workspaces: tuple[ApimWorkspace, ...] = ()  # reported: their gateways take no CA certificates
 
     async def execute(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -552,7 +554,11 @@ class _Run:
         if facts is not None:
             self.report.tier = facts.sku
             self.report.targets = targets(
-                facts, self_hosted=selected, ca_store=self.settings.ca_store, backend_tls=self.settings.backend_tls
+                facts,
+                self_hosted=selected,
+                ca_store=self.settings.ca_store,
+                backend_tls=self.settings.backend_tls,
+                workspaces=self.workspaces,
             )
         backends = facts is not None and kind_of(facts.sku) is ServiceKind.V2 and self.settings.backend_tls
         if not selected and not backends and (facts is None or kind_of(facts.sku) is not ServiceKind.CLASSIC):
@@ -570,7 +576,8 @@ class _Run:
                     reason
                     or "check APIM_RESOURCE_ID, and that the tier supports self-hosted gateways (Developer, Premium) "
                     "and one is created"
-                ),
+                )
+                + _workspaces_too(self.workspaces),
                 retryable=False,
             )
         return selected
@@ -586,6 +593,7 @@ class _Run:
             self.report.fail(str(error), retryable=error.code != "NoRegisteredProviderFound")
             return
         outcomes = []
+        in_workspaces = await self.workspace_backends(desired)
         for plan in plan_backends(desired, backends, dict(self.settings.backend_certificates)):
             name, certificate = plan.backend.id, plan.certificate
             rejected = [f"{n.version}: {why}" for n, why in plan.verdicts if why]
@@ -606,22 +614,66 @@ class _Run:
                 outcomes.append(BackendOutcome(name, certificate, "failed", str(error)))
                 continue
             outcomes.append(BackendOutcome(name, certificate, "applied"))
-        self.report.backends = tuple(outcomes)
+        self.report.backends = (*outcomes, *in_workspaces)
         if not outcomes:
             # Nothing is trusted anywhere on a v2 tier then: not in sync, and a redelivery would not help.
             self.report.fail(
                 f"BACKEND_TLS=manage: no backend of {self.settings.apim.name} serves a bound certificate (by its URL's "
-                "host or BACKEND_CERTIFICATES): nothing is pinned",
+                "host or BACKEND_CERTIFICATES): nothing is pinned"
+                + (
+                    f" ({len(in_workspaces)} workspace backend(s) serve one, which the app does not change)"
+                    if in_workspaces
+                    else ""
+                ),
                 retryable=False,
             )
+
+    async def workspace_backends(self, desired: Desired) -> list[BackendOutcome]:
+        """Workspace backends that serve a bound certificate, matched as the service's are: listed as
+        not changed (the app writes no workspace entity), never written."""
+        found = []
+        for workspace in self.workspaces:
+            try:
+                backends = await self.call(self.apim.workspace_backends, workspace.id)
+            except AzureCallError as error:
+                self.workspace_read_failed(
+                    error, "workspaces/backends/read", f"the backends of workspace {workspace.id}"
+                )
+                continue
+            mapping = dict(self.settings.backend_certificates)
+            for plan in plan_backends(desired, backends, mapping):
+                found.append(
+                    BackendOutcome(
+                        f"{workspace.id}/{plan.backend.id}", plan.certificate, "not changed", "workspace backend"
+                    )
+                )
+        return found
+
+    def workspace_read_failed(self, error: AzureCallError, actions: str, what: str) -> None:
+        """Workspaces are reported, never written: without the permission to read them (a deployment
+        made before the service's tier offered them) the run says what it could not report; any
+        other fault fails the run like any read, to be retried."""
+        if error.status == 403:
+            self.report.warn(
+                f"{what} could not be read ({error}): not reported; a deployment for this tier grants "
+                f"Microsoft.ApiManagement/service/{actions}"
+            )
+        else:
+            self.report.fail(str(error), retryable=True)
 
     async def read_service(self) -> ServiceFacts | None:
         """The service's tier and CA store; None (and an error) when it cannot be read."""
         try:
-            return await self.call(self.apim.service_facts)
+            facts = await self.call(self.apim.service_facts)
         except AzureCallError as error:
             self.report.fail(str(error), retryable=True)
             return None
+        if offers_workspaces(facts.sku):
+            try:
+                self.workspaces = tuple(await self.call(self.apim.workspaces))
+            except AzureCallError as error:
+                self.workspace_read_failed(error, "workspaces/read and workspaceLinks/read", "its workspaces")
+        return facts
 
     async def sync_store(
         self,
@@ -805,3 +857,11 @@ def _log(report: Report) -> None:
         log.warning("conflict: %s", message)
     for message in report.errors:
         log.error("%s", message)
+
+
+def _workspaces_too(workspaces: Sequence[ApimWorkspace]) -> str:
+    """The failure's tail naming the service's workspaces, whose gateways take no CA certificates either."""
+    if not workspaces:
+        return ""
+    named = "; ".join(f"{w.id} ({', '.join(w.gateways) or 'no workspace gateway linked'})" for w in workspaces)
+    return f"; its workspaces take none either ({WORKSPACE_REASON}): {named}"

@@ -123,6 +123,16 @@ class ApimBackend:
     tls: BackendTls
 
 
+@dataclass(frozen=True)
+class ApimWorkspace:
+    """One workspace of the service (api-version 2024-05-01) and the workspace gateways its link names:
+    ``Microsoft.ApiManagement/gateways`` resources, which take no CA certificates."""
+
+    id: str
+    display_name: str = ""
+    gateways: tuple[str, ...] = ()  # the gateways' names, from the service's workspaceLinks
+
+
 GatewayCas = Mapping[str, bool]  # certificate id → isTrusted, as one gateway's list shows them
 
 
@@ -177,6 +187,14 @@ class ApimPort(Protocol):
 
     async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:
         """Replace the backend's TLS pins under its current ETag; everything else is sent back as found."""
+        ...
+
+    async def workspaces(self) -> list[ApimWorkspace]:
+        """The service's workspaces and their workspace gateways (read only on tiers that offer workspaces)."""
+        ...
+
+    async def workspace_backends(self, workspace: str) -> list[ApimBackend]:
+        """The backends inside one workspace: reported, never changed."""
         ...
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]: ...

@@ -166,7 +166,8 @@ class Report:
             return RunStatus.PARTIAL  # the service applies (or is busy with) an update: the next run confirms
         if store in (StoreStatus.PLANNED, StoreStatus.REFUSED):
             return RunStatus.DRIFT
-        if any(backend.status != "in-step" and backend.status != "applied" for backend in self.backends):
+        # A workspace backend is reported "not changed": the app writes none, so it is no drift of the app's.
+        if any(backend.status not in ("in-step", "applied", "not changed") for backend in self.backends):
             return RunStatus.DRIFT
         if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
             return RunStatus.DRIFT

@@ -7,7 +7,9 @@ APIM's gateways differ in where a backend's private CA can be trusted (docs/gate
   ``properties.certificates[]`` (``Root`` entries are the anchors), written only with ``CA_STORE=manage``;
 - the v2 tiers (BasicV2, StandardV2, PremiumV2): they ignore the CA store; a backend's own TLS
   settings are the only place (not managed by the app yet: reported);
-- Consumption, and workspace gateways: no CA certificates can be set at all.
+- Consumption, and workspace gateways: no CA certificates can be set at all. A service's workspaces
+  (on the tiers that offer them) are reported with the workspace gateways their links name, never judged:
+  the service's own targets decide the run, and where none can take trust the run fails naming them too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .ports import ServiceFacts
+from .ports import ApimWorkspace, ServiceFacts
 
 
 class ServiceKind(enum.StrEnum):
@@ -30,6 +32,25 @@ class ServiceKind(enum.StrEnum):
 _CLASSIC: Final = frozenset({"developer", "basic", "standard", "premium", "isolated"})
 _V2: Final = frozenset({"basicv2", "standardv2", "premiumv2"})
 SELF_HOSTED_TIERS: Final = frozenset({"developer", "premium"})
+# The tiers that offer workspaces (learn.microsoft.com, "Create and manage a workspace": Basic v2,
+# Standard v2, Premium, Premium v2). Only there does a run list them, so a service of another tier
+# costs no extra request.
+WORKSPACE_TIERS: Final = frozenset({"premium", "basicv2", "standardv2", "premiumv2"})
+
+WORKSPACE_REASON: Final = (
+    "workspace gateways take no CA certificates (no certificate authorities, no CA store): "
+    "a backend with a private CA cannot be trusted there"
+)
+
+
+def offers_workspaces(sku: str) -> bool:
+    return sku.strip().lower() in WORKSPACE_TIERS
+
+
+def workspace_target(workspace: ApimWorkspace) -> Target:
+    """A workspace, reported with the gateways serving it and why no trust can be set there."""
+    served = f"gateways {', '.join(workspace.gateways)}" if workspace.gateways else "no workspace gateway linked"
+    return Target(TargetKind.NONE, f"workspace {workspace.id}", f"{WORKSPACE_REASON} ({served})", False)
 
 
 def kind_of(sku: str) -> ServiceKind:
@@ -88,7 +109,7 @@ def targets(
     self_hosted: Sequence[str],
     ca_store: bool,
     backend_tls: bool = False,
-    workspaces: Sequence[str] = (),
+    workspaces: Sequence[ApimWorkspace] = (),
 ) -> tuple[Target, ...]:
     """Every place the app reports on, in the order the status shows them."""
     found = [Target(TargetKind.SELF_HOSTED, name, "gateway certificate authorities", True) for name in self_hosted]
@@ -105,8 +126,7 @@ def targets(
     reason = no_trust_reason(facts, self_hosted=self_hosted, backend_tls=backend_tls)
     if reason is not None:
         found.append(Target(TargetKind.NONE, facts.sku, reason, True))
-    found.extend(
-        Target(TargetKind.NONE, f"workspace {name}", "workspace gateways take no CA certificates", False)
-        for name in workspaces
-    )
+    # Reported, not judged: the service's own targets decide the run; when none can take trust the
+    # run already fails with the tier's reason, which then names these workspaces too.
+    found.extend(workspace_target(workspace) for workspace in workspaces)
     return tuple(found)

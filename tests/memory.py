@@ -23,6 +23,7 @@ from shared.plan import certificate_id_for
 from shared.ports import (
     ApimBackend,
     ApimCertificate,
+    ApimWorkspace,
     AzureCallError,
     BackendTls,
     NotFoundError,
@@ -214,6 +215,14 @@ class MemoryApim:
 
     async def backends(self) -> list[ApimBackend]:
         await self.calls("apim backends")
+        return []
+
+    async def workspaces(self) -> list[ApimWorkspace]:
+        await self.calls("apim workspaces")
+        return []
+
+    async def workspace_backends(self, workspace: str) -> list[ApimBackend]:
+        await self.calls(f"apim workspace backends {workspace}")
         return []
 
     async def set_backend_tls(self, backend_id: str, tls: BackendTls) -> None:

@@ -54,6 +54,24 @@ var backendActions = [
   'Microsoft.ApiManagement/service/backends/write'
 ]
 
+// Workspaces exist on these tiers only (read from the service at deployment): there the app lists the
+// workspaces and their links (the workspace gateways serving them, which take no CA certificates) to
+// report them, and with BACKEND_TLS=manage the workspaces' backends, which it reports and never writes.
+var workspaceTiers = [
+  'premium'
+  'basicv2'
+  'standardv2'
+  'premiumv2'
+]
+var hasWorkspaces = contains(workspaceTiers, toLower(apim.sku.name))
+var workspaceActions = [
+  'Microsoft.ApiManagement/service/workspaces/read'
+  'Microsoft.ApiManagement/service/workspaceLinks/read'
+]
+var workspaceBackendActions = [
+  'Microsoft.ApiManagement/service/workspaces/backends/read'
+]
+
 // The role is defined for the resource group (custom roles should not list single resources as
 // assignable scopes) but assigned only on the APIM service below.
 resource gatewayCaOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
@@ -67,7 +85,7 @@ resource gatewayCaOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' 
     ]
     permissions: [
       {
-        actions: concat(baseActions, (caStore == 'manage') ? caStoreActions : [], (backendTls == 'manage') ? backendActions : [])
+        actions: concat(baseActions, (caStore == 'manage') ? caStoreActions : [], (backendTls == 'manage') ? backendActions : [], hasWorkspaces ? workspaceActions : [], (hasWorkspaces && backendTls == 'manage') ? workspaceBackendActions : [])
         notActions: []
         dataActions: []
         notDataActions: []

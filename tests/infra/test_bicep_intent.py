@@ -78,6 +78,14 @@ BACKEND_ACTIONS = {
     "Microsoft.ApiManagement/service/backends/read",
     "Microsoft.ApiManagement/service/backends/write",
 }
+# Only on a tier that offers workspaces (the service's sku at deployment, as shared/service_kind.py's
+# WORKSPACE_TIERS); the adapter lists them through the client's pipeline in shared/apim.py's workspaces().
+WORKSPACE_TIERS = {"premium", "basicv2", "standardv2", "premiumv2"}
+WORKSPACE_ACTIONS = {
+    "Microsoft.ApiManagement/service/workspaces/read",
+    "Microsoft.ApiManagement/service/workspaceLinks/read",
+}
+WORKSPACE_BACKEND_ACTION = "Microsoft.ApiManagement/service/workspaces/backends/read"  # and BACKEND_TLS=manage
 FUNCTIONS = ("on_keyvault_event", "on_keyvault_event_queue", "resync", "drift_audit")
 
 
@@ -443,9 +451,42 @@ def test_custom_apim_role_holds_only_the_actions_the_app_calls() -> None:
                         },
                     }
                 },
+                # Workspace reads only on a tier that offers workspaces; their backends only with BACKEND_TLS=manage too.
+                "arg_4": {
+                    "operator": {
+                        "type": "conditional",
+                        "operands": {"condition": "hasWorkspaces", "true_value": "workspaceActions", "false_value": []},
+                    }
+                },
+                "arg_5": {
+                    "operator": {
+                        "type": "conditional",
+                        "operands": {
+                            "condition": {
+                                "operator": {
+                                    "type": "and",
+                                    "operands": {
+                                        "operand_1": "hasWorkspaces",
+                                        "operand_2": {
+                                            "operator": {
+                                                "type": "equals",
+                                                "operands": {"operand_1": "backendTls", "operand_2": "manage"},
+                                            }
+                                        },
+                                    },
+                                }
+                            },
+                            "true_value": "workspaceBackendActions",
+                            "false_value": [],
+                        },
+                    }
+                },
             },
         }
     }
+    assert set(apim.variables["workspaceTiers"]) == WORKSPACE_TIERS
+    assert set(apim.variables["workspaceActions"]) == WORKSPACE_ACTIONS
+    assert apim.variables["workspaceBackendActions"] == [WORKSPACE_BACKEND_ACTION]
     assert set(apim.variables["baseActions"]) == APIM_ACTIONS
     assert apim.variables["caStoreActions"] == [CA_STORE_ACTION]
     assert apim.variables["backendActions"] == sorted(BACKEND_ACTIONS)
