@@ -73,8 +73,12 @@ class Dag:
     def longest_chain(self) -> int:
         return max(self._levels(), default=0)
 
+    def service(self, call: int) -> str:
+        """The service a call goes to (its operation's prefix: kv, arm): each has its own slots."""
+        return self.operations[call].split(".", 1)[0]
+
     def rounds(self, concurrency: int) -> int:
-        """Makespan on `concurrency` slots with unit-time calls: the best of a few list schedules."""
+        """Makespan on `concurrency` slots per service with unit-time calls: the best of a few list schedules."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         level, waiting = self._levels(), self._descendants()
@@ -92,7 +96,17 @@ class Dag:
         heapq.heapify(ready)
         done = rounds = 0
         while done < self.size:
-            started = [heapq.heappop(ready)[1] for _ in range(min(concurrency, len(ready)))]
+            started, deferred, slots = [], [], Counter[str]()
+            while ready:
+                entry = heapq.heappop(ready)
+                service = self.service(entry[1])
+                if slots[service] < concurrency:
+                    slots[service] += 1
+                    started.append(entry[1])
+                else:
+                    deferred.append(entry)
+            for entry in deferred:
+                heapq.heappush(ready, entry)
             assert started, "the DAG has a cycle"
             rounds += 1
             done += len(started)
@@ -105,15 +119,17 @@ class Dag:
 
     def lower_rounds(self, concurrency: int) -> int:
         """No schedule on `concurrency` slots takes fewer rounds than this."""
-        bound = max(self.longest_chain(), math.ceil(self.size / concurrency))
+        per_service = Counter(self.service(call) for call in range(self.size))
+        bound = max(self.longest_chain(), *(math.ceil(n / concurrency) for n in per_service.values()))
         for depths in (self._depths(), self._levels()):  # from the start, and (mirrored) to the end
-            available = Counter(depths)
-            done = rounds = ready = 0
-            while done < self.size:
-                rounds += 1
-                ready += available[rounds]  # calls whose chain from the start fits in `rounds` rounds
-                done = min(done + concurrency, ready)
-            bound = max(bound, rounds)
+            for service, size in per_service.items():  # each service's calls on its own slots
+                available = Counter(d for call, d in enumerate(depths) if self.service(call) == service)
+                done = rounds = ready = 0
+                while done < size:
+                    rounds += 1
+                    ready += available[rounds]  # calls whose chain from the start fits in `rounds` rounds
+                    done = min(done + concurrency, ready)
+                bound = max(bound, rounds)
         return bound
 
     def _dependents(self) -> list[list[int]]:
@@ -165,6 +181,7 @@ def _observe(dag: Dag, estate: Estate) -> tuple[int, dict[int, int]]:
     Returns the last page of the certificate list and, per gateway, the last page of its CA list.
     """
     certificates = dag.paged("arm.list_certificates", estate.apim_certificates, estate.page_size)
+    dag.call("arm.get_service")  # the service's kind and CA store: once per run, never paged
     gateway_pages = dag.paged("arm.list_gateways", estate.gateways, estate.page_size)
     ca_lists = {}
     for gateway in range(estate.gateways):
@@ -214,6 +231,11 @@ class Bound:
     @property
     def seconds(self) -> float:
         return self.rounds * self.latency
+
+    @property
+    def unlimited_seconds(self) -> float:
+        """The bound at unlimited concurrency: the longest chain of round trips."""
+        return self.longest_chain * self.latency
 
     @property
     def optimal(self) -> bool:

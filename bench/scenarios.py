@@ -56,16 +56,23 @@ def _secret(pki: Hierarchy, hostname: str) -> str:
 @dataclass(frozen=True)
 class Scenario:
     key: str
-    kind: str  # "leaf" | "chain" | "audit"
+    kind: str  # "leaf" | "chain" | "audit" | "resync" (a no-op full resync: it may remove, finds nothing to)
     gateways: int
     certificates: int = 1
     key_type: KeyType = "rsa"  # RSA-2048 in a 3DES/SHA-1 PFX, as Key Vault issues them by default
+
+    @property
+    def in_place(self) -> bool:
+        """An estate in sync, read again in place: the audit and the no-op full resync."""
+        return self.kind in ("audit", "resync")
 
     @property
     def title(self) -> str:
         keys = " ECDSA" if self.key_type == "ec" else ""
         if self.kind == "audit":
             return f"(c) full audit C={self.certificates} G={self.gateways}{keys}"
+        if self.kind == "resync":
+            return f"(r) no-op full resync C={self.certificates} G={self.gateways}{keys}"
         what = "leaf-only rotation" if self.kind == "leaf" else "new-chain rotation"
         return f"({'a' if self.kind == 'leaf' else 'b'}) {what} G={self.gateways}{keys}"
 
@@ -73,7 +80,7 @@ class Scenario:
         return Hierarchy(intermediates=1, organization=organization, key_type=self.key_type)
 
     def material(self, repetition: int = 1) -> Material:
-        if self.kind == "audit":
+        if self.in_place:
             pkis = [self.hierarchy(f"Org{n:03d}") for n in range(max(1, self.certificates // 10))]
             secrets = [
                 (f"svc-{n:04d}", _secret(pkis[n % len(pkis)], f"svc-{n:04d}.internal.example"))
@@ -95,7 +102,7 @@ class Scenario:
         for gateway in gateways:
             if gateway not in {g.id for g in emu.apim.gateways}:
                 emu.apim.add_gateway(gateway)
-        created = MONTH_AGO if self.kind != "audit" else None
+        created = MONTH_AGO if not self.in_place else None
         for name, secret in material.secrets:
             emu.vault.import_certificate(name, secret, created=created)
         for der in material.cas:
@@ -111,8 +118,8 @@ class Scenario:
 
     def change(self, emu: Emulator, material: Material) -> dict[str, Any]:
         """Applies the scenario's change to the estate; returns the command to measure."""
-        if self.kind == "audit":
-            return {"cmd": "audit"}
+        if self.in_place:
+            return {"cmd": self.kind}
         assert material.new_version is not None
         rotated = material.secrets[0][0]
         emu.vault.import_certificate(rotated, material.new_version)
@@ -125,11 +132,15 @@ class Scenario:
             problems.append(str(answer["error"]))
         if self.kind == "audit" and answer.get("audit_status") != "in-sync":
             problems.append(f"audit status {answer.get('audit_status')}, expected in-sync")
-        wanted = {certificate_id_for(Certificate.from_der(der)) for der in material.cas + material.new_cas}
+        if self.kind == "resync" and answer.get("status") != "in-sync":
+            problems.append(f"resync status {answer.get('status')} (left {answer.get('left')}), expected in-sync")
+        # As the app leaves a gateway (TRUST_INTERMEDIATES=false): each root trusted, each intermediate held.
+        cas_wanted = [Certificate.from_der(der) for der in material.cas + material.new_cas]
+        wanted = {certificate_id_for(ca): ca.subject == ca.issuer for ca in cas_wanted}
         for gateway in emu.apim.gateways:
             cas = emu.apim.gateway_cas(gateway.id)
-            if not all(cas.get(certificate_id) for certificate_id in wanted):
-                problems.append(f"{gateway.id} trusts {sorted(cas)}, expected at least {sorted(wanted)}")
+            if not all(cid in cas and (cas[cid] or not root) for cid, root in wanted.items()):
+                problems.append(f"{gateway.id} holds {sorted(cas)}, expected at least {sorted(wanted)} (roots trusted)")
                 break
         return problems
 
@@ -141,7 +152,7 @@ class Scenario:
             max(len(emu.apim.gateway_cas(gateway.id)) for gateway in emu.apim.gateways),
             PAGE_SIZE,
         )
-        if self.kind == "audit":
+        if self.in_place:  # nothing to remove: no last look at Key Vault
             return model.full_audit(estate, certificates=self.certificates)
         return model.rotation(estate, versions=2, new_cas=len(material.new_cas))
 
@@ -156,6 +167,7 @@ SCENARIOS = (
     Scenario("c200", "audit", gateways=25, certificates=200),
     Scenario("c200ec", "audit", gateways=25, certificates=200, key_type="ec"),
     Scenario("c1000", "audit", gateways=25, certificates=1000),
+    Scenario("r200", "resync", gateways=25, certificates=200),
 )
 
 

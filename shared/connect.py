@@ -110,8 +110,9 @@ def https_proxy(url: str, environ: Mapping[str, str]) -> str | None:
 
 def make_transport(settings: Settings, environ: Mapping[str, str]) -> AioHttpTransport:
     """One HTTP transport (and connection pool) shared by every client of a configuration."""
-    # One pooled connection per concurrent call (and the identity endpoint's), so connections are reused.
-    connector = aiohttp.TCPConnector(ssl=trusted_cas(environ), limit=settings.max_concurrency + 2)
+    # One pooled connection per concurrent call (MAX_CONCURRENCY to Key Vault and as many to ARM, and
+    # the identity endpoint's), so connections are reused and one service's calls never wait for the other's.
+    connector = aiohttp.TCPConnector(ssl=trusted_cas(environ), limit=2 * settings.max_concurrency + 2)
     # The environment (proxies) is read once, by `https_proxy`; no .netrc: requests carry bearer tokens.
     session = aiohttp.ClientSession(connector=connector, trust_env=False)
     return AioHttpTransport(session=session, session_owner=False)

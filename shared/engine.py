@@ -9,21 +9,31 @@ scope and mode:
 - a full-scope run (a resync of everything, the audit) may also take away what the app created
   and nothing needs any more, once every addition is in and after one last look at Key Vault.
 
-Every Azure call goes through one limiter (`MAX_CONCURRENCY` calls in flight) and the pacer
-(`shared.pacing`: ARM's and Key Vault's limits, a priority per call, the run's time budget);
-everything else is tasks awaiting what they need, so a run reads as the dependency graph it is:
+Every Azure call goes through its service's limiter (`MAX_CONCURRENCY` calls in flight to Key
+Vault, as many to ARM: neither waits for the other's slots; a free slot goes first to the reads
+every write waits on) and the pacer (`shared.pacing`: ARM's and Key Vault's limits, a priority per
+call, the run's time budget); everything else is tasks awaiting what they need, so a run reads as
+the dependency graph it is:
 
     Key Vault: names → versions → secrets → paths ─┐
     APIM: certificate list ────────────────────────┴→ uploads ─┐
     APIM: gateway list → each gateway's CA list ───────────────┴→ that gateway's puts
-    (full scope) → Key Vault again → removals → deletions
+    (full scope, removals planned) → Key Vault's version lists again → removals → deletions
+
+A version's secret is read once: the run keeps what it read for the last look, and a worker keeps
+the public certificates of the versions it has read (`KnownVersions`; Key Vault versions never
+change), so a warm worker's audit reads only the secrets of versions it has not seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +42,7 @@ from typing import Any, TypeVar
 from .backend_tls import BackendOutcome, plan_backends
 from .bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
 from .ca_store import StoreOutcome, StoreStatus, judge_store, plan_store
-from .chain import ChainError, read_secret
+from .chain import Certificate, ChainError, read_secret
 from .desired import Desired, VersionPath, desired_state, versions_to_trust
 from .expiry import expiry_horizon
 from .pacing import Kind, Pacer
@@ -76,6 +86,12 @@ E = TypeVar("E", bound=BaseException)
 # trusts (its upload and its puts); a copy missing on one more gateway, or an isTrusted to raise;
 # then removals and deletions, which start only once every addition is in.
 _READ, _FIRST, _NEXT, _NARROW = 0, 1, 2, 3
+# Who gets a service's free slot first (lower first, then the earlier): the reads every write waits
+# on (Key Vault's, APIM's certificate and gateway lists, the service), the writes of a CA no gateway
+# trusts yet (its upload every put of it waits on), then a gateway's own CA list (only that gateway's
+# puts wait on it), then the other writes.
+_CRITICAL_READ = 0
+_GATEWAY_READ = 2 * _FIRST + 1  # a write's order is twice its rank: this falls between _FIRST and _NEXT
 _LIMIT_OF = {
     ActionKind.UPLOAD_CERTIFICATE: Kind.ARM_WRITES,
     ActionKind.SET_GATEWAY_CA: Kind.ARM_WRITES,
@@ -115,10 +131,12 @@ class Engine:
         *,
         pacer: Pacer | None = None,
         progress: Progress | None = None,
+        known: KnownVersions | None = None,
     ) -> None:
         self.settings = settings
         self.vault = vault
         self.apim = apim
+        self.known = known if known is not None else KnownVersions()  # the worker's, when it keeps one
         self.pacer = pacer or Pacer()  # the clients' (shared by the runs on a worker); unlimited alone
         self.progress = progress or NoProgress()
 
@@ -156,6 +174,75 @@ class Engine:
         return report
 
 
+class KnownVersions:
+    """The public certificates read from each certificate version's secret, kept across the runs of a
+    worker: Key Vault versions are immutable, so a version read once is never read again while kept.
+
+    Public certificates only (what `read_secret` returns: never the secret value or a key); bounded,
+    the least recently used version going first. Keyed by the vault's URL, the name and the version.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._kept: OrderedDict[tuple[str, str, str], tuple[Certificate, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, vault: str, name: str, version: str) -> tuple[Certificate, ...] | None:
+        key = (vault.lower(), name.lower(), version.lower())
+        certificates = self._kept.get(key)
+        if certificates is not None:
+            self._kept.move_to_end(key)
+        return certificates
+
+    def keep(self, vault: str, name: str, version: str, certificates: tuple[Certificate, ...]) -> None:
+        key = (vault.lower(), name.lower(), version.lower())
+        self._kept[key] = certificates
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.capacity:
+            self._kept.popitem(last=False)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+
+class _Slots:
+    """One service's calls in flight, at most `size`; a free slot goes to the waiter of the lowest
+    order (then the earliest), so a read every write waits on never queues behind one only some need."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, order: int) -> AsyncIterator[None]:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (order, next(self._arrivals), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._release()  # handed a slot just as it was cancelled: pass it on
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, turn = heapq.heappop(self._waiters)
+            if not turn.done():  # a cancelled waiter's turn is done already: skipped
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
 @dataclass(frozen=True)
 class _Certificate:
     """One bound certificate as read: the paths of its versions to trust (None: not all readable)."""
@@ -191,7 +278,10 @@ class _Run:
         self.scope = scope
         self.mode = mode
         self.report = report
-        self.limit = asyncio.Semaphore(self.settings.max_concurrency)
+        self.keyvault_slots = _Slots(self.settings.max_concurrency)
+        self.arm_slots = _Slots(self.settings.max_concurrency)
+        self.known = engine.known
+        self.read_paths: dict[tuple[str, str], VersionPath] = {}  # (name, version) → its path, as this run read it
         self.progress = engine.progress
         self.lane = engine.pacer.lane(urgent=not scope.is_full, budget=budget.total_seconds())
         self.trusted: set[str] = set()  # ids (lower case) some gateway read so far trusts
@@ -277,15 +367,20 @@ class _Run:
     async def narrow(
         self, desired: Desired, observed: Observed, selected: Sequence[str], additions: Sequence[Outcome]
     ) -> Observed:
-        """Take away what nothing needs: only once every addition is in, after one last look at Key Vault.
+        """Take away what nothing needs: only once every addition is in, after one last look at Key Vault
+        when there is anything to take away.
 
         Returns APIM as the run leaves it."""
         if not (desired.complete and observed.complete):
             self.report.warn("nothing taken away: not every bound certificate and gateway could be read (see errors)")
             return observed
+        planned, notes = self.plan_narrowing(desired, observed, selected)
+        if not planned:  # nothing to take away: no last look (the run has read everything it needs)
+            self.report.warnings.extend(notes)
+            return observed
         out_of_time = self.lane.time_left <= 0
         if self.mode is not Mode.FULL or any(o.status is not Status.APPLIED for o in additions) or out_of_time:
-            planned = self.plan_narrowing(desired, observed, selected)
+            self.report.warnings.extend(notes)
             if self.mode is Mode.DRY_RUN:
                 self.report.outcomes.extend(Outcome(action, Status.PLANNED) for action in planned)
             elif self.mode is Mode.ADDITIONS:
@@ -298,12 +393,14 @@ class _Run:
                 self.report.outcomes.extend(Outcome(action, Status.DEFERRED, _LEFT) for action in planned)
             return observed
 
-        # The last look: a rotation that landed while the additions ran is needed, not an orphan.
+        # The last look: a rotation that landed while the additions ran is needed, not an orphan. The
+        # version lists are read again; a secret only for a version this run has not read.
         last_look = await self.read_desired()
         if not last_look.complete:
             self.report.warn("nothing taken away: Key Vault could not be read again before removing (see errors)")
             return observed
-        narrowing = self.plan_narrowing(last_look, observed, selected)
+        narrowing, notes = self.plan_narrowing(last_look, observed, selected)
+        self.report.warnings.extend(notes)
         self.planned_writes(narrowing)
         entries = [a for a in narrowing if a.kind is not ActionKind.DELETE_CERTIFICATE]
         outcomes = list(await asyncio.gather(*(self.write(action, _NARROW) for action in entries)))
@@ -323,11 +420,14 @@ class _Run:
         self.report.outcomes.extend(outcomes)
         return observed.after(_applied(outcomes))
 
-    def plan_narrowing(self, desired: Desired, observed: Observed, selected: Sequence[str]) -> tuple[Action, ...]:
-        """What nothing needs any more, less what a gateway would need to keep accepting a needed leaf."""
+    def plan_narrowing(
+        self, desired: Desired, observed: Observed, selected: Sequence[str]
+    ) -> tuple[tuple[Action, ...], list[str]]:
+        """What nothing needs any more, less what a gateway would need to keep accepting a needed leaf;
+        and the notes to report of it (once, from the plan the run acts on)."""
         narrowing = plan_narrowing(desired, observed, selected)
         kept, held_back = keep_accepted(narrowing.actions, desired, observed, selected, at=self.now)
-        self.report.warnings.extend([*narrowing.notes, *held_back])
+        notes = [*narrowing.notes, *held_back]
         if self.in_store:
             # The app's copy in APIM Certificates is what marks a CA store entry as the app's own (the
             # store has no ids): it goes only once the store no longer holds the CA.
@@ -338,7 +438,7 @@ class _Run:
                 if action.kind is not ActionKind.DELETE_CERTIFICATE
                 or held.get(action.certificate_id.lower()) not in self.in_store
             )
-        return kept
+        return kept, notes
 
     # -- Key Vault --------------------------------------------------------------------------------
 
@@ -427,7 +527,7 @@ class _Run:
         pages = self.vault.certificate_names()
         while True:
             # Each page's reads start while the next page is fetched: C certificates are C/25 pages.
-            async with self.limit:
+            async with self.keyvault_slots.hold(_CRITICAL_READ):
                 with self.lane.calling(_READ):
                     page = await anext(pages, None)
             if page is None:
@@ -453,7 +553,9 @@ class _Run:
             else:
                 self.report.warn(f"certificate {name} has no enabled version: nothing of it is trusted")
             return _Certificate(name, ())
-        self.progress.planned(Work.KEYVAULT_READS, len(chosen))
+        unread = [v for v in chosen if not self.has_read(name, v.version)]
+        if unread:
+            self.progress.planned(Work.KEYVAULT_READS, len(unread))
         paths = await asyncio.gather(*(self.read_path(name, version) for version in chosen))
         found = tuple(path for path in paths if path is not None)
         return _Certificate(name, found if len(found) == len(paths) else None)
@@ -516,7 +618,35 @@ class _Run:
             retryable=False,
         )
 
+    def has_read(self, name: str, version: str) -> bool:
+        """Whether this run or the worker has read the version's secret already."""
+        known = (name.lower(), version.lower()) in self.read_paths
+        return known or self.known.get(self.settings.keyvault_url, name, version) is not None
+
     async def read_path(self, name: str, version: VersionInfo) -> VersionPath | None:
+        """A version's path; its secret read only when neither this run nor the worker has read it."""
+        if (read := self.read_paths.get((name.lower(), version.version.lower()))) is not None:
+            return VersionPath(version, read.path, read.secret_certificates)  # the last look: as listed now
+        vault = self.settings.keyvault_url
+        known = self.known.get(vault, name, version.version)
+        try:
+            certificates = known if known is not None else await self.read_certificates(name, version)
+            if certificates is None:
+                return None
+            assert self.bundles is not None  # started by read_desired before any certificate read
+            pool = bundle_certificates((await self.bundles).found)
+            path = path_with_bundles(certificates, leaf_thumbprint=version.leaf_thumbprint, at=self.now, bundles=pool)
+        except ChainError as error:
+            # Bad input: retrying will not fix it. The other versions are still trusted.
+            self.report.fail(f"certificate {name} version {version.version}: {error}", retryable=False)
+            return None
+        self.known.keep(vault, name, version.version, certificates)
+        read = self.read_paths[name.lower(), version.version.lower()] = VersionPath(version, path, certificates)
+        return read
+
+    async def read_certificates(self, name: str, version: VersionInfo) -> tuple[Certificate, ...] | None:
+        """The certificates of a version's secret (the secret itself goes no further); None (and an
+        error) when it cannot be read; `ChainError` when it holds no certificates."""
         try:
             secret = await self.read(self.vault.secret, name, version.version)
         except AzureCallError as error:
@@ -527,16 +657,7 @@ class _Run:
             # deletion since), not bad input: a retry re-lists and settles it either way.
             self.report.fail(str(error), retryable=True)
             return None
-        try:
-            certificates = read_secret(secret.value, secret.content_type)
-            assert self.bundles is not None  # started by read_desired before any certificate read
-            pool = bundle_certificates((await self.bundles).found)
-            path = path_with_bundles(certificates, leaf_thumbprint=version.leaf_thumbprint, at=self.now, bundles=pool)
-        except ChainError as error:
-            # Bad input: retrying will not fix it. The other versions are still trusted.
-            self.report.fail(f"certificate {name} version {version.version}: {error}", retryable=False)
-            return None
-        return VersionPath(version, path, certificates)
+        return read_secret(secret.value, secret.content_type)
 
     # -- APIM -------------------------------------------------------------------------------------
 
@@ -742,7 +863,7 @@ class _Run:
     async def gateway_cas(self, gateway: str) -> GatewayCas | None:
         """A gateway's certificate authorities; None (and an error) when they cannot be read."""
         try:
-            cas = await self.call(self.apim.gateway_cas, gateway)
+            cas = await self.call(self.apim.gateway_cas, gateway, order=_GATEWAY_READ)
         except AzureCallError as error:
             self.report.fail(str(error), retryable=True)
             return None
@@ -779,7 +900,7 @@ class _Run:
             log.debug("%s", action.describe())
             with self.lane.calling(rank, prepaid=admitted):  # a token left unused is given back, even if cancelled
                 try:
-                    async with self.limit:
+                    async with self.arm_slots.hold(2 * rank):
                         if self.lane.time_left <= 0:
                             return Outcome(action, Status.DEFERRED, _LEFT)
                         await self._apply(action)
@@ -814,14 +935,18 @@ class _Run:
     async def read(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """A Key Vault read, counted as done for the progress whether it worked or not."""
         try:
-            return await self.call(function, *args)
+            return await self._call(self.keyvault_slots, _CRITICAL_READ, function, *args)
         finally:
             self.progress.done(Work.KEYVAULT_READS)
 
-    async def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One Azure call, holding the limiter while it is in flight; its requests are paced as reads."""
+    async def call(self, function: Callable[..., Awaitable[T]], *args: Any, order: int = _CRITICAL_READ) -> T:
+        """One ARM call (a read, or a write of the managed gateway's CA store or a backend)."""
+        return await self._call(self.arm_slots, order, function, *args)
+
+    async def _call(self, slots: _Slots, order: int, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One Azure call, holding a slot of its service while in flight; its requests are paced as reads."""
         log.debug("%s %s", getattr(function, "__name__", "call"), " ".join(a for a in args if isinstance(a, str)))
-        async with self.limit:
+        async with slots.hold(order):
             with self.lane.calling(_READ):
                 return await function(*args)
 

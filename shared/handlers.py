@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .connect import ClientPool
-from .engine import Engine
+from .engine import Engine, KnownVersions
 from .events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
 from .ports import NoProgress, Progress
 from .records import AUDIT_RECORD, EXPIRY_RECORD, Dim
@@ -58,6 +58,7 @@ class TrustSync:
         self.clients = ClientPool(environ)
         self.telemetry = telemetry or Telemetry()  # metrics and summary records of each run
         self.progress: Progress = NoProgress()  # the CLI shows it on a terminal
+        self.known = KnownVersions()  # the worker's: a version's secret is read once while it is kept
         install_correlation()  # every trustsync record carries the run's trigger, invocation and event
 
     def settings(self) -> Settings:
@@ -72,7 +73,9 @@ class TrustSync:
 
     def engine(self, settings: Settings) -> Engine:
         clients = self.clients.clients_for(settings)
-        return Engine(settings, clients.vault, clients.apim, pacer=clients.pacer, progress=self.progress)
+        return Engine(
+            settings, clients.vault, clients.apim, pacer=clients.pacer, progress=self.progress, known=self.known
+        )
 
     async def run(self, settings: Settings, scope: Scope, mode: Mode, *, budget: timedelta | None = None) -> Report:
         """One engine run, recorded: its metrics and its TRUSTSYNC_RUN, _VERDICT and _HORIZON records."""

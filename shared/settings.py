@@ -112,7 +112,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "30",
         "A leaf or CA that expires within this many days makes the audit's status 'expiring'",
     ),
-    Setting("MAX_CONCURRENCY", "12", "Most Azure calls in flight at once in a run"),
+    Setting(
+        "MAX_CONCURRENCY", "12", "Most Azure calls in flight at once in a run, to each service (Key Vault and ARM)"
+    ),
     Setting(
         "DEPLOYMENT_ID",
         "",

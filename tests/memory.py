@@ -46,8 +46,8 @@ class Calls:
     held: dict[str, asyncio.Event] = field(default_factory=dict)
     reached: dict[str, asyncio.Event] = field(default_factory=dict)
     failures: dict[str, Exception] = field(default_factory=dict)
-    in_flight: int = 0
-    peak: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)  # by service: "kv" (Key Vault), else ARM
+    peak: int = 0  # the most calls of any one service in flight at once (each has its own limit)
 
     def hold(self, call: str) -> None:
         self.held[call] = asyncio.Event()
@@ -63,8 +63,9 @@ class Calls:
         self.failures[call] = error
 
     async def __call__(self, call: str) -> None:
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        service = "kv" if call.startswith("kv ") else "arm"
+        self.in_flight[service] = self.in_flight.get(service, 0) + 1
+        self.peak = max(self.peak, self.in_flight[service])
         try:
             if call in self.held:
                 self.reached[call].set()
@@ -74,7 +75,7 @@ class Calls:
                 raise self.failures.pop(call)
             self.log.append(call)
         finally:
-            self.in_flight -= 1
+            self.in_flight[service] -= 1
 
     def index(self, call: str) -> int:
         return self.log.index(call)
