@@ -134,6 +134,11 @@ CORE = (
     "diagnosis",
     "engine",
     "pacing",
+    "pfx",
+    "bundles",
+    "service_kind",
+    "ca_store",
+    "backend_tls",
 )
 
 
