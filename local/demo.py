@@ -4,7 +4,7 @@
 2. Event Grid delivers ``CertificateNewVersionCreated`` to ``on_keyvault_event``: every self-hosted
    gateway now trusts the chain.
 3. The issuing CA is rotated (imported with the Key Vault SDK, as PEM this time): the new chain is
-   trusted, and the previous one stays trusted while the old certificate version is still valid.
+   trusted, and the previous one stays while the old certificate version is still valid.
 4. ``POST /api/resync`` plans (dry run) and, once the old version is retired, removes what nobody needs.
 5. Someone untrusts a CA by hand; ``drift_audit`` reports it, then repairs it.
 6. The expiry horizon: what expires next, per certificate version and per gateway.
@@ -172,7 +172,7 @@ def main() -> int:
         deliver_pending()
         show_apim(emu, "after rotation")
         print(
-            "  Issuing CA 1 stays trusted: the previous version is still valid and a backend may not have reloaded yet."
+            "  Issuing CA 1 stays on the gateways (the root anchors both chains): the previous version is still valid and a backend may not have reloaded yet."
         )
 
         step('4. POST /api/resync {"dryRun": true}')
