@@ -110,7 +110,7 @@ class Scenario:
             certificate_id = certificate_id_for(ca)
             emu.apim.add_certificate(certificate_id, der)
             for gateway in gateways:  # as the app leaves them: the root trusted, the others build chains
-                emu.apim.set_gateway_ca(gateway, certificate_id, trusted=ca.subject == ca.issuer)
+                emu.apim.set_gateway_ca(gateway, certificate_id, trusted=ca.is_self_signed)
 
     def warm_up(self, emu: Emulator, material: Material) -> dict[str, Any]:
         """A no-op invocation before the measured one: a warm worker (tokens, challenges, connections)."""
@@ -136,7 +136,7 @@ class Scenario:
             problems.append(f"resync status {answer.get('status')} (left {answer.get('left')}), expected in-sync")
         # As the app leaves a gateway (TRUST_INTERMEDIATES=false): each root trusted, each intermediate held.
         cas_wanted = [Certificate.from_der(der) for der in material.cas + material.new_cas]
-        wanted = {certificate_id_for(ca): ca.subject == ca.issuer for ca in cas_wanted}
+        wanted = {certificate_id_for(ca): ca.is_self_signed for ca in cas_wanted}
         for gateway in emu.apim.gateways:
             cas = emu.apim.gateway_cas(gateway.id)
             if not all(cid in cas and (cas[cid] or not root) for cid, root in wanted.items()):

@@ -33,8 +33,9 @@ MANAGED_GATEWAY: Final = "managed"
 
 
 def store_of(certificate: Certificate) -> str:
-    """Self-signed CAs go to Root (the anchors), every other CA to CertificateAuthority."""
-    return ROOT if certificate.parsed.subject == certificate.parsed.issuer else INTERMEDIATE
+    """Self-signed CAs go to Root (the anchors), every other CA, a key-rollover link included, to
+    CertificateAuthority: the gateway model's one notion of a root."""
+    return ROOT if certificate.is_self_signed else INTERMEDIATE
 
 
 class StoreStatus(enum.StrEnum):

@@ -156,8 +156,8 @@ def route(
     event = parse_event(event_id, event_type, data)
     if event.object_type.lower() != "certificate":
         raise EventError(f"{event.event_type} event is about a {event.object_type}, not a certificate")
-    if event.vault_host != settings.vault_host:
-        return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL is {settings.keyvault_url})")
+    if unwatched := _unwatched_vault(event, settings):
+        return unwatched
     if event.object_name not in settings.certificates:
         return Ignore(f"certificate {event.object_name} in {event.vault_host} is not in CERTIFICATE_NAMES")
     return Reconcile(event.object_name, event)
@@ -172,12 +172,18 @@ def _route_secret(event_id: object, event_type: str, data: object, settings: Set
     event = parse_event(event_id, event_type, data)
     if event.object_type.lower() != "secret":
         raise EventError(f"{event.event_type} event is about a {event.object_type}, not a secret")
-    if event.vault_host != settings.vault_host:
-        return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL is {settings.keyvault_url})")
+    if unwatched := _unwatched_vault(event, settings):
+        return unwatched
     named = next((name for name in settings.trust_bundles if name.lower() == event.object_name.lower()), None)
     if named is None:
         return Ignore(f"secret {event.object_name} in {event.vault_host} is not in TRUST_BUNDLES")
     return ReconcileBundle(named, event)
+
+
+def _unwatched_vault(event: KeyVaultEvent, settings: Settings) -> Ignore | None:
+    if event.vault_host != settings.vault_host:
+        return Ignore(f"vault {event.vault_host} is not watched (KEYVAULT_URL is {settings.keyvault_url})")
+    return None
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def _keep_unread_roots(
         notes.append(
             f"kept {action.certificate_id}{where}: it may be the root that {names} lacks (its secret stops at "
             f"{leaves[0].path.anchor.subject}); no bound secret holds it, so the app cannot check it: put the root "
-            "in that certificate's secret"
+            "in that certificate's secret or in a trust bundle (TRUST_BUNDLES)"
         )
     return kept, tuple(notes)
 
@@ -179,7 +179,8 @@ def _judge(
     if namesakes:
         detail = (
             f"the gateway holds {', '.join(namesakes)}, named like the root the secret lacks, but no bound secret "
-            "holds it, so the app cannot check it: put the root in the certificate's secret"
+            "holds it, so the app cannot check it: put the root in the certificate's secret or in a trust bundle "
+            "(TRUST_BUNDLES)"
         )
     else:
         detail = f"the gateway also holds {len(unknown)} certificate(s) the app has not read in any bound secret"

@@ -184,7 +184,7 @@ def holds(emu: Emulator, gateway: str, ids: Iterable[str], *, intermediates_trus
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
+    return Certificate.from_x509(cert).is_self_signed
 
 
 def trusted(emu: Emulator) -> dict[str, dict[str, bool]]:

@@ -195,7 +195,7 @@ class MemoryApim:
 
     def _hold(self, certificate_id: str, cert: Certificate) -> None:
         self.held_certificates[certificate_id] = ApimCertificate(certificate_id, cert.sha1_thumbprint, cert.subject)
-        if cert.subject == cert.issuer:
+        if cert.is_self_signed:
             self.roots.add(certificate_id)
 
     async def certificates(self) -> dict[str, ApimCertificate]:

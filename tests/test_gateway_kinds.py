@@ -49,7 +49,7 @@ def expected_store(*backends: Backend) -> set[tuple[str, str]]:
     found = set()
     for backend in backends:
         for cert in backend.authorities:
-            found.add(("Root" if cert.subject == cert.issuer else "CertificateAuthority", cert.sha1_thumbprint))
+            found.add(("Root" if cert.is_self_signed else "CertificateAuthority", cert.sha1_thumbprint))
     return found
 
 

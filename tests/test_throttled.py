@@ -214,7 +214,7 @@ def test_an_audit_paces_its_key_vault_reads_under_the_vault_s_limit(
         for cert in backend.authorities:
             estate.emu.apim.add_certificate(certificate_id_for(cert), cert.der)
             for gateway in estate.gateways:
-                estate.emu.apim.set_gateway_ca(gateway, certificate_id_for(cert), trusted=cert.subject == cert.issuer)
+                estate.emu.apim.set_gateway_ca(gateway, certificate_id_for(cert), trusted=cert.is_self_signed)
     estate.emu.keyvault_limits = KeyVaultLimits(5, 0.05, retry_after_unit=MILLISECONDS)  # 100/s, 5 at a time
     estate.configure(AUDIT_REMEDIATE="false")
 

@@ -56,7 +56,7 @@ def arrange_trusted(emu: Emulator, backend: Backend, gateways: Iterable[str] = G
         if certificate_id not in emu.apim.certificates:
             emu.apim.add_certificate(certificate_id, cert.der)
         for gateway in gateways:
-            emu.apim.set_gateway_ca(gateway, certificate_id, trusted=cert.subject == cert.issuer)
+            emu.apim.set_gateway_ca(gateway, certificate_id, trusted=cert.is_self_signed)
 
 
 def trusted_rotation(emu: Emulator, *, old_intermediates: int = 2, via_app: bool = False) -> Rotation:
