@@ -227,13 +227,26 @@ def test_corrupted_secrets_fail_cleanly_or_still_verify(kind: str, positions: li
     # Corruption that left the secret readable must not make anything trusted that was not there:
     # every authority is one of the originals and every link still verifies. The anchor's own
     # signature is not judged (as OpenSSL does not), so a root whose signature bytes changed is
-    # still the same name and key: what it signs is the original's.
+    # still the same name and key: what it signs is the original's. A root whose own issuer name
+    # was hit is no longer self-signed: it tops a root-missing path, the same name and key again,
+    # and a path without its self-signed root is never trusted.
     originals = {_der(c) for c in full}
     original_tbs = {c.tbs_certificate_bytes for c in full}
+    original_keys = {(c.subject.rfc4514_string(), _spki(c)) for c in full}
     *below, anchor = path.authorities
     assert all(authority.certificate.der in originals for authority in below)
-    assert anchor.certificate.der in originals or anchor.certificate.parsed.tbs_certificate_bytes in original_tbs
+    top = anchor.certificate
+    if top.der not in originals and top.parsed.tbs_certificate_bytes not in original_tbs:
+        assert path.root_missing
+        assert not top.is_self_signed
+        assert (top.parsed.subject.rfc4514_string(), _spki(top.parsed)) in original_keys
     assert_linked(path)
+
+
+def _spki(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 @settings(max_examples=300, deadline=None)
