@@ -12,6 +12,8 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate
 from shared.chain import Authority, Certificate, Role, TrustPath
@@ -19,10 +21,11 @@ from shared.connect import Clients
 from shared.desired import Desired, VersionPath, desired_state
 from shared.expiry import expiry_horizon
 from shared.plan import ActionKind, Observed, certificate_id_for
-from shared.ports import VersionInfo
+from shared.ports import ApimCertificate, VersionInfo
 from shared.settings import load_settings
 from tests.conftest import GATEWAYS
-from tests.harness import import_version, resync, trusted, writes
+from tests.harness import holds, import_version, resync, trusted, writes
+from tests.memory import Calls, MemoryApim
 from tests.planning import plan_all
 
 WARNING = timedelta(days=30)
@@ -195,3 +198,42 @@ def test_a_mixed_case_foreign_certificate_and_its_entries_are_never_touched_and_
 
     assert writes(emu) == 0
     assert {cid: emu.apim.certificates[cid].etag for cid in foreign} == foreign
+
+
+def test_a_gateway_named_in_mixed_case_is_selected_and_written_through_its_normalised_name(
+    configured: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = configured
+    emu.apim.add_gateway("GW-North")
+    monkeypatch.setenv("APIM_GATEWAYS", "gw-NORTH,gw-west")  # as the operator typed it
+    backend = import_version(emu, "orders", Hierarchy(intermediates=1))
+
+    answer = resync()
+
+    assert answer.status == 200, answer.body
+    assert answer.body["inSync"] is True
+    assert holds(emu, "GW-North", backend.authority_ids)
+    assert trusted(emu)["gw-east"] == {}
+    assert {gateway["gateway"] for gateway in answer.body["gateways"]} == {"gw-north", "gw-west"}
+
+
+def test_the_memory_port_keeps_the_port_s_contract() -> None:
+    """The engine's own tests run over it: it lists names normalised and matches them ignoring case."""
+    calls = Calls()
+    apim = MemoryApim(calls)
+    apim.add_gateways("GW-1")
+    cert = Certificate.from_x509(make_certificate("Operator Root", is_ca=True).certificate)
+    apim.held_certificates["MyRoot"] = ApimCertificate("MyRoot", cert.sha1_thumbprint, cert.subject)
+    apim.cas["GW-1"]["MYROOT"] = True
+
+    async def use() -> tuple[list[str], dict[str, ApimCertificate], dict[str, bool]]:
+        listed = (await apim.gateways(), await apim.certificates(), await apim.gateway_cas("gw-1"))
+        await apim.set_gateway_ca("gw-1", "myroot", False, replace=True)
+        return listed
+
+    gateways, certificates, cas = asyncio.run(use())
+
+    assert gateways == ["gw-1"]
+    assert certificates == {"myroot": ApimCertificate("myroot", cert.sha1_thumbprint, cert.subject)}
+    assert cas == {"myroot": True}
+    assert apim.cas == {"GW-1": {"MYROOT": False}}  # one entry, under the spelling that created it
