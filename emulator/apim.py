@@ -456,10 +456,13 @@ class ApimService:
                 raise ApimError(
                     400, "ValidationError", "Certificate authorities can be configured on self-hosted gateways only."
                 )
-            certificate = self.certificate(certificate_id)
+            self.certificate(certificate_id)  # 404 when APIM holds no such certificate
             existing = state.authorities.get(certificate_id.lower())
             _check_if_match(existing.etag if existing else None, if_match)
-            ca = GatewayCertificateAuthority(certificate.id, is_trusted, self._next_etag())
+            # The entry is a resource of its own: ARM keeps the name its creating PUT spelled, which need
+            # not be its certificate's spelling (names match ignoring case).
+            name = existing.certificate_id if existing else certificate_id
+            ca = GatewayCertificateAuthority(name, is_trusted, self._next_etag())
             state.authorities[certificate_id.lower()] = ca
             return ca, existing is None
 

@@ -18,6 +18,7 @@ from azure.mgmt.apimanagement.aio import ApiManagementClient
 from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters, GatewayCertificateAuthorityContract
 
 from .azure_errors import translated
+from .ca_store import INTERMEDIATE, ROOT
 from .pacing import Pacer
 from .ports import (
     ApimBackend,
@@ -28,11 +29,14 @@ from .ports import (
     ServiceFacts,
     StoreEntry,
     StoreWrite,
+    normalised_id,
 )
 from .settings import ApimService
 from .throttling import PacingPolicy, arm_kind
 
 _ANY_ETAG = "*"
+# ARM's spelling of the CA store's two stores: a listed name is read as one of them whatever its case.
+_STORES = {store.lower(): store for store in (ROOT, INTERMEDIATE)}
 _PRECONDITION_FAILED = 412
 API_VERSION = "2024-05-01"  # the API the gateway certificate authority operations are documented in
 # Backends' TLS pins exist from this preview on (not in 2024-05-01), and azure-mgmt-apimanagement 5.0.0
@@ -73,8 +77,8 @@ class Apim:
             async for cert in self._client.certificate.list_by_service(*self._where):
                 name: str | None = cert.name
                 if name:
-                    found[name] = ApimCertificate(
-                        id=name,
+                    found[normalised_id(name)] = ApimCertificate(
+                        id=normalised_id(name),
                         thumbprint=(cert.thumbprint or "").upper(),
                         subject=cert.subject or "",
                         expires=cert.expiration_date,
@@ -87,7 +91,7 @@ class Apim:
             async for gateway in self._client.gateway.list_by_service(*self._where):
                 name: str | None = gateway.name
                 if name:
-                    found.append(name)
+                    found.append(normalised_id(name))
         return found
 
     async def service_tier(self) -> str:
@@ -104,10 +108,11 @@ class Apim:
         for configuration in service.certificates or ():
             info = configuration.certificate
             store: object = configuration.store_name
+            listed = str(getattr(store, "value", store) or "")
             entries.append(
                 StoreEntry(
                     thumbprint=(info.thumbprint if info is not None else "").upper(),
-                    store=str(getattr(store, "value", store) or ""),
+                    store=_STORES.get(listed.lower(), listed),
                     subject=(info.subject if info is not None else "") or "",
                     expires=info.expiry if info is not None else None,
                 )
@@ -220,7 +225,7 @@ class Apim:
             async for ca in self._client.gateway_certificate_authority.list_by_service(*self._where, gateway):
                 name: str | None = ca.name
                 if name:
-                    found[name] = bool(ca.is_trusted)
+                    found[normalised_id(name)] = bool(ca.is_trusted)
         return found
 
     async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None:

@@ -85,15 +85,15 @@ def plan_store(desired: Desired, store: Sequence[StoreEntry], *, owned: Collecti
         thumbprint: (authority.certificate, store_of(authority.certificate))
         for thumbprint, authority in desired.authorities.items()
     }
-    held = {(entry.thumbprint.upper(), entry.store.lower()) for entry in store}
+    held = {(entry.thumbprint.upper(), entry.store) for entry in store}
     adds = tuple(
-        sorted(cert.subject for thumbprint, (cert, where) in wanted.items() if (thumbprint, where.lower()) not in held)
+        sorted(cert.subject for thumbprint, (cert, where) in wanted.items() if (thumbprint, where) not in held)
     )
-    pairs = {(thumbprint, where.lower()) for thumbprint, (_, where) in wanted.items()}
+    pairs = {(thumbprint, where) for thumbprint, (_, where) in wanted.items()}
     unneeded = [entry for entry in store if entry.thumbprint.upper() not in wanted]
     ours = [entry for entry in unneeded if entry.thumbprint.upper() in owned]
     foreign = [entry for entry in unneeded if entry.thumbprint.upper() not in owned]
-    moved = any((e.thumbprint.upper(), e.store.lower()) not in pairs for e in store if e.thumbprint.upper() in wanted)
+    moved = any((e.thumbprint.upper(), e.store) not in pairs for e in store if e.thumbprint.upper() in wanted)
     drops = tuple(sorted(entry.subject or entry.thumbprint for entry in ours)) if removals else ()
     entries = tuple(
         StoreWrite(cert.der, where)
@@ -148,7 +148,7 @@ def judge_store(desired: Desired, store: Sequence[StoreEntry], *, at: datetime) 
         cert = desired.known.get(entry.thumbprint.upper())
         if cert is None:
             continue
-        (trusted if entry.store.lower() == ROOT.lower() else untrusted).append(cert)
+        (trusted if entry.store == ROOT else untrusted).append(cert)
     return tuple(
         LeafVerdict(MANAGED_GATEWAY, needed, verdict(needed.leaf, trusted=trusted, untrusted=untrusted, at=at))
         for needed in desired.leaves

@@ -49,8 +49,9 @@ class AppId:
 
 
 def parse_app_id(certificate_id: str) -> AppId | None:
-    """The deployment and thumbprint an id of the app's form carries; None for any other id."""
-    match = _APP_ID.match(certificate_id.lower())
+    """The deployment and thumbprint an id (normalised, as the ports return it) of the app's form
+    carries; None for any other id."""
+    match = _APP_ID.match(certificate_id)
     return AppId(match["deployment"], match["thumbprint"].upper()) if match else None
 
 
@@ -83,7 +84,8 @@ class Ownership:
         """This deployment's id for a CA: prefix, deployment, a slug of its name, its whole SHA-1 thumbprint.
 
         The thumbprint is what APIM reports of the certificate it holds, so APIM's own list proves
-        whether an id is ours; the slug gets what the 80 characters leave.
+        whether an id is ours; the slug gets what the 80 characters leave. Every part is lower case,
+        so the id is already in the form the ports list ids in (`ports.normalised_id`).
         """
         room = MAX_ID_LENGTH - len(OWNED_PREFIX) - len(self.deployment) - len(_SEPARATOR) - 1 - _THUMBPRINT_LENGTH
         words = re.findall(r"[a-z0-9]+", certificate.common_name.lower())
@@ -153,7 +155,7 @@ class Observed:
     `owner` says which of the certificates are the running deployment's.
     """
 
-    certificates: Mapping[str, ApimCertificate]
+    certificates: Mapping[str, ApimCertificate]  # by normalised id, as the ports list them
     gateway_cas: Mapping[str, GatewayCas]
     complete: bool = True
     owner: Ownership = LOCAL
@@ -192,14 +194,13 @@ class Uploads:
 
 
 def plan_uploads(desired: Desired, certificates: Mapping[str, ApimCertificate], owner: Ownership) -> Uploads:
-    by_id = {certificate_id.lower(): cert for certificate_id, cert in certificates.items()}
     ids: dict[str, str] = {}
     actions: list[Action] = []
     conflicts: list[str] = []
     for thumbprint, authority in sorted(desired.authorities.items()):
         cert = authority.certificate
         certificate_id = owner.certificate_id(cert)
-        held = by_id.get(certificate_id)
+        held = certificates.get(certificate_id)
         if held is None:
             actions.append(
                 Action(
@@ -229,14 +230,13 @@ def plan_additions(
     gateway: str, desired: Desired, cas: GatewayCas, uploads: Uploads, certificates: Mapping[str, ApimCertificate]
 ) -> GatewayPlan:
     """What one gateway needs added: our entry for each desired authority, trusted as desired or more."""
-    entries = {certificate_id.lower(): trusted for certificate_id, trusted in cas.items()}
     actions: list[Action] = []
     for thumbprint, authority in sorted(desired.authorities.items()):
         certificate_id = uploads.ids.get(thumbprint)
         if certificate_id is None:
             continue  # its id is taken by a foreign certificate: reported by plan_uploads
         subject = authority.certificate.subject
-        trusted = entries.get(certificate_id)
+        trusted = cas.get(certificate_id)
         if trusted is None:
             reason = f"{subject} is not a certificate authority of {gateway}"
             actions.append(Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, authority.trusted, reason=reason))
@@ -256,10 +256,9 @@ def _foreign_conflicts(
     The gateway then has both entries, ours trusted and theirs not; APIM does not say which one
     wins, so it is reported until the entry's owner removes it or trusts it, whichever existed first.
     """
-    by_id = {certificate_id.lower(): cert for certificate_id, cert in certificates.items()}
     found = []
     for certificate_id, trusted in sorted(cas.items()):
-        held = by_id.get(certificate_id.lower())
+        held = certificates.get(certificate_id)
         if held is None or trusted or owner.is_ours(held):
             continue
         authority = desired.authorities.get(held.thumbprint.upper())
@@ -289,7 +288,7 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
     gateway could still need or use what looks unused.
     """
     owner = observed.owner
-    ours = {cid.lower(): cert for cid, cert in observed.certificates.items() if owner.is_ours(cert)}
+    ours = {cid: cert for cid, cert in observed.certificates.items() if owner.is_ours(cert)}
     wanted: dict[str, DesiredAuthority] = {
         owner.certificate_id(authority.certificate): authority for authority in desired.authorities.values()
     }
@@ -298,20 +297,19 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
     awaiting: set[str] = set()  # legacy entries kept until this deployment's own entry replaces them
     notes: list[str] = []
     for gateway, cas in sorted(observed.gateway_cas.items()):
-        entries = {certificate_id.lower(): trusted for certificate_id, trusted in cas.items()}
         for certificate_id, trusted in sorted(cas.items()):
-            key = certificate_id.lower()
-            authority = wanted.get(key)
-            if gateway not in selected or key not in ours:
-                still_used.setdefault(key, []).append(gateway)  # not ours to change here
+            authority = wanted.get(certificate_id)
+            if gateway not in selected or certificate_id not in ours:
+                still_used.setdefault(certificate_id, []).append(gateway)  # not ours to change here
             elif authority is None:
-                replaced = desired.authorities.get(ours[key].thumbprint.upper()) if owner.is_legacy(key) else None
+                held = ours[certificate_id]
+                replaced = desired.authorities.get(held.thumbprint.upper()) if owner.is_legacy(certificate_id) else None
                 if replaced is None:
                     reason = "no bound Key Vault certificate needs it any more"
                 else:
                     replacement = owner.certificate_id(replaced.certificate)
-                    if replacement not in entries or (replaced.trusted and not entries[replacement]):
-                        awaiting.add(key)
+                    if replacement not in cas or (replaced.trusted and not cas[replacement]):
+                        awaiting.add(certificate_id)
                         notes.append(f"{certificate_id} stays on {gateway} until {replacement} replaces it there")
                         if trusted and not replaced.trusted:  # meanwhile, as trusted as needed and no more
                             reason = f"{replaced.certificate.subject} is needed for chain building only on {gateway}"
@@ -329,17 +327,17 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
                     reason = f"an id of an earlier version, replaced by {replacement}"
                 actions.append(Action(ActionKind.REMOVE_GATEWAY_CA, certificate_id, gateway, reason=reason))
             else:
-                still_used.setdefault(key, []).append(gateway)
+                still_used.setdefault(certificate_id, []).append(gateway)
                 if trusted and not authority.trusted:
                     reason = f"{authority.certificate.subject} is needed for chain building only on {gateway}"
                     actions.append(
                         Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, False, replace=True, reason=reason)
                     )
-    for key, cert in sorted(ours.items()):
-        if key in wanted or key in awaiting:
+    for certificate_id, cert in sorted(ours.items()):
+        if certificate_id in wanted or certificate_id in awaiting:
             continue
-        if key in still_used:
-            users = ", ".join(still_used[key])
+        if certificate_id in still_used:
+            users = ", ".join(still_used[certificate_id])
             notes.append(f"{cert.id} is not needed but stays: gateway(s) {users} outside the selection use it")
         else:
             what = cert.subject or cert.thumbprint

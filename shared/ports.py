@@ -15,6 +15,18 @@ from datetime import datetime
 from typing import Protocol
 
 
+def normalised_id(name: str) -> str:
+    """An ARM resource name as every `ApimPort` returns it: lower case.
+
+    ARM compares resource names ignoring case, and so do APIM's certificate ids, gateway names
+    and gateway certificate authority ids: ``MyRoot`` and ``myroot`` are one certificate, and a
+    gateway's entry may be listed spelled otherwise than the certificate it names. The adapters
+    pass every such name through this once, where it enters, so the core compares plain strings.
+    The ids the app writes are already in this form (``plan.Ownership.certificate_id``).
+    """
+    return name.lower()
+
+
 class AzureCallError(Exception):
     """An Azure call failed after the SDK's own retries; the message names the call and why.
 
@@ -73,7 +85,7 @@ class Secret:
 class ApimCertificate:
     """An APIM certificate as its list shows it: APIM never returns the certificate itself."""
 
-    id: str
+    id: str  # normalised_id of its name
     thumbprint: str  # upper-case SHA-1 hex
     subject: str = ""
     expires: datetime | None = None
@@ -84,7 +96,7 @@ class StoreEntry:
     """One entry of a classic service's CA store as ARM lists it: never the certificate itself."""
 
     thumbprint: str  # upper-case SHA-1 hex
-    store: str  # "Root" (an anchor of the managed gateway) or "CertificateAuthority"
+    store: str  # "Root" (an anchor of the managed gateway) or "CertificateAuthority", as ARM spells them
     subject: str = ""
     expires: datetime | None = None
 
@@ -133,7 +145,7 @@ class ApimWorkspace:
     gateways: tuple[str, ...] = ()  # the gateways' names, from the service's workspaceLinks
 
 
-GatewayCas = Mapping[str, bool]  # certificate id → isTrusted, as one gateway's list shows them
+GatewayCas = Mapping[str, bool]  # normalised certificate id → isTrusted, as one gateway's list shows them
 
 
 class VaultPort(Protocol):
@@ -161,11 +173,19 @@ class VaultPort(Protocol):
 
 
 class ApimPort(Protocol):
-    """The certificates and gateway certificate authorities of one API Management service."""
+    """The certificates and gateway certificate authorities of one API Management service.
 
-    async def certificates(self) -> dict[str, ApimCertificate]: ...
+    Certificate ids, gateway names and gateway certificate authority ids come back normalised
+    (`normalised_id`); the writes take them in that form, as ARM matches names ignoring case.
+    """
 
-    async def gateways(self) -> list[str]: ...
+    async def certificates(self) -> dict[str, ApimCertificate]:
+        """Every certificate, by its normalised id."""
+        ...
+
+    async def gateways(self) -> list[str]:
+        """The names (normalised) of the service's gateways."""
+        ...
 
     async def service_tier(self) -> str:
         """The service's pricing tier (ARM's ``sku.name``: Developer, Premium, BasicV2, ...)."""
@@ -197,7 +217,9 @@ class ApimPort(Protocol):
         """The backends inside one workspace: reported, never changed."""
         ...
 
-    async def gateway_cas(self, gateway: str) -> dict[str, bool]: ...
+    async def gateway_cas(self, gateway: str) -> dict[str, bool]:
+        """A gateway's certificate authorities: normalised certificate id → isTrusted."""
+        ...
 
     async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None: ...
 

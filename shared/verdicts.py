@@ -52,7 +52,7 @@ def judge(desired: Desired, observed: Observed, gateways: Sequence[str], *, at: 
         key = (
             frozenset(c.sha1_thumbprint for c in trusted),
             frozenset(c.sha1_thumbprint for c in untrusted),
-            tuple(sorted(held.id.lower() for held in unknown)),
+            tuple(sorted(held.id for held in unknown)),
         )
         if key not in by_trust:  # gateways that hold the same CAs give the same verdicts: judge once
             by_trust[key] = [_judge(needed, trusted, untrusted, unknown, at) for needed in desired.leaves]
@@ -61,7 +61,7 @@ def judge(desired: Desired, observed: Observed, gateways: Sequence[str], *, at: 
 
 
 def unread_roots(desired: Desired, observed: Observed, *, at: datetime) -> dict[str, tuple[NeededLeaf, ...]]:
-    """APIM certificates that may be the root a needed leaf's secret lacks, by id (lower case).
+    """APIM certificates that may be the root a needed leaf's secret lacks, by id.
 
     APIM lists a certificate's subject and thumbprint, never its bytes: a certificate the app has
     not read in any bound secret this run (say, the root of a certificate retired since) cannot be
@@ -80,7 +80,7 @@ def unread_roots(desired: Desired, observed: Observed, *, at: datetime) -> dict[
             continue
         leaves = wanted.get(_name_words(held.subject))
         if leaves:
-            found[certificate_id.lower()] = tuple(leaves)
+            found[certificate_id] = tuple(leaves)
     return found
 
 
@@ -111,7 +111,7 @@ def keep_accepted(
     for action in (a for a in narrowing if a.kind is not ActionKind.DELETE_CERTIFICATE):
         broken = breaks(observed.after([*kept, action]))
         if broken:
-            held_back.add(action.certificate_id.lower())
+            held_back.add(action.certificate_id)
             first = broken[0]
             notes.append(
                 f"kept {action.certificate_id} on {action.gateway}: without it {first.gateway} would reject "
@@ -119,9 +119,7 @@ def keep_accepted(
             )
         else:
             kept.append(action)
-    kept.extend(
-        a for a in narrowing if a.kind is ActionKind.DELETE_CERTIFICATE and a.certificate_id.lower() not in held_back
-    )
+    kept.extend(a for a in narrowing if a.kind is ActionKind.DELETE_CERTIFICATE and a.certificate_id not in held_back)
     return tuple(kept), (*kept_roots, *notes)
 
 
@@ -132,7 +130,7 @@ def _keep_unread_roots(
     kept: list[Action] = []
     notes: list[str] = []
     for action in narrowing:
-        leaves = roots.get(action.certificate_id.lower())
+        leaves = roots.get(action.certificate_id)
         if leaves is None:
             kept.append(action)
             continue
@@ -153,9 +151,8 @@ def _gateway_trust(
     trusted: list[Certificate] = []
     untrusted: list[Certificate] = []
     unknown: list[ApimCertificate] = []
-    by_id = {certificate_id.lower(): held for certificate_id, held in observed.certificates.items()}
     for certificate_id, is_trusted in observed.gateway_cas.get(gateway, {}).items():
-        held = by_id.get(certificate_id.lower())
+        held = observed.certificates.get(certificate_id)
         cert = known.get(held.thumbprint.upper()) if held is not None else None
         if cert is not None:
             (trusted if is_trusted else untrusted).append(cert)

@@ -32,6 +32,7 @@ from shared.ports import (
     StoreEntry,
     StoreWrite,
     VersionInfo,
+    normalised_id,
 )
 from shared.settings import Settings, load_settings
 
@@ -164,6 +165,9 @@ class MemoryVault:
 
 @dataclass
 class MemoryApim:
+    """APIM as ARM behaves: names match ignoring case and keep the spelling they were created with;
+    the reads list them normalised, as the port promises. Tests arrange entries under any spelling."""
+
     calls: Calls
     gateways_listed: list[str] = field(default_factory=list)
     held_certificates: dict[str, ApimCertificate] = field(default_factory=dict)
@@ -200,11 +204,14 @@ class MemoryApim:
 
     async def certificates(self) -> dict[str, ApimCertificate]:
         await self.calls("apim certificates")
-        return dict(self.held_certificates)
+        return {
+            normalised_id(cid): dataclasses.replace(held, id=normalised_id(held.id))
+            for cid, held in self.held_certificates.items()
+        }
 
     async def gateways(self) -> list[str]:
         await self.calls("apim gateways")
-        return list(self.gateways_listed)
+        return [normalised_id(name) for name in self.gateways_listed]
 
     async def service_tier(self) -> str:
         await self.calls("apim service")
@@ -240,25 +247,35 @@ class MemoryApim:
 
     async def gateway_cas(self, gateway: str) -> dict[str, bool]:
         await self.calls(f"apim cas {gateway}")
-        return dict(self.cas[gateway])
+        return {normalised_id(cid): trusted for cid, trusted in self._cas(gateway).items()}
 
     async def upload_certificate(self, certificate_id: str, pfx: bytes) -> None:
         await self.calls(f"upload {certificate_id}")
-        self._hold(certificate_id, Certificate.from_der(_first_certificate(pfx)))
+        self._hold(_named(self.held_certificates, certificate_id), Certificate.from_der(_first_certificate(pfx)))
 
     async def set_gateway_ca(self, gateway: str, certificate_id: str, trusted: bool, *, replace: bool) -> None:
         await self.calls(f"put {gateway} {certificate_id}")
-        if certificate_id not in self.held_certificates:
+        if _named(self.held_certificates, certificate_id) not in self.held_certificates:
             raise AzureCallError(f"set {certificate_id} on {gateway}: HTTP 404", status=404)
-        self.cas[gateway][certificate_id] = trusted
+        cas = self._cas(gateway)
+        cas[_named(cas, certificate_id)] = trusted
 
     async def remove_gateway_ca(self, gateway: str, certificate_id: str) -> None:
         await self.calls(f"remove {gateway} {certificate_id}")
-        self.cas[gateway].pop(certificate_id, None)
+        cas = self._cas(gateway)
+        cas.pop(_named(cas, certificate_id), None)
 
     async def delete_certificate(self, certificate_id: str) -> None:
         await self.calls(f"delete {certificate_id}")
-        self.held_certificates.pop(certificate_id, None)
+        self.held_certificates.pop(_named(self.held_certificates, certificate_id), None)
+
+    def _cas(self, gateway: str) -> dict[str, bool]:
+        return self.cas[_named(self.cas, gateway)]
+
+
+def _named(entries: Iterable[str], name: str) -> str:
+    """The key `entries` holds `name` under, ignoring case as ARM does (`name` itself when none)."""
+    return next((key for key in entries if normalised_id(key) == normalised_id(name)), name)
 
 
 def _first_certificate(pfx: bytes) -> bytes:
