@@ -557,7 +557,7 @@ def ncrontab_problem(expression: str) -> str:
             unknown = [value for value in bounds if not value.isdigit() and value not in names]
             if unknown:
                 return f"the {what} field {text!r} holds {unknown[0]!r}, which is neither a number nor a {what} name"
-            values = [names.get(value) or int(value) for value in bounds]
+            values = [names[value] if value in names else int(value) for value in bounds]  # sun is 0
             if any(not low <= value <= high for value in values):
                 return f"the {what} field {text!r} is outside {low}-{high}"
             if len(values) == 2 and values[0] > values[1]:

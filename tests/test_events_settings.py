@@ -151,7 +151,15 @@ class TestSettings:
             load_settings(env)
 
     @pytest.mark.parametrize(
-        "schedule", ["0 0 */6 * * *", "0 0,30 9-17/2 * * Mon-Fri", "0 0 0 1 Jan-Mar *", "*/30 * * * * *"]
+        "schedule",
+        [
+            "0 0 */6 * * *",
+            "0 0,30 9-17/2 * * Mon-Fri",
+            "0 0 0 1 Jan-Mar *",
+            "*/30 * * * * *",
+            "0 0 0 * * Sun",  # the day-of-week name whose number is 0
+            "0 0 3 * * sun-sat",
+        ],
     )
     def test_schedules_the_functions_host_reads_are_accepted(self, schedule: str) -> None:
         load_settings({**BASE, "AUDIT_SCHEDULE": schedule})
