@@ -121,6 +121,8 @@ def test_emulator_tests_and_infra_are_not_deployed() -> None:
 # shared.azure_errors) and the composition root that wires them (shared.handlers, function_app).
 CORE = (
     "settings",
+    "setting_parsers",
+    "ncrontab",
     "events",
     "ports",
     "chain",
