@@ -96,7 +96,7 @@ def _epilog(prog: str) -> str:
     examples = "".join(f"  {f'{prog} {example}':<{width}}{what}\n" for example, what in _EXAMPLES)
     settings = "\n".join(
         f"  {setting.name:<20} {setting.description}"
-        + (" (required)" if setting.default is None else f" (default {setting.default})" if setting.default else "")
+        + (" (required)" if setting.required else f" (default {setting.default})" if setting.default else "")
         for setting in SETTINGS
     )
     return (

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import types
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 
@@ -22,7 +24,7 @@ from shared.events import (
 )
 from shared.handlers import parse_resync_body
 from shared.pacing import HOURLY, TOKEN_BUCKETS, UNMODELLED, Limit, RateLimits
-from shared.settings import CLOUDS, SETTINGS, Remediation, SettingsError, load_settings
+from shared.settings import CLOUDS, SETTINGS, Remediation, Settings, SettingsError, load_settings
 
 APIM_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/apim1"
 BASE = {"KEYVAULT_URL": "https://sample-kv.vault.azure.net", "APIM_RESOURCE_ID": APIM_ID}
@@ -40,6 +42,22 @@ def data(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
+
+
+def conforms(value: object, hint: Any) -> bool:
+    """`value` is of the annotated type `hint` (the few forms `Settings` uses)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is types.UnionType:
+        return any(conforms(value, arg) for arg in args)
+    if origin is None:
+        return value is None if hint is type(None) else isinstance(value, hint)
+    if not isinstance(value, origin):
+        return False
+    if origin is tuple and args[-1] is Ellipsis:
+        return all(conforms(item, args[0]) for item in value)
+    if origin is tuple:
+        return len(value) == len(args) and all(conforms(item, arg) for item, arg in zip(value, args, strict=True))
+    return all(conforms(item, args[0]) for item in value)  # frozenset[str]
 
 
 class TestSettings:
@@ -151,7 +169,15 @@ class TestSettings:
             load_settings(env)
 
     @pytest.mark.parametrize(
-        "schedule", ["0 0 */6 * * *", "0 0,30 9-17/2 * * Mon-Fri", "0 0 0 1 Jan-Mar *", "*/30 * * * * *"]
+        "schedule",
+        [
+            "0 0 */6 * * *",
+            "0 0,30 9-17/2 * * Mon-Fri",
+            "0 0 0 1 Jan-Mar *",
+            "*/30 * * * * *",
+            "0 0 0 * * Sun",  # the day-of-week name whose number is 0
+            "0 0 3 * * sun-sat",
+        ],
     )
     def test_schedules_the_functions_host_reads_are_accepted(self, schedule: str) -> None:
         load_settings({**BASE, "AUDIT_SCHEDULE": schedule})
@@ -229,10 +255,38 @@ class TestSettings:
         for name in ("KEYVAULT_URL", "APIM_RESOURCE_ID", "APIM_GATEWAYS", "MAX_CONCURRENCY", "AUDIT_REMEDIATE"):
             assert name in message
 
+    def test_the_problems_come_in_the_order_the_readme_and_help_list_the_settings(self) -> None:
+        bad = {"AZURE_CLOUD": "Mars", "KEYVAULT_URL": "http://kv", "MAX_CONCURRENCY": "0", "DEPLOYMENT_ID": "A"}
+        with pytest.raises(SettingsError) as raised:
+            load_settings({**bad, "TRUSTSYNC_RATE_LIMITS": "fast"})
+        named = [problem.split()[0] for problem in str(raised.value).split("; ")]
+        declared = [setting.name for setting in SETTINGS if setting.name in {*bad, "APIM_RESOURCE_ID"}]
+        assert named == [*declared, "TRUSTSYNC_RATE_LIMITS"]  # the variable outside the table comes last
+
     def test_every_setting_documented_once(self) -> None:
         names = [s.name for s in SETTINGS]
         assert len(names) == len(set(names))
         assert set(CLOUDS) == {"AzureCloud", "AzureChinaCloud", "AzureUSGovernment"}
+
+    def test_each_settings_field_is_filled_by_one_setting_with_a_value_of_its_type(self) -> None:
+        # The table names the field each setting fills, which the type checker cannot follow: this does.
+        loaded = load_settings(
+            {
+                **BASE,
+                "CERTIFICATE_NAMES": "web",
+                "APIM_GATEWAYS": "gw1",
+                "TRUST_BUNDLES": "roots",
+                "AZURE_CLIENT_ID": "5e29463d-71da-4fe0-8e69-999b57db23b0",
+                "ARM_ENDPOINT": "https://127.0.0.1:8443",
+                "DEPLOYMENT_ID": "teama",
+                "BACKEND_CERTIFICATES": "b1=web",
+            }
+        )
+        filled = [setting.field for setting in SETTINGS if setting.field is not None]
+        fields = {field.name for field in dataclasses.fields(Settings)}
+        assert sorted(filled) == sorted(fields - {"rate_limits"})  # TRUSTSYNC_RATE_LIMITS is no app setting
+        hints = get_type_hints(Settings)
+        assert [field for field in filled if not conforms(getattr(loaded, field), hints[field])] == []
 
 
 class TestEvents:

@@ -10,15 +10,32 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SETTINGS
+from shared.settings import SETTINGS, Setting, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_documents_every_setting_and_the_two_commands() -> None:
+README_SETTING_ROW = re.compile(r"^\| `([A-Z_]+)` \| ([^|]+?) \|", re.MULTILINE)  # | `NAME` | default | ...
+
+
+def readme_default(setting: Setting) -> set[str]:
+    """How the README's table may show `setting`'s default."""
+    if setting.default is None:
+        return {"(required)"}
+    if not setting.default:
+        return {"(empty)", "(cloud's)"}  # ARM_ENDPOINT left empty is the cloud's endpoint
+    return {f"`{setting.default}`"}
+
+
+def test_the_readme_s_settings_table_is_the_declared_settings_in_order_with_their_defaults() -> None:
+    rows = README_SETTING_ROW.findall((ROOT / "README.md").read_text())
+    assert [name for name, _ in rows] == [setting.name for setting in SETTINGS]
+    for (name, shown), setting in zip(rows, SETTINGS, strict=True):
+        assert shown in readme_default(setting), f"{name}: the README says {shown}, the table {setting.default!r}"
+
+
+def test_readme_names_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
-    table = {match for match in re.findall(r"^\| `([A-Z_]+)` \|", readme, re.MULTILINE)}
-    assert {setting.name for setting in SETTINGS} <= table
     assert "make demo" in readme
     assert "make test" in readme
 
@@ -84,9 +101,10 @@ def test_the_link_check_sees_a_missing_heading_and_a_missing_file(tmp_path: Path
     assert broken_links(page) == ["#nowhere: no such heading", "gone.md: no such file"]
 
 
-def test_local_settings_example_has_every_setting() -> None:
+def test_local_settings_example_has_every_setting_and_is_valid() -> None:
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     assert {setting.name for setting in SETTINGS} <= set(example)
+    load_settings(example)  # a copy with only the vault and the service changed must load
 
 
 def test_requirements_are_pinned() -> None:
@@ -121,6 +139,8 @@ def test_emulator_tests_and_infra_are_not_deployed() -> None:
 # shared.azure_errors) and the composition root that wires them (shared.handlers, function_app).
 CORE = (
     "settings",
+    "setting_parsers",
+    "ncrontab",
     "events",
     "ports",
     "chain",
