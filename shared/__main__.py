@@ -29,7 +29,8 @@ from .handlers import TrustSync
 from .ports import Work
 from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
 from .render import render, render_status
-from .report import Mode, Report, RunStatus, Scope
+from .report import Report, RunStatus
+from .scope import Mode, Scope
 from .settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
 from .telemetry import Trigger, correlate
 

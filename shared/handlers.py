@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .connect import ClientPool
-from .engine import Engine, KnownVersions
+from .engine import Engine
 from .events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
+from .gather import KnownVersions
 from .ports import NoProgress, Progress
 from .records import AUDIT_RECORD, EXPIRY_RECORD, Dim
-from .report import Mode, Report, RunStatus, Scope
+from .report import Report, RunStatus
+from .scope import Mode, Scope
 from .settings import (
     Remediation,
     Settings,

@@ -45,7 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from .expiry import within
 from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
-from .report import Report, Status
+from .report import ActionStatus, Report
 
 LOGGER_NAME = "trustsync"
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -268,7 +268,7 @@ class Telemetry:
         trigger = current().trigger or "unknown"
         status, mode = report.status.value, report.mode.value
         scope = "full" if report.scope.is_full else "certificates"
-        drift = sum(o.status is not Status.APPLIED for o in report.outcomes) + len(report.conflicts)
+        drift = sum(o.status is not ActionStatus.APPLIED for o in report.outcomes) + len(report.conflicts)
         rejected = sum(not verdict.accepted for verdict in report.verdicts)
         earliest = report.horizon.earliest if report.horizon is not None else None
 
