@@ -11,6 +11,9 @@ Rules that keep trust safe:
   owner can retire or replace it without touching our trust.
 - **Additions never narrow.** `plan_additions` creates entries and raises `isTrusted`; lowering
   it, removing and deleting are `plan_narrowing`'s, for full-scope runs on a complete desired state.
+
+Each action carries its `Precedence` (which writes go first under ARM's limits), decided here from
+the plan's own inputs, so the same state always gets the same order.
 """
 
 from __future__ import annotations
