@@ -37,7 +37,7 @@ from typing import TypeVar
 from .backend_sync import BackendSync, sync_backends
 from .backend_tls import BackendOutcome
 from .desired import Desired
-from .executor import LEFT, Executor
+from .executor import LEFT, Executor, write_problems
 from .expiry import Horizon, expiry_horizon
 from .gather import KeyVaultReads, KnownVersions
 from .observe import GatewayRead, read_gateway_cas, read_service, select
@@ -328,9 +328,8 @@ def _held_back(planned: Sequence[Action], mode: Mode, additions: Sequence[Outcom
 
 
 def _report(found: Found, scope: Scope, mode: Mode, deployment: str, budget: timedelta, seconds: float) -> Report:
-    """The run's report, built once from what it found; a failed write is a retryable error."""
-    failed = tuple(Problem(o.error or "", True) for o in found.outcomes if o.status is ActionStatus.FAILED)
-    problems = (*found.notes.problems, *failed)
+    """The run's report, built once from what it found."""
+    problems = (*found.notes.problems, *write_problems(found.outcomes).problems)
     warnings = [*found.notes.warnings, *_budget_warnings(found.outcomes, budget, seconds)]
     return Report(
         scope,

@@ -10,8 +10,9 @@ It owns what each call waits for and what becomes of it:
   before the deadline, otherwise it is left for the next run (``deferred``);
 - **progress**: the work found and done, for the CLI's bars;
 - **dry run**: no write leaves the run, every action is ``planned``;
-- **failures**: a throttled write is deferred; a failed one is ``failed`` (the report makes it a
-  retryable error); a put whose upload failed is ``skipped``, whose upload was deferred, deferred.
+- **failures**: a throttled write is deferred; a failed one is ``failed`` and a retryable problem
+  of the run (`write_problems`); a put whose upload failed is ``skipped``, whose upload was
+  deferred, deferred.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import enum
 import heapq
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .pacing import Kind, Lane
 from .plan import Action, ActionKind, Precedence
 from .ports import ApimPort, AzureCallError, Progress, Throttled, Work
+from .problems import Notes, Problem
 from .report import ActionStatus, Outcome
 
 log = logging.getLogger("trustsync")
@@ -35,6 +37,12 @@ T = TypeVar("T")
 
 READ_RANK = 0  # the pacer's rank of every read: before any write (whose rank is its Precedence)
 LEFT = "not started: the run's time budget ran out; the next run continues from what APIM holds"
+
+
+def write_problems(outcomes: Iterable[Outcome]) -> Notes:
+    """Each failed write is a retryable problem of its run: what failed may go through next time."""
+    failed = (outcome for outcome in outcomes if outcome.status is ActionStatus.FAILED)
+    return Notes(problems=tuple(Problem(outcome.error or "", retryable=True) for outcome in failed))
 
 
 class Turn(enum.IntEnum):

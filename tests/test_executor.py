@@ -7,10 +7,11 @@ from collections import Counter
 
 from emulator.pki import make_certificate
 from shared.chain import Certificate
-from shared.executor import LEFT, Executor, Slots, Turn
+from shared.executor import LEFT, Executor, Slots, Turn, write_problems
 from shared.pacing import Pacer
 from shared.plan import Action, ActionKind, Precedence, certificate_id_for
 from shared.ports import AzureCallError, Throttled, Work
+from shared.problems import Problem
 from shared.report import ActionStatus
 from tests.memory import Calls, MemoryApim
 
@@ -72,6 +73,9 @@ def test_a_put_follows_its_upload_applied_skipped_or_deferred_and_every_write_is
         # Only the put whose upload went in was sent.
         assert [call for call in calls.log if call.startswith("put")] == [f"put {GATEWAY} {fine[0].certificate_id}"]
         assert counts.done_writes[Work.WRITES] == counts.planned_writes[Work.WRITES] == 6
+        # Only the failed write is a problem of the run, and a retry may get it through.
+        everything = [outcome for pair in outcomes for outcome in pair]
+        assert write_problems(everything).problems == (Problem("upload: HTTP 500", retryable=True),)
 
     asyncio.run(test())
 
