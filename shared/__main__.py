@@ -29,9 +29,10 @@ from .handlers import TrustSync
 from .ports import Work
 from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD
 from .render import render, render_status
-from .report import Mode, Report, RunStatus, Scope
+from .report import Report, RunStatus
+from .scope import Mode, Scope
 from .settings import SETTINGS, SettingsError, is_keyvault_object_name, parse_names, unbound_certificates
-from .telemetry import Trigger, correlate
+from .telemetry import Trigger, invocation
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -179,7 +180,7 @@ def _command(command: str, certificates: frozenset[str] | None, *, as_json: bool
 
 async def _run(app: TrustSync, command: str, names: frozenset[str] | None) -> Report:
     try:
-        with correlate(trigger=Trigger.CLI):
+        async with invocation(Trigger.CLI, None):
             if command == "audit":
                 return await app.handle_audit()
             mode = Mode.FULL if command == "sync" else Mode.DRY_RUN  # status: a dry run, rendered per gateway

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from .chain import Certificate
 from .expiry import within
-from .report import Report, Status
+from .report import ActionStatus, Report
 from .verdicts import LeafVerdict
 
 GATEWAY_KIND = "self-hosted"  # the engine selects self-hosted gateways only: the managed one has no CA list
@@ -106,10 +106,10 @@ def diagnose(report: Report) -> tuple[LeafDiagnosis, ...]:
     pending = {
         outcome.action.gateway
         for outcome in report.outcomes
-        if outcome.status is not Status.APPLIED and outcome.action.gateway is not None
+        if outcome.status is not ActionStatus.APPLIED and outcome.action.gateway is not None
     }
     pending_uploads = any(
-        outcome.status is not Status.APPLIED and outcome.action.gateway is None for outcome in report.outcomes
+        outcome.status is not ActionStatus.APPLIED and outcome.action.gateway is None for outcome in report.outcomes
     )
     return tuple(_diagnose(v, report, now, warning, v.gateway in pending or pending_uploads) for v in report.verdicts)
 

@@ -1,7 +1,9 @@
 """What each trigger does, free of the Functions binding types so that the CLI and tests share it.
 
 `TrustSync` is the app as a worker runs it: settings read per invocation (an invalid one fails
-that invocation with a message naming it), clients kept for the worker's life.
+that invocation with a message naming it), clients kept for the worker's life. The trigger of a
+run's records is set where the invocation enters (`telemetry.invocation`: each Function, the CLI);
+the handlers add the event and certificate, and `Telemetry.record` writes every record of a run.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .connect import ClientPool
-from .engine import Engine, KnownVersions
+from .engine import Engine
 from .events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
+from .gather import KnownVersions
 from .ports import NoProgress, Progress
-from .records import AUDIT_RECORD, EXPIRY_RECORD, Dim
-from .report import Mode, Report, RunStatus, Scope
+from .records import EXPIRY_RECORD, Dim
+from .report import Report, RunStatus
+from .scope import Mode, Scope
 from .settings import (
     Remediation,
     Settings,
@@ -29,7 +33,7 @@ from .settings import (
     load_settings,
     unbound_certificates,
 )
-from .telemetry import Telemetry, Trigger, annotate, correlate, current, install_correlation
+from .telemetry import Telemetry, annotate, correlate, install_correlation
 
 log = logging.getLogger("trustsync")
 
@@ -38,7 +42,6 @@ MAX_RESYNC_CERTIFICATES = 1000
 # Azure's front end drops an HTTP request after 230 s whatever the function timeout: a resync stops
 # starting writes in time to answer (partial, with what is left) before that.
 HTTP_ANSWER_BUDGET = timedelta(seconds=220)
-_AUDIT_LEVELS = {RunStatus.IN_SYNC: logging.INFO, RunStatus.FAILED: logging.ERROR}  # the rest: WARNING
 _AUDIT_MODES = {Remediation.REPORT: Mode.DRY_RUN, Remediation.ADDITIONS: Mode.ADDITIONS, Remediation.ALL: Mode.FULL}
 
 
@@ -77,11 +80,13 @@ class TrustSync:
             settings, clients.vault, clients.apim, pacer=clients.pacer, progress=self.progress, known=self.known
         )
 
-    async def run(self, settings: Settings, scope: Scope, mode: Mode, *, budget: timedelta | None = None) -> Report:
-        """One engine run, recorded: its metrics and its TRUSTSYNC_RUN, _VERDICT and _HORIZON records."""
+    async def run(
+        self, settings: Settings, scope: Scope, mode: Mode, *, budget: timedelta | None = None, audit: bool = False
+    ) -> Report:
+        """One engine run, recorded (`Telemetry.record`: its metrics and every record of it)."""
         started = time.monotonic()
         report = await self.engine(settings).run(scope, mode, budget=budget)
-        self.telemetry.record(report, seconds=time.monotonic() - started)
+        self.telemetry.record(report, seconds=time.monotonic() - started, audit=audit)
         return report
 
     async def close(self) -> None:
@@ -90,7 +95,6 @@ class TrustSync:
     async def handle_event(self, event_type: object, event_id: object, data: object) -> Report | None:
         """Reconcile the certificate a Key Vault event names. Raises `RetryableError` when a retry can help."""
         with correlate(
-            trigger=current().trigger or Trigger.EVENT,
             event_id=str(event_id)[:100] if event_id else None,
             event_type=event_type[:200] if isinstance(event_type, str) else None,
         ):
@@ -161,14 +165,13 @@ class TrustSync:
         try:
             queued = parse_queue_message(body)
         except EventError as error:
-            with correlate(trigger=current().trigger or Trigger.EVENT):
-                log.error("rejected queue message %s: %s", str(message_id)[:100], error)
+            log.error("rejected queue message %s: %s", str(message_id)[:100], error)
             return None
         return await self.handle_event(queued.event_type, queued.event_id, queued.data)
 
     async def handle_resync(self, body: bytes) -> HttpAnswer:
         """``POST /api/resync`` with an optional ``{"certificates": [...], "dryRun": bool}``."""
-        with correlate(trigger=current().trigger or Trigger.RESYNC):
+        with correlate():  # what the run annotates ends with it
             return await self._handle_resync(body)
 
     async def _handle_resync(self, body: bytes) -> HttpAnswer:
@@ -193,21 +196,8 @@ class TrustSync:
 
     async def handle_audit(self) -> Report:
         """The drift audit: a full-scope run that writes what AUDIT_REMEDIATE allows, and one log record."""
-        with correlate(trigger=current().trigger or Trigger.AUDIT):
-            return await self._handle_audit()
-
-    async def _handle_audit(self) -> Report:
         settings = self.settings()
-        report = await self.run(settings, Scope(), _AUDIT_MODES[settings.audit_remediate])
-        level = _AUDIT_LEVELS.get(report.status, logging.WARNING)
-        log.log(
-            level,
-            "%s status=%s %s",
-            AUDIT_RECORD,
-            report.status.value,
-            json.dumps(report.to_dict(), sort_keys=True),
-        )
-        return report
+        return await self.run(settings, Scope(), _AUDIT_MODES[settings.audit_remediate], audit=True)
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

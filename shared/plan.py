@@ -11,6 +11,9 @@ Rules that keep trust safe:
   owner can retire or replace it without touching our trust.
 - **Additions never narrow.** `plan_additions` creates entries and raises `isTrusted`; lowering
   it, removing and deleting are `plan_narrowing`'s, for full-scope runs on a complete desired state.
+
+Each action carries its `Precedence` (which writes go first under ARM's limits), decided here from
+the plan's own inputs, so the same state always gets the same order.
 """
 
 from __future__ import annotations
@@ -124,10 +127,23 @@ class ActionKind(enum.StrEnum):
     DELETE_CERTIFICATE = "delete-certificate"
 
 
+class Precedence(enum.IntEnum):
+    """Which of a run's writes go first when ARM's limits make them wait (`shared.executor`).
+
+    Stamped by the plan from what the plan itself knows, never from the order in which the gateways'
+    lists arrive: every run plans the same precedence for the same state.
+    """
+
+    FIRST = 1  # a CA this run uploads (APIM holds no copy of it) and every put of it on a gateway
+    NEXT = 2  # a CA APIM holds already, put on one more gateway or its isTrusted raised
+    LAST = 3  # what takes trust away (removals, deletions, an isTrusted lowered): after every addition
+
+
 @dataclass(frozen=True)
 class Action:
     kind: ActionKind
     certificate_id: str
+    precedence: Precedence
     gateway: str | None = None
     trusted: bool | None = None  # SET_GATEWAY_CA: the isTrusted to write
     replace: bool = False  # SET_GATEWAY_CA: the entry exists, the write carries its ETag
@@ -206,6 +222,7 @@ def plan_uploads(desired: Desired, certificates: Mapping[str, ApimCertificate], 
                 Action(
                     ActionKind.UPLOAD_CERTIFICATE,
                     certificate_id,
+                    Precedence.FIRST,
                     reason=f"{cert.subject} needed by {', '.join(sorted(authority.needed_by))}",
                     certificate=cert,
                 )
@@ -230,6 +247,7 @@ def plan_additions(
     gateway: str, desired: Desired, cas: GatewayCas, uploads: Uploads, certificates: Mapping[str, ApimCertificate]
 ) -> GatewayPlan:
     """What one gateway needs added: our entry for each desired authority, trusted as desired or more."""
+    uploading = {action.certificate_id for action in uploads.actions}
     actions: list[Action] = []
     for thumbprint, authority in sorted(desired.authorities.items()):
         certificate_id = uploads.ids.get(thumbprint)
@@ -237,13 +255,18 @@ def plan_additions(
             continue  # its id is taken by a foreign certificate: reported by plan_uploads
         subject = authority.certificate.subject
         trusted = cas.get(certificate_id)
+        precedence = Precedence.FIRST if certificate_id in uploading else Precedence.NEXT
         if trusted is None:
             reason = f"{subject} is not a certificate authority of {gateway}"
-            actions.append(Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, authority.trusted, reason=reason))
+            actions.append(
+                Action(ActionKind.SET_GATEWAY_CA, certificate_id, precedence, gateway, authority.trusted, reason=reason)
+            )
         elif authority.trusted and not trusted:
             reason = f"{subject} has isTrusted=false on {gateway}"
             actions.append(
-                Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, True, replace=True, reason=reason)
+                Action(
+                    ActionKind.SET_GATEWAY_CA, certificate_id, precedence, gateway, True, replace=True, reason=reason
+                )
             )
     return GatewayPlan(tuple(actions), _foreign_conflicts(gateway, desired, cas, certificates, uploads.owner))
 
@@ -317,6 +340,7 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
                                 Action(
                                     ActionKind.SET_GATEWAY_CA,
                                     certificate_id,
+                                    Precedence.LAST,
                                     gateway,
                                     False,
                                     replace=True,
@@ -325,13 +349,23 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
                             )
                         continue
                     reason = f"an id of an earlier version, replaced by {replacement}"
-                actions.append(Action(ActionKind.REMOVE_GATEWAY_CA, certificate_id, gateway, reason=reason))
+                actions.append(
+                    Action(ActionKind.REMOVE_GATEWAY_CA, certificate_id, Precedence.LAST, gateway, reason=reason)
+                )
             else:
                 still_used.setdefault(certificate_id, []).append(gateway)
                 if trusted and not authority.trusted:
                     reason = f"{authority.certificate.subject} is needed for chain building only on {gateway}"
                     actions.append(
-                        Action(ActionKind.SET_GATEWAY_CA, certificate_id, gateway, False, replace=True, reason=reason)
+                        Action(
+                            ActionKind.SET_GATEWAY_CA,
+                            certificate_id,
+                            Precedence.LAST,
+                            gateway,
+                            False,
+                            replace=True,
+                            reason=reason,
+                        )
                     )
     for certificate_id, cert in sorted(ours.items()):
         if certificate_id in wanted or certificate_id in awaiting:
@@ -341,5 +375,7 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
             notes.append(f"{cert.id} is not needed but stays: gateway(s) {users} outside the selection use it")
         else:
             what = cert.subject or cert.thumbprint
-            actions.append(Action(ActionKind.DELETE_CERTIFICATE, cert.id, reason=f"{what} is no longer needed"))
+            actions.append(
+                Action(ActionKind.DELETE_CERTIFICATE, cert.id, Precedence.LAST, reason=f"{what} is no longer needed")
+            )
     return Narrowing(tuple(actions), tuple(notes))

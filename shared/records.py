@@ -1,5 +1,6 @@
 """The names of the app's log records and of their custom dimensions: what queries, the workbook and
-the alerts look for. Pure, so that the core writes records under the same names the edge exports.
+the alerts look for. Pure: `shared.telemetry` writes every record of a run under these names, and
+the handlers the event's.
 
 Each record's message starts with its prefix; its attributes (``extra``) become custom dimensions
 once exported (`shared.telemetry`).

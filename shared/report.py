@@ -28,19 +28,14 @@ from .ca_store import StoreOutcome, StoreStatus
 from .expiry import Horizon
 from .findings import Finding, findings
 from .plan import Action, Observed
+from .scope import Mode, Scope
 from .service_kind import Target, kind_of
 from .verdicts import LeafVerdict
 
 
-class Mode(enum.StrEnum):
-    """How far a run may write."""
+class ActionStatus(enum.StrEnum):
+    """What became of one planned action."""
 
-    DRY_RUN = "dry-run"
-    ADDITIONS = "additions"  # add missing trust, never take any away
-    FULL = "full"  # also remove what nothing needs (full-scope runs only)
-
-
-class Status(enum.StrEnum):
     PLANNED = "planned"
     APPLIED = "applied"
     FAILED = "failed"
@@ -59,7 +54,7 @@ class RunStatus(enum.StrEnum):
 @dataclass(frozen=True)
 class Outcome:
     action: Action
-    status: Status
+    status: ActionStatus
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,23 +104,6 @@ class GatewayEntries:
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Which bound certificates a run looks at. No names: every one (full scope, removals allowed)."""
-
-    certificates: frozenset[str] | None = None
-
-    @property
-    def is_full(self) -> bool:
-        return self.certificates is None
-
-    def __str__(self) -> str:
-        if self.certificates is None:
-            return "full"
-        # No certificate: a trust bundle's event, which reads the bundles alone.
-        return "certificates " + ", ".join(sorted(self.certificates)) if self.certificates else "trust bundles"
-
-
 @dataclass
 class Report:
     scope: Scope
@@ -146,15 +124,6 @@ class Report:
     backends: tuple[BackendOutcome, ...] = ()  # v2 backends' TLS pins, when BACKEND_TLS=manage
     unjudged: tuple[LeafVerdict, ...] = ()  # the managed gateway's, when its target is not judged
 
-    def warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
-
-    def fail(self, message: str, *, retryable: bool) -> None:
-        if message not in self.errors:
-            self.errors.append(message)
-        self.retryable = self.retryable or retryable
-
     @property
     def status(self) -> RunStatus:
         if self.errors:
@@ -169,7 +138,7 @@ class Report:
         # A workspace backend is reported "not changed": the app writes none, so it is no drift of the app's.
         if any(backend.status not in ("in-step", "applied", "not changed") for backend in self.backends):
             return RunStatus.DRIFT
-        if self.conflicts or any(outcome.status is not Status.APPLIED for outcome in self.outcomes):
+        if self.conflicts or any(outcome.status is not ActionStatus.APPLIED for outcome in self.outcomes):
             return RunStatus.DRIFT
         if any(not verdict.accepted for verdict in self.verdicts):
             return RunStatus.DRIFT
@@ -189,7 +158,11 @@ class Report:
 
     def left(self) -> dict[str, int]:
         """How many writes of each action kind were left for the next run, e.g. ``{"set-gateway-ca": 40}``."""
-        counts = Counter(outcome.action.kind.value for outcome in self.outcomes if outcome.status is Status.DEFERRED)
+        return self.count_left(self.outcomes)
+
+    @staticmethod
+    def count_left(outcomes: Sequence[Outcome]) -> dict[str, int]:
+        counts = Counter(outcome.action.kind.value for outcome in outcomes if outcome.status is ActionStatus.DEFERRED)
         return dict(sorted(counts.items()))
 
     def findings(self) -> list[Finding]:
@@ -247,12 +220,11 @@ class Report:
 
 def gateway_entries(observed: Observed, gateways: Sequence[str]) -> tuple[GatewayEntries, ...]:
     """Each gateway's certificate authorities as `observed`, for the status table."""
-    by_id = {certificate_id.lower(): held for certificate_id, held in observed.certificates.items()}
     found = []
     for gateway in sorted(gateways):
         entries = []
         for certificate_id, trusted in sorted(observed.gateway_cas.get(gateway, {}).items()):
-            held = by_id.get(certificate_id.lower())
+            held = observed.certificates.get(certificate_id)
             subject, expires = (held.subject, held.expires) if held is not None else ("", None)
             entries.append(
                 GatewayEntry(

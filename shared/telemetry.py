@@ -8,12 +8,14 @@ An edge module (the core never imports it): it reads the finished `Report` and t
 - **log records** on the ``trustsync`` logger, each starting with a prefix that queries look for:
   one ``TRUSTSYNC_RUN`` per run, one ``TRUSTSYNC_VERDICT`` per (gateway, certificate) the run
   judged, one ``TRUSTSYNC_HORIZON`` per needed certificate version and per gateway (what expires
-  next). The engine's ``TRUSTSYNC_ACTION`` records and the handlers' ``TRUSTSYNC_AUDIT`` and
-  ``TRUSTSYNC_EXPIRY`` records complete the vocabulary; every record and dimension name is in
+  next), one ``TRUSTSYNC_ACTION`` per action with its outcome, the report's warnings, conflicts
+  and errors, and for the drift audit one ``TRUSTSYNC_AUDIT`` with the whole report. `Telemetry.record`
+  is the one place a finished run's records and metrics are written; the handlers' ``TRUSTSYNC_EXPIRY``
+  (an event's, before any run) completes the vocabulary. Every record and dimension name is in
   `shared.records`, which the core imports too.
 
-Correlation: `invocation` (the Functions binding) and `correlate` (the handlers) keep, in a context
-variable, the trigger, the Functions invocation id, the Event Grid event id and type and, when a run
+Correlation: `invocation` (the one place a trigger is set: each Function, and the CLI, enter through
+it) and `correlate` (the handlers add the event) keep, in a context variable, the trigger, the Functions invocation id, the Event Grid event id and type and, when a run
 is about one certificate, its name; `CorrelationFilter` copies them onto every record of the
 ``trustsync`` logger as attributes, which the OpenTelemetry log exporter sends as custom dimensions.
 Asyncio tasks copy the context they are created in, so each concurrent invocation keeps its own.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import json
 import logging
 import os
 from collections import Counter
@@ -44,8 +47,8 @@ from opentelemetry import metrics
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .expiry import within
-from .records import HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
-from .report import Report, Status
+from .records import ACTION_RECORD, AUDIT_RECORD, HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
+from .report import ActionStatus, Report, RunStatus
 
 LOGGER_NAME = "trustsync"
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -264,11 +267,13 @@ class Telemetry:
         )
         self._duration = meter.create_histogram(Metric.RUN_DURATION, unit="s", description="Run duration")
 
-    def record(self, report: Report, *, seconds: float) -> None:
+    def record(self, report: Report, *, seconds: float, audit: bool = False) -> None:
+        """Every record and metric of a finished run; `audit`: the drift audit's record too."""
         trigger = current().trigger or "unknown"
+        _log_outcomes(report)
         status, mode = report.status.value, report.mode.value
         scope = "full" if report.scope.is_full else "certificates"
-        drift = sum(o.status is not Status.APPLIED for o in report.outcomes) + len(report.conflicts)
+        drift = sum(o.status is not ActionStatus.APPLIED for o in report.outcomes) + len(report.conflicts)
         rejected = sum(not verdict.accepted for verdict in report.verdicts)
         earliest = report.horizon.earliest if report.horizon is not None else None
 
@@ -308,6 +313,33 @@ class Telemetry:
                 }
             ),
         )
+        if audit:
+            level = _AUDIT_LEVELS.get(report.status, logging.WARNING)
+            log.log(level, "%s status=%s %s", AUDIT_RECORD, status, json.dumps(report.to_dict(), sort_keys=True))
+
+
+_AUDIT_LEVELS = {RunStatus.IN_SYNC: logging.INFO, RunStatus.FAILED: logging.ERROR}  # the rest: WARNING
+
+
+def _log_outcomes(report: Report) -> None:
+    """One record per action with its outcome; then the warnings (a missing root, a retired
+    certificate), the conflicts (an entry not ours that blocks the desired trust) and the errors:
+    an event run's report goes nowhere else."""
+    for outcome in report.outcomes:
+        action = outcome.action
+        dimensions: dict[str, str] = {
+            Dim.ACTION: action.kind.value,
+            Dim.CERTIFICATE_ID: action.certificate_id,
+            Dim.STATUS: outcome.status.value,
+            **({Dim.GATEWAY: action.gateway} if action.gateway else {}),
+        }
+        log.info("%s %s %s", ACTION_RECORD, outcome.status.value, action.describe(), extra=dimensions)
+    for message in report.warnings:
+        log.warning("%s", message)
+    for message in report.conflicts:
+        log.warning("conflict: %s", message)
+    for message in report.errors:
+        log.error("%s", message)
 
 
 def _log_verdicts(report: Report) -> None:

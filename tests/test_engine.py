@@ -15,7 +15,8 @@ from shared.chain import PEM_CONTENT_TYPE, Certificate
 from shared.engine import Engine
 from shared.plan import certificate_id_for
 from shared.ports import ApimCertificate, AzureCallError, Secret
-from shared.report import Mode, Report, RunStatus, Scope, Status
+from shared.report import ActionStatus, Report, RunStatus
+from shared.scope import Mode, Scope
 from tests.legacy import legacy_id
 from tests.memory import NOW, Calls, MemoryApim, MemoryVault, settings
 
@@ -154,7 +155,7 @@ def test_a_failed_addition_skips_every_removal_and_asks_for_a_retry() -> None:
         report = await estate.run(Mode.FULL)
 
         assert not any(call.startswith(("remove", "delete")) for call in estate.calls.log)
-        assert {o.status for o in report.outcomes if o.action.narrows} == {Status.SKIPPED}
+        assert {o.status for o in report.outcomes if o.action.narrows} == {ActionStatus.SKIPPED}
         assert report.retryable
         assert report.status.value == "failed"
 
@@ -264,7 +265,7 @@ def test_a_dry_run_writes_nothing_and_reports_the_plan() -> None:
         report = await estate.run(Mode.DRY_RUN)
 
         assert not any(call.startswith(("upload", "put")) for call in estate.calls.log)
-        assert {o.status for o in report.outcomes} == {Status.PLANNED}
+        assert {o.status for o in report.outcomes} == {ActionStatus.PLANNED}
         assert len(report.outcomes) == 2 + 2 * len(GATEWAYS)
         assert report.status.value == "drift"
 

@@ -16,7 +16,8 @@ from shared.chain import Certificate
 from shared.engine import Engine
 from shared.pacing import Answer, Kind, Limit, Pacer, RateLimits
 from shared.plan import certificate_id_for
-from shared.report import Mode, Report, RunStatus, Scope, Status
+from shared.report import ActionStatus, Report, RunStatus
+from shared.scope import Mode, Scope
 from tests.memory import Calls, MemoryApim, MemoryVault, settings
 
 GATEWAYS = ("gw-1", "gw-2")
@@ -99,8 +100,8 @@ def test_a_run_out_of_time_is_partial_says_what_is_left_and_the_next_run_finishe
         assert first.status is RunStatus.PARTIAL
         assert first.errors == []
         assert not first.retryable  # not an error: the next run (or an event) continues
-        applied = [o for o in first.outcomes if o.status is Status.APPLIED]
-        left = [o for o in first.outcomes if o.status is Status.DEFERRED]
+        applied = [o for o in first.outcomes if o.status is ActionStatus.APPLIED]
+        left = [o for o in first.outcomes if o.status is ActionStatus.DEFERRED]
         assert (len(applied), len(left)) == (9, 6 + 6 * 2 - 9)
         assert sum(first.left().values()) == len(left)
         assert first.to_dict()["left"] == first.left()
@@ -134,7 +135,7 @@ def test_removals_wait_for_every_addition_and_are_left_too_when_additions_are() 
         assert all(old_ids <= estate.apim.trusted_ids(gw) for gw in GATEWAYS)  # trust is never narrowed early
         removals = [o for o in report.outcomes if o.action.narrows]
         assert removals
-        assert {o.status for o in removals} == {Status.DEFERRED}
+        assert {o.status for o in removals} == {ActionStatus.DEFERRED}
         assert set(report.left()) == {"set-gateway-ca", "remove-gateway-ca", "delete-certificate"}
 
     run(test)

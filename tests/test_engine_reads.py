@@ -9,8 +9,9 @@ from collections import Counter
 
 from emulator.pki import Hierarchy
 from shared.chain import Certificate
-from shared.engine import Engine, KnownVersions
-from shared.report import Mode, Scope
+from shared.engine import Engine
+from shared.gather import KnownVersions
+from shared.scope import Mode, Scope
 from tests.memory import Calls, MemoryApim, MemoryVault, settings
 from tests.test_engine import Estate, run
 

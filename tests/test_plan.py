@@ -16,10 +16,13 @@ from shared.plan import (
     AppId,
     Observed,
     Ownership,
+    Precedence,
     certificate_id_for,
     is_ours,
     parse_app_id,
+    plan_additions,
     plan_narrowing,
+    plan_uploads,
 )
 from shared.ports import ApimCertificate, VersionInfo, normalised_id
 from shared.settings import MAX_DEPLOYMENT_ID_LENGTH
@@ -374,6 +377,58 @@ class TestAdditions:
         assert actions == ()
         assert len(conflicts) == 1
         assert cid in conflicts[0]
+
+
+class TestPrecedence:
+    def test_an_uploaded_ca_and_its_puts_go_first_a_held_ca_next_and_what_narrows_last(self) -> None:
+        new, held, nowhere, raised, stale = ca("New"), ca("Held"), ca("Nowhere"), ca("Raised"), ca("Stale")
+        new_id, held_id, nowhere_id, raised_id, stale_id = map(certificate_id_for, (new, held, nowhere, raised, stale))
+        # Nowhere: held in APIM (an earlier run uploaded it) but on no gateway yet: it needs no upload.
+        observed = Observed(
+            ours(held, nowhere, raised, stale), {"gw1": {held_id: True, raised_id: False, stale_id: True}, "gw2": {}}
+        )
+        wanted = desired((new, True), (held, True), (nowhere, True), (raised, True))
+
+        actions, _ = plan_all(wanted, observed, ["gw1", "gw2"])
+
+        first, next_, last = Precedence.FIRST, Precedence.NEXT, Precedence.LAST
+        assert {(a.kind.value, a.certificate_id, a.gateway): a.precedence for a in actions} == {
+            ("upload-certificate", new_id, None): first,
+            ("set-gateway-ca", new_id, "gw1"): first,
+            ("set-gateway-ca", new_id, "gw2"): first,
+            ("set-gateway-ca", held_id, "gw2"): next_,
+            ("set-gateway-ca", nowhere_id, "gw1"): next_,
+            ("set-gateway-ca", nowhere_id, "gw2"): next_,
+            ("set-gateway-ca", raised_id, "gw1"): next_,  # its isTrusted raised
+            ("set-gateway-ca", raised_id, "gw2"): next_,
+            ("remove-gateway-ca", stale_id, "gw1"): last,
+            ("delete-certificate", stale_id, None): last,
+        }
+
+    def test_a_gateway_s_puts_keep_their_precedence_whichever_gateway_list_is_planned_first(self) -> None:
+        # The engine plans each gateway as its list arrives: the stamp must not depend on that order.
+        held, new = ca("Held"), ca("New")
+        observed = Observed(ours(held), {"gw1": {certificate_id_for(held): True}, "gw2": {}})
+        wanted = desired((held, True), (new, True))
+
+        def stamps(order: list[str]) -> set[tuple[str, str | None, Precedence]]:
+            uploads = plan_uploads(wanted, observed.certificates, observed.owner)
+            return {
+                (a.certificate_id, a.gateway, a.precedence)
+                for gateway in order
+                for a in plan_additions(
+                    gateway, wanted, observed.gateway_cas[gateway], uploads, observed.certificates
+                ).actions
+            }
+
+        assert stamps(["gw1", "gw2"]) == stamps(["gw2", "gw1"])
+        assert (certificate_id_for(held), "gw2", Precedence.NEXT) in stamps(["gw2"])
+
+    def test_lowering_an_istrusted_is_last(self) -> None:
+        inter = ca("Inter")
+        observed = Observed(ours(inter), {"gw1": {certificate_id_for(inter): True}})
+        (action,) = plan_narrowing(desired((inter, False)), observed, ["gw1"]).actions
+        assert (action.kind, action.trusted, action.precedence) == (ActionKind.SET_GATEWAY_CA, False, Precedence.LAST)
 
 
 class TestNarrowing:

@@ -16,7 +16,8 @@ from typing import Any
 from emulator.pki import Hierarchy
 from shared.desired import versions_to_trust
 from shared.ports import AzureCallError, NotFoundError, VersionInfo
-from shared.report import Mode, Status
+from shared.report import ActionStatus
+from shared.scope import Mode
 from tests.memory import NOW
 from tests.test_engine import GATEWAYS, Estate
 
@@ -136,7 +137,9 @@ def test_a_name_key_vault_does_not_hold_is_a_configuration_error_that_blocks_eve
         assert not any("retired" in w for w in report.warnings)
         # Additions for the certificates that are there go on.
         assert all(estate.apim.trusted_ids(gw) >= old_ids | payments_ids for gw in GATEWAYS)
-        assert any(o.action.kind.value == "set-gateway-ca" and o.status is Status.APPLIED for o in report.outcomes)
+        assert any(
+            o.action.kind.value == "set-gateway-ca" and o.status is ActionStatus.APPLIED for o in report.outcomes
+        )
 
     run(test)
 

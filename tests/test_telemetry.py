@@ -4,6 +4,7 @@ of them (customDimensions, operation id). Through the real functions against the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -18,11 +19,15 @@ from emulator.keyvault import CertificateVersion
 from emulator.pki import Hierarchy
 from local.host import functions
 from shared import telemetry
+from shared.engine import Engine
 from shared.records import ACTION_RECORD, AUDIT_RECORD, HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
+from shared.scope import Mode, Scope
 from shared.telemetry import METRIC_DIMENSIONS, Metric
 from tests.capture import Exported, attributes
 from tests.conftest import GATEWAYS
 from tests.harness import audit, deliver, import_version, resync
+from tests.memory import Calls, MemoryApim, MemoryVault
+from tests.memory import settings as memory_settings
 
 CORRELATION = {Dim.TRIGGER, Dim.INVOCATION_ID}
 
@@ -213,3 +218,37 @@ def test_telemetry_is_off_unless_a_connection_string_is_set(configured: Emulator
     assert not telemetry._configured
     handlers = logging.getLogger(telemetry.LOGGER_NAME).handlers
     assert not [h for h in handlers if type(h).__module__.startswith("opentelemetry")]
+
+
+def test_a_run_s_records_are_written_by_telemetry_record_alone_and_the_audit_s_only_when_asked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = Calls()
+    vault, apim = MemoryVault(calls), MemoryApim(calls)
+    apim.add_gateways("gw-1")
+    vault.add_version("orders", Hierarchy(intermediates=1))
+    vault.add_version("retired", Hierarchy(intermediates=1, organization="Retired"), enabled=False)
+
+    def lines() -> list[tuple[int, str]]:
+        return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "trustsync"]
+
+    with caplog.at_level(logging.INFO, logger="trustsync"):
+        report = asyncio.run(Engine(memory_settings(), vault, apim).run(Scope(), Mode.FULL))
+        assert report.outcomes
+        assert report.warnings == ["certificate retired has no enabled version: nothing of it is trusted"]
+        assert lines() == []  # the engine returns its report and writes no record of it
+
+        telemetry.Telemetry().record(report, seconds=1.0)
+        recorded = lines()
+        assert [m for _, m in recorded if m.startswith(ACTION_RECORD)] == [
+            f"{ACTION_RECORD} applied {outcome.action.describe()}" for outcome in report.outcomes
+        ]
+        assert (logging.WARNING, report.warnings[0]) in recorded
+        assert sum(m.startswith(RUN_RECORD) for _, m in recorded) == 1
+        assert not any(m.startswith(AUDIT_RECORD) for _, m in recorded)
+
+        caplog.clear()
+        telemetry.Telemetry().record(report, seconds=1.0, audit=True)
+        (audit_line,) = [(level, m) for level, m in lines() if m.startswith(AUDIT_RECORD)]
+        assert audit_line[0] == logging.INFO  # its level is the run's status: in sync
+        assert json.loads(audit_line[1].split(" ", 2)[2]) == report.to_dict()

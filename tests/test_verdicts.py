@@ -9,7 +9,8 @@ from shared.chain import Authority, Certificate, Role, TrustPath
 from shared.desired import Desired, DesiredAuthority, NeededLeaf
 from shared.plan import ActionKind, Observed, certificate_id_for, plan_narrowing
 from shared.ports import ApimCertificate
-from shared.report import Mode, Report, RunStatus, Scope
+from shared.report import Report, RunStatus
+from shared.scope import Mode, Scope
 from shared.verdicts import judge, keep_accepted
 
 NOW = datetime.now(UTC)

@@ -24,7 +24,8 @@ from shared import records
 from shared.events import CERTIFICATE_NEAR_EXPIRY
 from shared.plan import ActionKind
 from shared.records import AUDIT_RECORD, EXPIRY_RECORD
-from shared.report import Mode, RunStatus, Status
+from shared.report import ActionStatus, RunStatus
+from shared.scope import Mode
 from shared.telemetry import Metric, Trigger
 from tests.capture import Exported, attributes
 from tests.harness import audit, deliver, import_version
@@ -41,7 +42,7 @@ COMPARED = re.compile(r"(?:==|!=|=~|!~)\s*\"([^\"]*)\"|\bin~?\s*\(([^)]*)\)")
 # What the code's dimensions take their values from (a capture shows only some, e.g. no failed write).
 VOCABULARY = {
     *(s.value for s in RunStatus),
-    *(s.value for s in Status),
+    *(s.value for s in ActionStatus),
     *(kind.value for kind in ActionKind),
     *(trigger.value for trigger in Trigger),
     *(mode.value for mode in Mode),
