@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from emulator import certs
 from emulator.pki import Hierarchy, Issued, make_certificate, new_key, pem_secret, pfx_secret, resigned_with_sha1
+from shared import der
 from shared import pfx as pfx_der
 from shared.chain import (
     PEM_CONTENT_TYPE,
@@ -85,18 +86,18 @@ def test_reads_every_certificate_in_file_order_duplicates_kept(kind: str) -> Non
 
 def with_fresh_mac(pfx: bytes) -> bytes:
     """The PFX with its MAC computed again over its content as it now is (absent password)."""
-    start, end = pfx_der._only(pfx, 0, len(pfx), pfx_der._SEQUENCE)
-    _, authsafe, mac_data = list(pfx_der._elements(pfx, start, end))
-    content = pfx_der._data_content(pfx, authsafe[2], authsafe[3])
-    assert content is not None
-    digest_info, salt, iterations = list(pfx_der._elements(pfx, mac_data[2], mac_data[3]))
-    _, digest = list(pfx_der._elements(pfx, digest_info[2], digest_info[3]))
-    key = pfx_der._pkcs12_mac_key(
-        "sha1", 64, b"", pfx[salt[2] : salt[3]], int.from_bytes(pfx[iterations[2] : iterations[3]], "big")
+    version, authsafe, mac_data = der.single(pfx, der.SEQUENCE).children
+    content = authsafe.child(1).only(der.OCTET_STRING).value
+    digest_info, salt, iterations = mac_data.children
+    algorithm, digest = digest_info.children
+    key = pfx_der._pkcs12_mac_key("sha1", 64, b"", salt.value, der.integer(iterations))
+    mac = hmac.new(key, content, "sha1").digest()
+    assert len(digest.value) == len(mac)
+    fresh = der.encode(der.SEQUENCE, algorithm.encoded + der.encode(der.OCTET_STRING, mac))
+    return der.encode(
+        der.SEQUENCE,
+        version.encoded + authsafe.encoded + der.encode(der.SEQUENCE, fresh + salt.encoded + iterations.encoded),
     )
-    mac = hmac.new(key, pfx[content[0] : content[1]], "sha1").digest()
-    assert digest[3] - digest[2] == len(mac)
-    return pfx[: digest[2]] + mac + pfx[digest[3] :]
 
 
 def test_the_pfx_key_is_never_decrypted() -> None:
