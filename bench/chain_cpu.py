@@ -28,15 +28,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator.certs import keyvault_pfx
 from emulator.pki import Hierarchy, KeyType, make_certificate
-from shared.chain import (
-    PEM_CONTENT_TYPE,
-    PKCS12_CONTENT_TYPE,
-    Certificate,
-    ChainError,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, read_secret
+from shared.chain import Certificate, ChainError, trust_path, verdict
 
 _OLD_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
 

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .chain import CLOCK_SKEW, MAX_SECRET_CHARS, Certificate, ChainError, TrustPath, trust_path
+from .backing_secret import MAX_SECRET_CHARS
+from .chain import CLOCK_SKEW, Certificate, ChainError, TrustPath, trust_path
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _END = "-----END {label}-----"

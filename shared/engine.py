@@ -40,9 +40,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from .backend_tls import BackendOutcome, plan_backends
+from .backing_secret import read_secret
 from .bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
 from .ca_store import StoreOutcome, StoreStatus, judge_store, plan_store
-from .chain import Certificate, ChainError, read_secret
+from .chain import Certificate, ChainError
 from .desired import Desired, VersionPath, desired_state, versions_to_trust
 from .expiry import expiry_horizon
 from .pacing import Kind, Pacer

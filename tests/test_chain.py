@@ -22,19 +22,8 @@ from emulator import certs
 from emulator.pki import Hierarchy, Issued, make_certificate, new_key, pem_secret, pfx_secret, resigned_with_sha1
 from shared import der
 from shared import pfx as pfx_der
-from shared.chain import (
-    PEM_CONTENT_TYPE,
-    PKCS12_CONTENT_TYPE,
-    Authority,
-    Certificate,
-    ChainError,
-    ChainRejected,
-    Role,
-    TrustPath,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, read_secret
+from shared.chain import Authority, Certificate, ChainError, ChainRejected, Role, TrustPath, trust_path, verdict
 
 NOW = datetime.now(UTC)
 

@@ -18,17 +18,8 @@ from hypothesis import strategies as st
 from emulator.certs import der_tlv, keyvault_pfx
 from emulator.pki import Hierarchy, make_certificate, pem_secret, pfx_secret
 from shared import der
-from shared.chain import (
-    PEM_CONTENT_TYPE,
-    PKCS12_CONTENT_TYPE,
-    Certificate,
-    ChainError,
-    ChainRejected,
-    TrustPath,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, read_secret
+from shared.chain import Certificate, ChainError, ChainRejected, TrustPath, trust_path, verdict
 from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, ReconcileBundle, route
 from shared.handlers import parse_resync_body
 from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings

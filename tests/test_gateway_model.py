@@ -14,17 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from emulator.certs import der_tlv
 from emulator.pki import Issued, make_certificate, new_key, pem_secret
-from shared.chain import (
-    CLOCK_SKEW,
-    PEM_CONTENT_TYPE,
-    Certificate,
-    ChainError,
-    ChainRejected,
-    Role,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared.backing_secret import PEM_CONTENT_TYPE, read_secret
+from shared.chain import CLOCK_SKEW, Certificate, ChainError, ChainRejected, Role, trust_path, verdict
 from tests.differential import as_v1, signed
 
 NOW = datetime.now(UTC)

@@ -139,6 +139,11 @@ CORE = (
     "service_kind",
     "ca_store",
     "backend_tls",
+    "backing_secret",
+    "certificate",
+    "der",
+    "library_errors",
+    "reasons",
 )
 
 
