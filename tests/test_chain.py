@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hmac
 import random
+import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,6 +193,90 @@ def test_pem_finds_certificates_among_other_blocks_and_text() -> None:
     )
 
     assert [c.der for c in read_secret(value, PEM_CONTENT_TYPE)] == [leaf.der, other.der]
+
+
+@pytest.fixture
+def handed_to_the_library(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Everything read_secret hands cryptography's PEM loaders, as they receive it."""
+    handed: list[bytes] = []
+
+    def spying(real: Callable[[bytes], object]) -> Callable[[bytes], object]:
+        def spy(data: bytes) -> object:
+            handed.append(data)
+            return real(data)
+
+        return spy
+
+    for name in ("load_pem_x509_certificates", "load_pem_x509_certificate"):
+        monkeypatch.setattr(x509, name, spying(getattr(x509, name)))
+    return handed
+
+
+def _key_pem(key: object) -> str:
+    return pem_secret(key, [])  # type: ignore[arg-type]
+
+
+def test_a_pem_key_block_never_reaches_the_library(handed_to_the_library: list[bytes]) -> None:
+    pki = Hierarchy(intermediates=1, key_type="ec")
+    leaf = pki.issue("backend.example")
+    assert isinstance(leaf.key, ec.EllipticCurvePrivateKey)
+    scalar = leaf.key.private_numbers().private_value.to_bytes(32, "big")
+
+    found = read_secret(pem_secret(leaf.key, [leaf.certificate, *pki.ca_certificates()]), PEM_CONTENT_TYPE)
+
+    assert [c.der for c in found] == [cert(c).der for c in (leaf.certificate, *pki.ca_certificates())]
+    assert handed_to_the_library
+    for data in handed_to_the_library:
+        assert b"PRIVATE KEY" not in data
+        decoded = [base64.b64decode(run) for run in re.findall(rb"^[A-Za-z0-9+/=]+$", data, re.MULTILINE)]
+        assert decoded
+        assert not any(scalar in part for part in decoded)
+
+
+def test_a_block_inside_a_certificate_block_is_refused_unread(handed_to_the_library: list[bytes]) -> None:
+    """A key pasted between a BEGIN and an END CERTIFICATE line is neither decoded nor repeated."""
+    key = new_key("ec")
+    key_lines = [line for line in _key_pem(key).splitlines() if "-----" not in line]
+    value = "-----BEGIN CERTIFICATE-----\n" + _key_pem(key) + "-----END CERTIFICATE-----\n"
+
+    with pytest.raises(ChainError, match=r"^PEM certificate #1 is not valid base64$") as refused:
+        read_secret(value, PEM_CONTENT_TYPE)
+
+    assert handed_to_the_library == []
+    assert not any(line in str(refused.value) for line in key_lines)
+
+
+def test_a_begin_line_without_its_end_after_good_certificates_is_an_error() -> None:
+    """cryptography's loader skips such a line silently: a secret cut short would read as whole."""
+    leaf = make_certificate("leaf.example", key_type="ec")
+    value = leaf.pem.decode() + "-----BEGIN CERTIFICATE-----\n" + leaf.pem.decode().splitlines()[1] + "\n"
+
+    with pytest.raises(ChainError, match=r"PEM certificate #2 has no END CERTIFICATE line"):
+        read_secret(value, PEM_CONTENT_TYPE)
+
+
+def test_pem_base64_may_hold_blank_lines_and_tabs() -> None:
+    """Any whitespace in a block's base64 is tolerated, as before the library read it (its loader
+    alone refuses a blank line inside the base64)."""
+    leaf = make_certificate("leaf.example", key_type="ec")
+    begin, *lines, end = leaf.pem.decode().splitlines()
+    value = "\n".join([begin, "", lines[0] + "\t", "", *lines[1:], " ", end]) + "\n"
+
+    assert [c.der for c in read_secret(value, PEM_CONTENT_TYPE)] == [leaf.der]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [("!!!!", "PEM certificate #2 is not valid base64"), ("AAAA", "PEM certificate #2 cannot be parsed: ")],
+)
+def test_a_bad_block_is_named_by_its_number(body: str, said: str) -> None:
+    leaf = make_certificate("leaf.example", key_type="ec")
+    value = leaf.pem.decode() + f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+    with pytest.raises(ChainError) as refused:
+        read_secret(value, PEM_CONTENT_TYPE)
+
+    assert str(refused.value).startswith(said)
 
 
 def test_content_type_parameters_and_case_are_tolerated() -> None:
