@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from emulator.certs import der_tlv
 from emulator.pki import Issued, make_certificate, new_key, pem_secret
+from shared import der
 from shared.backing_secret import PEM_CONTENT_TYPE, read_secret
 from shared.chain import CLOCK_SKEW, Certificate, ChainError, ChainRejected, Role, trust_path, verdict
 from tests.differential import as_v1, signed
@@ -204,17 +205,10 @@ def _ca_with(*, subject: bytes | None = None, san: bytes | None = None) -> tuple
     if subject is not None:
         encoded = name.public_bytes()
         assert tbs.count(encoded) == 2  # issuer and subject
-        tbs = der_tlv(0x30, _tbs_body(tbs).replace(encoded, subject))
+        tbs = der_tlv(0x30, der.single(tbs, der.SEQUENCE).value.replace(encoded, subject))
     odd = signed(tbs, key)
     leaf = make_certificate("leaf.example.test", issuer=Issued(plain, key), key_type="ec")
     return odd, leaf
-
-
-def _tbs_body(tbs: bytes) -> bytes:
-    length, start = tbs[1], 2
-    if length & 0x80:
-        start = 2 + (length & 0x7F)
-    return tbs[start:]
 
 
 X400_ADDRESS = bytes.fromhex("3004a3023000")  # GeneralNames { [3] x400Address ORAddress {} }
