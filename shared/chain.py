@@ -100,8 +100,8 @@ class Verdict:
 # - an anchor is judged as OpenSSL's default verification judges it: validity and CA-ness (a v1
 #   self-signed certificate, cA=true, or keyUsage with keyCertSign), never its own signature;
 # - no security level (OpenSSL's verify default): key sizes and digests are not judged.
-# The wording of a refusal comes from OpenSSL's error code, depth and certificate, never from a
-# second, hand-written judgement of the path.
+# The wording of a refusal (reasons.py) comes from OpenSSL's error code, depth and certificate,
+# never from a second, hand-written judgement of the path.
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the worker's clock a CA's notBefore is tolerated
 _SKEW_RETRIES = 8  # CAs of one path whose notBefore may move the judged moment: far above any real PKI

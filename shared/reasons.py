@@ -42,7 +42,7 @@ class Refusal:
 
     code: int
     depth: int
-    message: str
+    message: str  # OpenSSL's own words for the code: said only for codes worded nowhere here
     certificate: Certificate | None
 
 
