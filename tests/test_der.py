@@ -35,18 +35,26 @@ def test_a_certificate_reads_as_tbs_algorithm_signature_and_re_encodes_byte_for_
 @pytest.mark.parametrize(
     ("data", "why"),
     [
-        (b"", "nothing"),
-        (b"\x30", "a tag without a length"),
-        (b"\x30\x80\x00\x00", "BER's indefinite length"),
+        (b"\x04", "a tag without a length"),
+        (b"\x04\x80\x00\x00", "BER's indefinite length"),
         (b"\x1f\x81\x01\x00", "a high tag number"),
         (b"\x04\x85\x00\x00\x00\x00\x01\x00", "a five-byte length"),
         (b"\x04\x82\x01", "a length cut short"),
         (b"\x04\x03ab", "a value shorter than its length"),
-        (b"\x04\x01a\x00", "something after the element"),
-        (b"\x02\x01\x01", "another tag"),
+        (b"\x04\x01a\x04", "a second element cut short"),
     ],
 )
-def test_anything_but_one_definite_length_element_is_refused(data: bytes, why: str) -> None:
+def test_anything_but_definite_length_elements_is_refused(data: bytes, why: str) -> None:
+    with pytest.raises(der.DerError):
+        der.elements(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [(b"", "nothing"), (b"\x04\x01a\x04\x00", "something after the element"), (b"\x02\x01\x01", "another tag")],
+)
+def test_single_wants_exactly_one_element_of_its_tag(data: bytes, why: str) -> None:
+    assert der.elements(data) or not data  # well-formed: refused for what single() asks alone
     with pytest.raises(der.DerError):
         der.single(data, der.OCTET_STRING)
 
