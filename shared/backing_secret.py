@@ -33,8 +33,8 @@ PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 PEM_CONTENT_TYPE = "application/x-pem-file"
 MAX_SECRET_CHARS = 1_000_000  # Key Vault secrets are at most 25 KB; refuse anything absurd before decoding
 
-_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
-_PEM_END = "-----END CERTIFICATE-----"
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+PEM_END = "-----END CERTIFICATE-----"
 
 
 def read_secret(value: str, content_type: str | None) -> tuple[Certificate, ...]:
@@ -63,6 +63,46 @@ def _read_pem(value: str) -> tuple[Certificate, ...]:
     blocks = _certificate_blocks(value)
     if not blocks:
         raise ChainError("PEM secret holds no certificates")
+    return load_certificate_blocks(blocks)
+
+
+def _certificate_blocks(value: str) -> list[str]:
+    """The CERTIFICATE blocks of `value`, as `certificate_block` makes them; key blocks, other
+    blocks and text between blocks are skipped unread. A BEGIN line without its END is an error
+    (the library's loader would skip it silently: a secret cut short would read as whole).
+
+    str.find from where the last block ended keeps the scan linear in the value, whatever it holds
+    (a lazy regex rescans to the end from every BEGIN line without an END: quadratic on hostile input).
+    """
+    blocks: list[str] = []
+    position = 0
+    while (begin := value.find(PEM_BEGIN, position)) >= 0:
+        body_start = begin + len(PEM_BEGIN)
+        end = value.find(PEM_END, body_start)
+        if end < 0:
+            raise ChainError(f"PEM certificate #{len(blocks) + 1} has no END CERTIFICATE line")
+        blocks.append(certificate_block(len(blocks) + 1, value[body_start:end]))
+        position = end + len(PEM_END)
+    return blocks
+
+
+def certificate_block(number: int, body: str) -> str:
+    """CERTIFICATE block #`number` of a PEM text, from what lies between its BEGIN and END lines,
+    rebuilt as cryptography's loader is handed it: BEGIN line, the base64 on one line, END line.
+
+    Any whitespace anywhere in the base64 is dropped, as base64 readers allow (the loader alone
+    refuses a blank line in it). A body that cannot be base64 (a dash: another block inside this
+    one, a key perhaps) is refused here and handed to nothing.
+    """
+    base64_text = "".join(body.split())
+    if "-" in base64_text or not base64_text.isascii():
+        raise ChainError(f"PEM certificate #{number} is not valid base64")
+    return f"{PEM_BEGIN}\n{base64_text}\n{PEM_END}\n"
+
+
+def load_certificate_blocks(blocks: Sequence[str]) -> tuple[Certificate, ...]:
+    """The certificates of blocks made by `certificate_block`, in order, by cryptography's PEM
+    loader; a ChainError names the first block that fails and repeats nothing of it."""
     try:
         loaded = x509.load_pem_x509_certificates("".join(blocks).encode("ascii"))
     except Exception:  # any certificate, no crash (x509.InvalidVersion is no ValueError)
@@ -76,33 +116,8 @@ def _read_pem(value: str) -> tuple[Certificate, ...]:
     return tuple(certificates)
 
 
-def _certificate_blocks(value: str) -> list[str]:
-    """The CERTIFICATE blocks of `value`, each rebuilt as BEGIN line, base64 on one line, END line.
-
-    What the library's loader is handed: never a key block (skipped unread, as any other block and
-    any text between blocks), never a block inside a CERTIFICATE block, never a BEGIN line without
-    its END (the library would skip it silently: here it is an error). str.find from where the last
-    block ended keeps the scan linear in the value, whatever it holds (a lazy regex rescans to the
-    end from every BEGIN line without an END: quadratic on hostile input).
-    """
-    blocks: list[str] = []
-    position = 0
-    while (begin := value.find(_PEM_BEGIN, position)) >= 0:
-        number = len(blocks) + 1
-        body_start = begin + len(_PEM_BEGIN)
-        end = value.find(_PEM_END, body_start)
-        if end < 0:
-            raise ChainError(f"PEM certificate #{number} has no END CERTIFICATE line")
-        body = "".join(value[body_start:end].split())  # any whitespace, anywhere, as base64 readers allow
-        if "-" in body or not body.isascii():  # not base64: perhaps another block, a key, inside this one
-            raise ChainError(f"PEM certificate #{number} is not valid base64")
-        blocks.append(f"{_PEM_BEGIN}\n{body}\n{_PEM_END}\n")
-        position = end + len(_PEM_END)
-    return blocks
-
-
 def _pem_problem(blocks: Sequence[str]) -> str:
-    """Which block the library refused, and why, in words that repeat nothing of it."""
+    """Which block the loader refused, and why, in words that repeat nothing of it."""
     for number, block in enumerate(blocks, start=1):
         try:
             x509.load_pem_x509_certificate(block.encode("ascii"))
@@ -110,7 +125,7 @@ def _pem_problem(blocks: Sequence[str]) -> str:
             if pem_undecodable(error):
                 return f"PEM certificate #{number} is not valid base64"
             return f"PEM certificate #{number} cannot be parsed: {error}"
-    return "PEM secret cannot be read"
+    return "PEM certificates cannot be read"
 
 
 def _read_pfx(value: str) -> tuple[Certificate, ...]:
@@ -153,4 +168,13 @@ def _pfx_certificates(data: bytes) -> list[x509.Certificate]:
     return found
 
 
-__all__ = ["MAX_SECRET_CHARS", "PEM_CONTENT_TYPE", "PKCS12_CONTENT_TYPE", "read_secret"]
+__all__ = [
+    "MAX_SECRET_CHARS",
+    "PEM_BEGIN",
+    "PEM_CONTENT_TYPE",
+    "PEM_END",
+    "PKCS12_CONTENT_TYPE",
+    "certificate_block",
+    "load_certificate_blocks",
+    "read_secret",
+]

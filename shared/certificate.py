@@ -56,8 +56,8 @@ class Certificate:
                 sha256_fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
-                is_ca=is_ca(cert),
-                common_name=common_name(cert),
+                is_ca=_is_ca(cert),
+                common_name=_common_name(cert),
                 parsed=cert,
             )
         except x509.DuplicateExtension as error:  # not a ValueError; RFC 5280 4.2 forbids it
@@ -140,10 +140,11 @@ class Certificate:
 
 
 def is_self_issued(cert: Certificate) -> bool:
+    """Issuer name and subject name alike, as OpenSSL matches them: a root or a key-rollover link."""
     return cert.subject_key == cert.issuer_key
 
 
-def is_ca(cert: x509.Certificate) -> bool:
+def _is_ca(cert: x509.Certificate) -> bool:
     constraints = basic_constraints(cert)
     return constraints is not None and constraints.ca
 
@@ -155,7 +156,7 @@ def basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
         return None
 
 
-def common_name(cert: x509.Certificate) -> str:
+def _common_name(cert: x509.Certificate) -> str:
     """The most telling name in the subject: CN, else OU, else O (CA certificates often lack a CN)."""
     for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.ORGANIZATION_NAME):
         names = cert.subject.get_attributes_for_oid(oid)
@@ -183,8 +184,6 @@ __all__ = [
     "Certificate",
     "ChainError",
     "basic_constraints",
-    "common_name",
-    "is_ca",
     "is_self_issued",
     "may_not_issue",
 ]
