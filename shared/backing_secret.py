@@ -33,8 +33,8 @@ PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 PEM_CONTENT_TYPE = "application/x-pem-file"
 MAX_SECRET_CHARS = 1_000_000  # Key Vault secrets are at most 25 KB; refuse anything absurd before decoding
 
-PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
-PEM_END = "-----END CERTIFICATE-----"
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
 
 
 def read_secret(value: str, content_type: str | None) -> tuple[Certificate, ...]:
@@ -76,13 +76,13 @@ def _certificate_blocks(value: str) -> list[str]:
     """
     blocks: list[str] = []
     position = 0
-    while (begin := value.find(PEM_BEGIN, position)) >= 0:
-        body_start = begin + len(PEM_BEGIN)
-        end = value.find(PEM_END, body_start)
+    while (begin := value.find(_PEM_BEGIN, position)) >= 0:
+        body_start = begin + len(_PEM_BEGIN)
+        end = value.find(_PEM_END, body_start)
         if end < 0:
             raise ChainError(f"PEM certificate #{len(blocks) + 1} has no END CERTIFICATE line")
         blocks.append(certificate_block(len(blocks) + 1, value[body_start:end]))
-        position = end + len(PEM_END)
+        position = end + len(_PEM_END)
     return blocks
 
 
@@ -97,7 +97,7 @@ def certificate_block(number: int, body: str) -> str:
     base64_text = "".join(body.split())
     if "-" in base64_text or not base64_text.isascii():
         raise ChainError(f"PEM certificate #{number} is not valid base64")
-    return f"{PEM_BEGIN}\n{base64_text}\n{PEM_END}\n"
+    return f"{_PEM_BEGIN}\n{base64_text}\n{_PEM_END}\n"
 
 
 def load_certificate_blocks(blocks: Sequence[str]) -> tuple[Certificate, ...]:
@@ -170,9 +170,7 @@ def _pfx_certificates(data: bytes) -> list[x509.Certificate]:
 
 __all__ = [
     "MAX_SECRET_CHARS",
-    "PEM_BEGIN",
     "PEM_CONTENT_TYPE",
-    "PEM_END",
     "PKCS12_CONTENT_TYPE",
     "certificate_block",
     "load_certificate_blocks",
