@@ -7,6 +7,8 @@ the way the product did before key bags were dropped unopened: ``pkcs12.load_pkc
 which decrypts the key and, for RSA, checks it. Process CPU time (time.process_time), best of
 --rounds rounds of --secrets reads each, so other load on the machine inflates nothing.
 
+The same chain and key as a PEM secret: read_secret alone (the key block is skipped unread).
+
 Per verdict: the leaf judged on one gateway holding its root (isTrusted=true) and intermediate
 (isTrusted=false), the Certificate objects reused as a run reuses them across gateways.
 
@@ -27,16 +29,9 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator.certs import keyvault_pfx
-from emulator.pki import Hierarchy, KeyType, make_certificate
-from shared.chain import (
-    PEM_CONTENT_TYPE,
-    PKCS12_CONTENT_TYPE,
-    Certificate,
-    ChainError,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from emulator.pki import Hierarchy, KeyType, make_certificate, pem_secret
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, read_secret
+from shared.chain import Certificate, ChainError, trust_path, verdict
 
 _OLD_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
 
@@ -51,11 +46,12 @@ def _best_ms(work: Callable[[], object], count: int, rounds: int) -> float:
     return best * 1000
 
 
-def _secret(key_type: KeyType) -> tuple[str, bytes]:
+def _secret(key_type: KeyType) -> tuple[str, bytes, str]:
+    """The same secret as Key Vault serves it as PFX (base64 and bytes) and as PEM."""
     pki = Hierarchy(intermediates=1, key_type=key_type)
     leaf = pki.issue("backend.example")
     data = keyvault_pfx(leaf.key, leaf.certificate, pki.ca_certificates())
-    return base64.b64encode(data).decode(), data
+    return base64.b64encode(data).decode(), data, pem_secret(leaf.key, [leaf.certificate, *pki.ca_certificates()])
 
 
 def main() -> None:
@@ -71,13 +67,16 @@ def main() -> None:
     figures: dict[str, dict[str, float]] = {}
     kinds: tuple[tuple[KeyType, str], ...] = (("rsa", "RSA-2048"), ("ec", "ECDSA P-256"))
     for key_type, label in kinds:
-        value, data = _secret(key_type)
+        value, data, pem = _secret(key_type)
 
         def now_path(value: str = value) -> object:
             return trust_path(read_secret(value, PKCS12_CONTENT_TYPE), leaf_thumbprint=None, at=now)
 
         def read(value: str = value) -> object:
             return read_secret(value, PKCS12_CONTENT_TYPE)
+
+        def read_pem(pem: str = pem) -> object:
+            return read_secret(pem, PEM_CONTENT_TYPE)
 
         found = read_secret(value, PKCS12_CONTENT_TYPE)
         leaf, intermediate, root = found[0], found[1], found[2]
@@ -94,6 +93,7 @@ def main() -> None:
         figures[label] = {
             "read_secret": _best_ms(read, args.secrets, args.rounds),
             "read_secret + trust_path": _best_ms(now_path, args.secrets, args.rounds),
+            "read_secret, same as PEM": _best_ms(read_pem, args.secrets, args.rounds),
             "verdict (one gateway)": _best_ms(judge, args.secrets, args.rounds),
             "whole PFX opened (before)": _best_ms(whole, max(10, args.secrets // 10), args.rounds),
         }

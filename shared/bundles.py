@@ -11,14 +11,13 @@ as any secret value: no error message repeats any of it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .chain import CLOCK_SKEW, MAX_SECRET_CHARS, Certificate, ChainError, TrustPath, trust_path
+from .backing_secret import MAX_SECRET_CHARS, certificate_block, load_certificate_blocks
+from .chain import CLOCK_SKEW, Certificate, ChainError, TrustPath, trust_path
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _END = "-----END {label}-----"
@@ -46,7 +45,7 @@ def parse_bundle(name: str, value: str) -> tuple[Certificate, ...]:
     what = f"trust bundle secret {name}"
     if len(value) > MAX_SECRET_CHARS:
         raise BundleError(f"{what} is {len(value)} characters: too large to be a bundle of CA certificates")
-    certificates: list[Certificate] = []
+    blocks: list[str] = []
     position = 0
     while True:
         match = _BLOCK.search(value, position)
@@ -67,26 +66,25 @@ def parse_bundle(name: str, value: str) -> tuple[Certificate, ...]:
             raise BundleError(f"{what} holds a {label} block: a bundle holds CERTIFICATE blocks only")
         end = value.find(_END.format(label=label), match.end())
         if end < 0:
-            raise BundleError(f"{what}: PEM certificate #{len(certificates) + 1} has no END CERTIFICATE line")
-        number = len(certificates) + 1
+            raise BundleError(f"{what}: PEM certificate #{len(blocks) + 1} has no END CERTIFICATE line")
         try:
-            der = base64.b64decode("".join(value[match.end() : end].split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise BundleError(f"{what}: PEM certificate #{number} is not valid base64") from None
-        try:
-            cert = Certificate.from_der(der)
+            blocks.append(certificate_block(len(blocks) + 1, value[match.end() : end]))
         except ChainError as error:
-            raise BundleError(f"{what}: PEM certificate #{number}: {error}") from None
+            raise BundleError(f"{what}: {error}") from None
+        position = end + len(_END.format(label=label))
+    if not blocks:
+        raise BundleError(f"{what} holds no PEM certificate")
+    try:
+        certificates = load_certificate_blocks(blocks)  # the loader a certificate's PEM secret goes through
+    except ChainError as error:
+        raise BundleError(f"{what}: {error}") from None
+    for number, cert in enumerate(certificates, start=1):
         if not cert.is_ca:
             raise BundleError(
                 f"{what}: certificate #{number} ({cert.subject}) is not a CA (no basicConstraints cA=true): "
                 "a bundle holds root and intermediate CAs only"
             )
-        certificates.append(cert)
-        position = end + len(_END.format(label=label))
-    if not certificates:
-        raise BundleError(f"{what} holds no PEM certificate")
-    return tuple(certificates)
+    return certificates
 
 
 def read_bundle(name: str, value: str, *, at: datetime) -> Bundle:

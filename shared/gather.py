@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from .backing_secret import read_secret
 from .bundles import Bundle, bundle_certificates, path_with_bundles, read_bundle
-from .chain import Certificate, ChainError, read_secret
+from .chain import Certificate, ChainError
 from .desired import Desired, VersionPath, desired_state, versions_to_trust
 from .executor import Executor
 from .ports import AzureCallError, NotFoundError, VaultPort, VersionInfo

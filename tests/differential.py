@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from emulator.certs import der_tlv
 from emulator.pki import Issued, make_certificate, new_key
+from shared import der
 from shared.chain import Certificate, verdict
 
 AT = datetime.now(UTC).replace(microsecond=0)
@@ -129,7 +130,9 @@ def _key_type(rng: random.Random, features: list[str]) -> Literal["rsa", "ec"]:
 def as_v1(issued: Issued) -> Issued:
     """The same self-signed certificate as X.509 v1: no version field, no extensions, signed again."""
     tbs = x509.load_der_x509_certificate(issued.der).tbs_certificate_bytes
-    kept = [part for part in _children(tbs) if part[0] not in (0xA0, 0xA3)]  # [0] version, [3] extensions
+    kept = [
+        part.encoded for part in der.element(tbs).children if part.tag not in (0xA0, 0xA3)
+    ]  # [0] version, [3] extensions
     return Issued(signed(der_tlv(0x30, b"".join(kept)), issued.key), issued.key)
 
 
@@ -143,23 +146,6 @@ def signed(tbs: bytes, key: Any) -> x509.Certificate:
         signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
         algorithm = bytes.fromhex("300d06092a864886f70d01010b0500")
     return x509.load_der_x509_certificate(der_tlv(0x30, tbs + algorithm + der_tlv(0x03, b"\x00" + signature)))
-
-
-def _children(sequence: bytes) -> list[bytes]:
-    """The DER elements inside one SEQUENCE (definite lengths)."""
-    length, start = sequence[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        length, start = int.from_bytes(sequence[2 : 2 + count], "big"), 2 + count
-    parts, offset, end = [], start, start + length
-    while offset < end:
-        size, header = sequence[offset + 1], 2
-        if size & 0x80:
-            count = size & 0x7F
-            size, header = int.from_bytes(sequence[offset + 2 : offset + 2 + count], "big"), 2 + count
-        parts.append(sequence[offset : offset + header + size])
-        offset += header + size
-    return parts
 
 
 def scenario(seed: int) -> Scenario:

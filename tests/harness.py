@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from emulator import Emulator
 from emulator.pki import Hierarchy, Issued, pem_secret, pfx_secret
 from local.host import cloud_event, event_grid_event, functions, post, queue_message, timer
-from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
+from shared.chain import Certificate
 from shared.plan import certificate_id_for, encoded_thumbprint
 from shared.settings import SETTINGS
 

@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from emulator.pki import Hierarchy, pem_secret
-from shared.chain import PEM_CONTENT_TYPE, Certificate
+from shared.backing_secret import PEM_CONTENT_TYPE
+from shared.chain import Certificate
 from shared.plan import certificate_id_for
 from shared.ports import (
     ApimBackend,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hmac
 import random
+import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,20 +21,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from emulator import certs
 from emulator.pki import Hierarchy, Issued, make_certificate, new_key, pem_secret, pfx_secret, resigned_with_sha1
+from shared import der
 from shared import pfx as pfx_der
-from shared.chain import (
-    PEM_CONTENT_TYPE,
-    PKCS12_CONTENT_TYPE,
-    Authority,
-    Certificate,
-    ChainError,
-    ChainRejected,
-    Role,
-    TrustPath,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, read_secret
+from shared.chain import Authority, Certificate, ChainError, ChainRejected, Role, TrustPath, trust_path, verdict
 
 NOW = datetime.now(UTC)
 
@@ -85,18 +76,18 @@ def test_reads_every_certificate_in_file_order_duplicates_kept(kind: str) -> Non
 
 def with_fresh_mac(pfx: bytes) -> bytes:
     """The PFX with its MAC computed again over its content as it now is (absent password)."""
-    start, end = pfx_der._only(pfx, 0, len(pfx), pfx_der._SEQUENCE)
-    _, authsafe, mac_data = list(pfx_der._elements(pfx, start, end))
-    content = pfx_der._data_content(pfx, authsafe[2], authsafe[3])
-    assert content is not None
-    digest_info, salt, iterations = list(pfx_der._elements(pfx, mac_data[2], mac_data[3]))
-    _, digest = list(pfx_der._elements(pfx, digest_info[2], digest_info[3]))
-    key = pfx_der._pkcs12_mac_key(
-        "sha1", 64, b"", pfx[salt[2] : salt[3]], int.from_bytes(pfx[iterations[2] : iterations[3]], "big")
+    version, authsafe, mac_data = der.single(pfx, der.SEQUENCE).children
+    content = authsafe.child(1).only(der.OCTET_STRING).value
+    digest_info, salt, iterations = mac_data.children
+    algorithm, digest = digest_info.children
+    key = pfx_der._pkcs12_mac_key("sha1", 64, b"", salt.value, der.integer(iterations))
+    mac = hmac.new(key, content, "sha1").digest()
+    assert len(digest.value) == len(mac)
+    fresh = der.encode(der.SEQUENCE, algorithm.encoded + der.encode(der.OCTET_STRING, mac))
+    return der.encode(
+        der.SEQUENCE,
+        version.encoded + authsafe.encoded + der.encode(der.SEQUENCE, fresh + salt.encoded + iterations.encoded),
     )
-    mac = hmac.new(key, pfx[content[0] : content[1]], "sha1").digest()
-    assert digest[3] - digest[2] == len(mac)
-    return pfx[: digest[2]] + mac + pfx[digest[3] :]
 
 
 def test_the_pfx_key_is_never_decrypted() -> None:
@@ -202,6 +193,90 @@ def test_pem_finds_certificates_among_other_blocks_and_text() -> None:
     )
 
     assert [c.der for c in read_secret(value, PEM_CONTENT_TYPE)] == [leaf.der, other.der]
+
+
+@pytest.fixture
+def handed_to_the_library(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Everything read_secret hands cryptography's PEM loaders, as they receive it."""
+    handed: list[bytes] = []
+
+    def spying(real: Callable[[bytes], object]) -> Callable[[bytes], object]:
+        def spy(data: bytes) -> object:
+            handed.append(data)
+            return real(data)
+
+        return spy
+
+    for name in ("load_pem_x509_certificates", "load_pem_x509_certificate"):
+        monkeypatch.setattr(x509, name, spying(getattr(x509, name)))
+    return handed
+
+
+def _key_pem(key: object) -> str:
+    return pem_secret(key, [])  # type: ignore[arg-type]
+
+
+def test_a_pem_key_block_never_reaches_the_library(handed_to_the_library: list[bytes]) -> None:
+    pki = Hierarchy(intermediates=1, key_type="ec")
+    leaf = pki.issue("backend.example")
+    assert isinstance(leaf.key, ec.EllipticCurvePrivateKey)
+    scalar = leaf.key.private_numbers().private_value.to_bytes(32, "big")
+
+    found = read_secret(pem_secret(leaf.key, [leaf.certificate, *pki.ca_certificates()]), PEM_CONTENT_TYPE)
+
+    assert [c.der for c in found] == [cert(c).der for c in (leaf.certificate, *pki.ca_certificates())]
+    assert handed_to_the_library
+    for data in handed_to_the_library:
+        assert b"PRIVATE KEY" not in data
+        decoded = [base64.b64decode(run) for run in re.findall(rb"^[A-Za-z0-9+/=]+$", data, re.MULTILINE)]
+        assert decoded
+        assert not any(scalar in part for part in decoded)
+
+
+def test_a_block_inside_a_certificate_block_is_refused_unread(handed_to_the_library: list[bytes]) -> None:
+    """A key pasted between a BEGIN and an END CERTIFICATE line is neither decoded nor repeated."""
+    key = new_key("ec")
+    key_lines = [line for line in _key_pem(key).splitlines() if "-----" not in line]
+    value = "-----BEGIN CERTIFICATE-----\n" + _key_pem(key) + "-----END CERTIFICATE-----\n"
+
+    with pytest.raises(ChainError, match=r"^PEM certificate #1 is not valid base64$") as refused:
+        read_secret(value, PEM_CONTENT_TYPE)
+
+    assert handed_to_the_library == []
+    assert not any(line in str(refused.value) for line in key_lines)
+
+
+def test_a_begin_line_without_its_end_after_good_certificates_is_an_error() -> None:
+    """cryptography's loader skips such a line silently: a secret cut short would read as whole."""
+    leaf = make_certificate("leaf.example", key_type="ec")
+    value = leaf.pem.decode() + "-----BEGIN CERTIFICATE-----\n" + leaf.pem.decode().splitlines()[1] + "\n"
+
+    with pytest.raises(ChainError, match=r"PEM certificate #2 has no END CERTIFICATE line"):
+        read_secret(value, PEM_CONTENT_TYPE)
+
+
+def test_pem_base64_may_hold_blank_lines_and_tabs() -> None:
+    """Any whitespace in a block's base64 is tolerated, as before the library read it (its loader
+    alone refuses a blank line inside the base64)."""
+    leaf = make_certificate("leaf.example", key_type="ec")
+    begin, *lines, end = leaf.pem.decode().splitlines()
+    value = "\n".join([begin, "", lines[0] + "\t", "", *lines[1:], " ", end]) + "\n"
+
+    assert [c.der for c in read_secret(value, PEM_CONTENT_TYPE)] == [leaf.der]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [("!!!!", "PEM certificate #2 is not valid base64"), ("AAAA", "PEM certificate #2 cannot be parsed: ")],
+)
+def test_a_bad_block_is_named_by_its_number(body: str, said: str) -> None:
+    leaf = make_certificate("leaf.example", key_type="ec")
+    value = leaf.pem.decode() + f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+
+    with pytest.raises(ChainError) as refused:
+        read_secret(value, PEM_CONTENT_TYPE)
+
+    assert str(refused.value).startswith(said)
 
 
 def test_content_type_parameters_and_case_are_tolerated() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from emulator.pki import Hierarchy
-from shared.chain import PEM_CONTENT_TYPE, Certificate
+from shared.backing_secret import PEM_CONTENT_TYPE
+from shared.chain import Certificate
 from shared.engine import Engine
 from shared.plan import certificate_id_for
 from shared.ports import ApimCertificate, AzureCallError, Secret

@@ -17,17 +17,9 @@ from hypothesis import strategies as st
 
 from emulator.certs import der_tlv, keyvault_pfx
 from emulator.pki import Hierarchy, make_certificate, pem_secret, pfx_secret
-from shared.chain import (
-    PEM_CONTENT_TYPE,
-    PKCS12_CONTENT_TYPE,
-    Certificate,
-    ChainError,
-    ChainRejected,
-    TrustPath,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared import der
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, read_secret
+from shared.chain import Certificate, ChainError, ChainRejected, TrustPath, trust_path, verdict
 from shared.events import CERTIFICATE_NEW_VERSION_CREATED, EventError, Ignore, Reconcile, ReconcileBundle, route
 from shared.handlers import parse_resync_body
 from shared.settings import Settings, SettingsError, is_keyvault_object_name, load_settings
@@ -429,7 +421,9 @@ def test_any_certificate_der_is_judged_or_a_chain_error(
     if san is not None:
         extensions.append(_extension("0603551d11", san, critical))
     if constraints is not None:  # NameConstraints { permittedSubtrees [0] { GeneralSubtree { base } } }
-        subtrees = _tlv(0xA0, b"".join(_tlv(0x30, name) for name in _elements_of(constraints)))
+        subtrees = _tlv(
+            0xA0, b"".join(_tlv(0x30, name) for name in (part.encoded for part in der.element(constraints).children))
+        )
         extensions.append(_extension("0603551d1e", _tlv(0x30, subtrees), True))
     ca = bytearray(_certificate(subject, subject, extensions, 1))
     for position, flip in flips:
@@ -457,19 +451,3 @@ def test_any_certificate_der_is_judged_or_a_chain_error(
     assert judged.accepted or judged.reason
     if isinstance(path, TrustPath):
         assert judged.accepted == (not path.root_missing), judged.reason
-
-
-def _elements_of(sequence: bytes) -> list[bytes]:
-    """The elements inside a SEQUENCE this module built (short or long definite lengths)."""
-    length, start = sequence[1], 2
-    if length & 0x80:
-        start = 2 + (length & 0x7F)
-    body, parts = sequence[start:], []
-    while body:
-        size, header = body[1], 2
-        if size & 0x80:
-            count = size & 0x7F
-            size, header = int.from_bytes(body[2 : 2 + count], "big"), 2 + count
-        parts.append(body[: header + size])
-        body = body[header + size :]
-    return parts

@@ -14,17 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from emulator.certs import der_tlv
 from emulator.pki import Issued, make_certificate, new_key, pem_secret
-from shared.chain import (
-    CLOCK_SKEW,
-    PEM_CONTENT_TYPE,
-    Certificate,
-    ChainError,
-    ChainRejected,
-    Role,
-    read_secret,
-    trust_path,
-    verdict,
-)
+from shared import der
+from shared.backing_secret import PEM_CONTENT_TYPE, read_secret
+from shared.chain import CLOCK_SKEW, Certificate, ChainError, ChainRejected, Role, trust_path, verdict
 from tests.differential import as_v1, signed
 
 NOW = datetime.now(UTC)
@@ -213,17 +205,10 @@ def _ca_with(*, subject: bytes | None = None, san: bytes | None = None) -> tuple
     if subject is not None:
         encoded = name.public_bytes()
         assert tbs.count(encoded) == 2  # issuer and subject
-        tbs = der_tlv(0x30, _tbs_body(tbs).replace(encoded, subject))
+        tbs = der_tlv(0x30, der.single(tbs, der.SEQUENCE).value.replace(encoded, subject))
     odd = signed(tbs, key)
     leaf = make_certificate("leaf.example.test", issuer=Issued(plain, key), key_type="ec")
     return odd, leaf
-
-
-def _tbs_body(tbs: bytes) -> bytes:
-    length, start = tbs[1], 2
-    if length & 0x80:
-        start = 2 + (length & 0x7F)
-    return tbs[start:]
 
 
 X400_ADDRESS = bytes.fromhex("3004a3023000")  # GeneralNames { [3] x400Address ORAddress {} }
@@ -289,3 +274,27 @@ def test_a_rollover_link_signed_by_a_key_of_another_type_is_no_anchor() -> None:
     assert not trusted_link.accepted
     assert trusted_link.reason.startswith("root missing")
     assert verdict(cert(leaf), trusted=[cert(old_root)], untrusted=[cert(link)], at=NOW).accepted
+
+
+def test_a_rollover_link_without_key_identifiers_signed_by_a_key_of_another_type_is_no_root() -> None:
+    """Without key identifiers only cryptography's refusal tells that another key signed the link
+    (library_errors.SIGNED_WITH_ANOTHER_KEY_TYPE): it is no root, and no anchor on a gateway."""
+    old_key, new = new_key("rsa"), new_key("ec")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bare Rolled Root")])
+    link = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(new.public_key())
+        .serial_number(11)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(old_key, hashes.SHA256())
+    )
+    leaf = make_certificate("leaf.example.test", issuer=Issued(link, new), key_type="ec")
+
+    assert not Certificate.from_x509(link).is_self_signed
+    refused = verdict(cert(leaf), trusted=[Certificate.from_x509(link)], untrusted=[], at=NOW)
+    assert not refused.accepted
+    assert refused.reason.startswith("root missing")

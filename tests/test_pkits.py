@@ -47,7 +47,7 @@ import pytest
 from cryptography.utils import CryptographyDeprecationWarning
 
 from shared.chain import Certificate, ChainError, trust_path, verdict
-from tests.der import element, integer
+from shared.der import element, integer
 
 PKITS = Path(cryptography_vectors.__file__).parent / "x509" / "PKITS_data"
 AT = datetime(2020, 6, 1, tzinfo=UTC)  # inside every PKITS validity window that is meant to be valid
@@ -164,9 +164,9 @@ def load_case(name: str) -> Case:
     assert isinstance(p7s, bytes)
     signed = element(p7s).child(1).child(0)  # ContentInfo → [0] → SignedData
     certificates = next(node for node in signed.children if node.tag == 0xA0)  # [0] IMPLICIT SET OF Certificate
-    ders = [node.data for node in certificates.children]
+    ders = [node.encoded for node in certificates.children]
     sid = signed.children[-1].child(0).child(1)  # SignerInfos → SignerInfo → IssuerAndSerialNumber
-    wanted = (sid.child(0).data, integer(sid.child(1)))
+    wanted = (sid.child(0).encoded, integer(sid.child(1)))
     leaf = next(der for der in ders if _issuer_and_serial(der) == wanted)
     return Case(name, leaf, tuple(der for der in ders if der != leaf and der != anchor().der))
 
@@ -174,7 +174,7 @@ def load_case(name: str) -> Case:
 def _issuer_and_serial(der: bytes) -> tuple[bytes, int]:
     tbs = element(der).child(0).children
     offset = 1 if tbs[0].tag == 0xA0 else 0  # [0] version
-    return tbs[offset + 2].data, integer(tbs[offset])
+    return tbs[offset + 2].encoded, integer(tbs[offset])
 
 
 @cache

@@ -166,6 +166,11 @@ CORE = (
     "service_kind",
     "ca_store",
     "backend_tls",
+    "backing_secret",
+    "certificate",
+    "der",
+    "library_errors",
+    "reasons",
 )
 
 

@@ -17,13 +17,14 @@ from emulator import Emulator
 from emulator.certs import keyvault_pfx, pkcs12_kdf
 from emulator.keyvault import CertificateVersion
 from emulator.pki import Hierarchy, KeyType, pfx_secret
-from tests.der import Node, element, integer, oid
+from shared.der import Element, element, integer
+from shared.der import object_identifier as oid
 
 PBE_3DES = "1.2.840.113549.1.12.1.3"
 DATA, ENCRYPTED_DATA = "1.2.840.113549.1.7.1", "1.2.840.113549.1.7.6"
 
 
-def pbe(algorithm: Node) -> tuple[str, int, int]:
+def pbe(algorithm: Element) -> tuple[str, int, int]:
     """(algorithm, salt length, iterations) of a PKCS#12 PBE AlgorithmIdentifier."""
     params = algorithm.child(1)
     return oid(algorithm.child(0)), len(params.child(0).value), integer(params.child(1))

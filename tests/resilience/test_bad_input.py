@@ -16,7 +16,8 @@ import pytest
 
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pem_secret, pfx_secret
-from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE, Certificate
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
+from shared.chain import Certificate
 from shared.handlers import MAX_RESYNC_BODY_BYTES, RetryableError
 from shared.settings import SettingsError
 from tests.harness import Backend, audit, deliver, import_version, resync

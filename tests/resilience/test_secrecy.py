@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from emulator import Emulator
 from emulator.pki import Hierarchy, PrivateKey, pfx_secret
-from shared.chain import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
+from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
 from tests.harness import assert_no_private_keys, audit, import_version, resync
 from tests.resilience.scenarios import MONTH_AGO, WEEK_AGO, deliver_outcome
 

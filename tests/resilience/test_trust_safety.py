@@ -13,7 +13,8 @@ import pytest
 
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pfx_secret
-from shared.chain import PKCS12_CONTENT_TYPE, Certificate
+from shared.backing_secret import PKCS12_CONTENT_TYPE
+from shared.chain import Certificate
 from shared.plan import certificate_id_for, encoded_thumbprint
 from shared.records import AUDIT_RECORD
 from tests.conftest import GATEWAYS
