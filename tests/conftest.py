@@ -9,8 +9,8 @@ import pytest
 from hypothesis import settings
 
 from emulator import Emulator
-from tests.capture import exported  # noqa: F401 - a fixture for every test module
-from tests.harness import assert_no_private_keys, point_app_at
+from tests.support.capture import exported  # noqa: F401 - a fixture for every test module
+from tests.support.harness import assert_no_private_keys, point_app_at
 
 GATEWAYS = ("gw-west", "gw-east")
 

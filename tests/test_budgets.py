@@ -26,7 +26,7 @@ import pytest
 from emulator import Emulator, RequestRecord
 from emulator.pki import Hierarchy
 from shared.settings import SETTINGS
-from tests.harness import Backend, audit, deliver, holds, import_version, resync, trusted
+from tests.support.harness import Backend, audit, deliver, holds, import_version, resync, trusted
 
 ONE_PAGE = 100  # items per page: every list of these estates fits in one
 HOLD_TIMEOUT = 20  # seconds a held request waits for the writes before the test fails

@@ -28,7 +28,7 @@ from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate, pfx_secret
 from shared.chain import Certificate
 from shared.plan import certificate_id_for
-from tests.harness import import_version
+from tests.support.harness import import_version
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY = 0.25  # seconds per Key Vault / ARM request: a sync then makes ~10 rounds, well over a second

@@ -18,7 +18,8 @@ from shared.events import CERTIFICATE_EXPIRED, CERTIFICATE_NEAR_EXPIRY
 from shared.handlers import RetryableError
 from shared.plan import Ownership, certificate_id_for
 from tests.conftest import GATEWAYS
-from tests.harness import (
+from tests.resilience.scenarios import TrustMonitor, arrange_trusted, assert_trusts_exactly
+from tests.support.harness import (
     PEM_CONTENT_TYPE,
     PKCS12_CONTENT_TYPE,
     Backend,
@@ -33,8 +34,7 @@ from tests.harness import (
     trusted,
     writes,
 )
-from tests.legacy import legacy_id
-from tests.resilience.scenarios import TrustMonitor, arrange_trusted, assert_trusts_exactly
+from tests.support.legacy import legacy_id
 
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
 OUR_CLIENT_ID = "5e29463d-71da-4fe0-8e69-999b57db23b0"

@@ -18,8 +18,8 @@ from shared.plan import certificate_id_for
 from shared.ports import ApimCertificate, AzureCallError, Secret
 from shared.report import ActionStatus, Report, RunStatus
 from shared.scope import Mode, Scope
-from tests.legacy import legacy_id
-from tests.memory import NOW, Calls, MemoryApim, MemoryVault, settings
+from tests.support.legacy import legacy_id
+from tests.support.memory import NOW, Calls, MemoryApim, MemoryVault, settings
 
 GATEWAYS = ("gw-1", "gw-2")
 

@@ -18,7 +18,7 @@ from shared.pacing import Answer, Kind, Limit, Pacer, RateLimits
 from shared.plan import certificate_id_for
 from shared.report import ActionStatus, Report, RunStatus
 from shared.scope import Mode, Scope
-from tests.memory import Calls, MemoryApim, MemoryVault, settings
+from tests.support.memory import Calls, MemoryApim, MemoryVault, settings
 
 GATEWAYS = ("gw-1", "gw-2")
 NEVER = 1e-6  # tokens a second: the bucket never refills within a test

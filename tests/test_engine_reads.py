@@ -12,7 +12,7 @@ from shared.chain import Certificate
 from shared.engine import Engine
 from shared.gather import KnownVersions
 from shared.scope import Mode, Scope
-from tests.memory import Calls, MemoryApim, MemoryVault, settings
+from tests.support.memory import Calls, MemoryApim, MemoryVault, settings
 from tests.test_engine import Estate, run
 
 SETTLE = 50  # loop turns that let every call not held or waiting for a slot get as far as it can

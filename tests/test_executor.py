@@ -13,7 +13,7 @@ from shared.plan import Action, ActionKind, Precedence, certificate_id_for
 from shared.ports import AzureCallError, Throttled, Work
 from shared.problems import Problem
 from shared.report import ActionStatus
-from tests.memory import Calls, MemoryApim
+from tests.support.memory import Calls, MemoryApim
 
 GATEWAY = "gw-1"
 

@@ -15,7 +15,7 @@ from shared.desired import Desired, NeededLeaf
 from shared.expiry import expiry_horizon, within
 from shared.plan import Observed, certificate_id_for
 from shared.ports import ApimCertificate
-from tests.harness import audit, deliver
+from tests.support.harness import audit, deliver
 
 NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 DAYS_30 = timedelta(days=30)

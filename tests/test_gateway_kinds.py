@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate
 from tests.conftest import GATEWAYS
-from tests.harness import Backend, import_version, resync
+from tests.support.harness import Backend, import_version, resync
 
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
 

@@ -24,9 +24,9 @@ from shared.plan import ActionKind, Observed, certificate_id_for
 from shared.ports import ApimCertificate, VersionInfo
 from shared.settings import load_settings
 from tests.conftest import GATEWAYS
-from tests.harness import holds, import_version, resync, trusted, writes
-from tests.memory import Calls, MemoryApim
-from tests.planning import plan_all
+from tests.support.harness import holds, import_version, resync, trusted, writes
+from tests.support.memory import Calls, MemoryApim
+from tests.support.planning import plan_all
 
 WARNING = timedelta(days=30)
 

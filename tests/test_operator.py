@@ -19,7 +19,7 @@ from shared.__main__ import EXIT_DRIFT, EXIT_EXPIRING, TerminalProgress, main
 from shared.findings import _RULES, Severity, classify
 from shared.ports import Work
 from tests.conftest import GATEWAYS
-from tests.harness import import_version
+from tests.support.harness import import_version
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
 

@@ -26,8 +26,8 @@ from shared.plan import (
 )
 from shared.ports import ApimCertificate, VersionInfo, normalised_id
 from shared.settings import MAX_DEPLOYMENT_ID_LENGTH
-from tests.legacy import legacy_id
-from tests.planning import plan_all
+from tests.support.legacy import legacy_id
+from tests.support.planning import plan_all
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 DAY = timedelta(days=1)

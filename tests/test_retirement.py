@@ -18,7 +18,7 @@ from shared.desired import versions_to_trust
 from shared.ports import AzureCallError, NotFoundError, VersionInfo
 from shared.report import ActionStatus
 from shared.scope import Mode
-from tests.memory import NOW
+from tests.support.memory import NOW
 from tests.test_engine import GATEWAYS, Estate
 
 DAY = timedelta(days=1)

@@ -9,8 +9,8 @@ import pytest
 
 from emulator import Emulator
 from emulator.pki import Hierarchy, pfx_secret
-from tests.harness import Backend, import_version, resync, trusted
 from tests.resilience.scenarios import arrange_trusted
+from tests.support.harness import Backend, import_version, resync, trusted
 
 NOW = datetime.now(UTC)
 

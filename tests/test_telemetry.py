@@ -23,11 +23,11 @@ from shared.engine import Engine
 from shared.records import ACTION_RECORD, AUDIT_RECORD, HORIZON_RECORD, RUN_RECORD, VERDICT_RECORD, Dim
 from shared.scope import Mode, Scope
 from shared.telemetry import METRIC_DIMENSIONS, Metric
-from tests.capture import Exported, attributes
 from tests.conftest import GATEWAYS
-from tests.harness import audit, deliver, import_version, resync
-from tests.memory import Calls, MemoryApim, MemoryVault
-from tests.memory import settings as memory_settings
+from tests.support.capture import Exported, attributes
+from tests.support.harness import audit, deliver, import_version, resync
+from tests.support.memory import Calls, MemoryApim, MemoryVault
+from tests.support.memory import settings as memory_settings
 
 CORRELATION = {Dim.TRIGGER, Dim.INVOCATION_ID}
 

@@ -25,7 +25,7 @@ from shared.chain import Certificate
 from shared.handlers import RetryableError
 from shared.plan import certificate_id_for
 from shared.settings import SETTINGS
-from tests.harness import Backend, audit, deliver, holds, import_version, resync, trusted
+from tests.support.harness import Backend, audit, deliver, holds, import_version, resync, trusted
 
 MILLISECONDS = 0.001  # the scaled Retry-After unit
 HOLD_TIMEOUT = 60  # seconds the test waits for the full run to get going before it fails

@@ -17,7 +17,7 @@ from emulator.pki import Issued, make_certificate, pem_secret, pfx_secret
 from shared.chain import Certificate
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
-from tests.harness import audit, deliver, gateway_accepts, resync, trusted, writes
+from tests.support.harness import audit, deliver, gateway_accepts, resync, trusted, writes
 
 NOW = datetime.now(UTC)
 BUNDLE = "private-roots"

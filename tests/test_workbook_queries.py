@@ -27,8 +27,8 @@ from shared.records import AUDIT_RECORD, EXPIRY_RECORD
 from shared.report import ActionStatus, RunStatus
 from shared.scope import Mode
 from shared.telemetry import Metric, Trigger
-from tests.capture import Exported, attributes
-from tests.harness import audit, deliver, import_version
+from tests.support.capture import Exported, attributes
+from tests.support.harness import audit, deliver, import_version
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKBOOK = ROOT / "infra" / "modules" / "workbook.json"

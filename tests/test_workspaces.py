@@ -22,7 +22,7 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy
 from tests.conftest import GATEWAYS
-from tests.harness import audit, import_version, resync
+from tests.support.harness import audit, import_version, resync
 
 REASON = "workspace gateways take no CA certificates"
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())

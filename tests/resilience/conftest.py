@@ -14,7 +14,7 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy
 from tests.conftest import GATEWAYS
-from tests.harness import import_version, point_app_at, resync
+from tests.support.harness import import_version, point_app_at, resync
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Scenarios and invariant checks shared by the resilience suites.
 
-Everything runs against the emulator through the real functions and SDK clients (tests/harness.py);
+Everything runs against the emulator through the real functions and SDK clients (tests/support/harness.py);
 the helpers here only arrange the vault and APIM, and read what APIM holds.
 """
 
@@ -22,7 +22,7 @@ from shared.chain import Certificate
 from shared.handlers import RetryableError
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
-from tests.harness import Backend, assert_no_private_keys, deliver, expected_entries, import_version
+from tests.support.harness import Backend, assert_no_private_keys, deliver, expected_entries, import_version
 
 MONTH_AGO = datetime.now(UTC) - timedelta(days=30)
 WEEK_AGO = datetime.now(UTC) - timedelta(days=7)

@@ -20,8 +20,8 @@ from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
 from shared.chain import Certificate
 from shared.handlers import MAX_RESYNC_BODY_BYTES, RetryableError
 from shared.settings import SettingsError
-from tests.harness import Backend, audit, deliver, import_version, resync
 from tests.resilience.scenarios import MONTH_AGO, arrange_trusted, deliver_outcome, errors, problems
+from tests.support.harness import Backend, audit, deliver, import_version, resync
 
 Event = dict[str, Any]
 

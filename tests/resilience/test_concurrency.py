@@ -26,7 +26,6 @@ from shared.chain import Certificate
 from shared.handlers import RetryableError
 from shared.plan import certificate_id_for
 from tests.conftest import GATEWAYS
-from tests.harness import Backend, deliver, import_version, resync
 from tests.resilience.scenarios import (
     MONTH_AGO,
     WEEK_AGO,
@@ -36,6 +35,7 @@ from tests.resilience.scenarios import (
     deliver_outcome,
     trusted_rotation,
 )
+from tests.support.harness import Backend, deliver, import_version, resync
 
 HOLD_TIMEOUT = 20  # seconds a held request waits for the other run before the test fails
 

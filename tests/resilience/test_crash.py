@@ -16,7 +16,6 @@ from emulator import Emulator
 from emulator.faults import ANY_WRITE
 from emulator.pki import Hierarchy
 from tests.conftest import GATEWAYS
-from tests.harness import Backend, expected_entries, import_version, resync
 from tests.resilience.scenarios import (
     EVERY_LATER_CALL,
     MONTH_AGO,
@@ -28,6 +27,7 @@ from tests.resilience.scenarios import (
     deliver_outcome,
     trusted_rotation,
 )
+from tests.support.harness import Backend, expected_entries, import_version, resync
 
 ROTATION_WRITES = 6  # 2 uploads, then 2 gateway CAs on each of 2 gateways
 RESYNC_WRITES = 6  # 1 upload, 2 gateway CAs, then 2 removals and 1 deletion

@@ -7,8 +7,8 @@ from emulator import Emulator
 from emulator.faults import ANY_WRITE, Faults
 from emulator.pki import Hierarchy
 from shared.chain import Certificate
-from tests.harness import import_version
 from tests.resilience.scenarios import applied_writes, deliver_outcome
+from tests.support.harness import import_version
 
 
 def test_any_write_counts_every_write_and_only_writes() -> None:

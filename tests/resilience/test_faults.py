@@ -17,7 +17,6 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy
 from tests.conftest import GATEWAYS
-from tests.harness import import_version, resync
 from tests.resilience.scenarios import (
     MONTH_AGO,
     Rotation,
@@ -29,6 +28,7 @@ from tests.resilience.scenarios import (
     errors,
     trusted_rotation,
 )
+from tests.support.harness import import_version, resync
 
 # Every call the rotation event makes (page size 2: the old chain's 3 CAs list in 2 pages).
 ROTATION_CALLS = {

@@ -19,8 +19,8 @@ from shared.chain import Certificate
 from shared.desired import Desired, DesiredAuthority
 from shared.plan import LOCAL, Action, ActionKind, Observed, Ownership, certificate_id_for, is_ours
 from shared.ports import ApimCertificate
-from tests.legacy import legacy_id
-from tests.planning import plan_all
+from tests.support.legacy import legacy_id
+from tests.support.planning import plan_all
 
 POOL = [Certificate.from_x509(make_certificate(f"Fuzz CA {i}", is_ca=True).certificate) for i in range(3)]
 SELECTABLE = ("gw-a", "gw-b")

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from emulator import Emulator
 from emulator.pki import Hierarchy, PrivateKey, pfx_secret
 from shared.backing_secret import PEM_CONTENT_TYPE, PKCS12_CONTENT_TYPE
-from tests.harness import assert_no_private_keys, audit, import_version, resync
 from tests.resilience.scenarios import MONTH_AGO, WEEK_AGO, deliver_outcome
+from tests.support.harness import assert_no_private_keys, audit, import_version, resync
 
 # Loggers the app or function_app.py quiets: opened up for the test, so that nothing could hide there.
 NOISY = ("azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity", "urllib3", "trustsync")

@@ -18,7 +18,6 @@ from shared.chain import Certificate
 from shared.plan import certificate_id_for, encoded_thumbprint
 from shared.records import AUDIT_RECORD
 from tests.conftest import GATEWAYS
-from tests.harness import audit, expected_entries, gateway_accepts, import_version, resync, trusted
 from tests.resilience.scenarios import (
     MONTH_AGO,
     WEEK_AGO,
@@ -29,6 +28,7 @@ from tests.resilience.scenarios import (
     errors,
     problems,
 )
+from tests.support.harness import audit, expected_entries, gateway_accepts, import_version, resync, trusted
 
 NOW = datetime.now(UTC)
 
