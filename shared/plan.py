@@ -299,6 +299,14 @@ class Narrowing:
     notes: tuple[str, ...]  # what is not needed but stays, and why
 
 
+def _chain_building_only(certificate_id: str, gateway: str, authority: DesiredAuthority) -> Action:
+    """isTrusted lowered on an entry of ours that the gateway needs for chain building, not as an anchor."""
+    reason = f"{authority.certificate.subject} is needed for chain building only on {gateway}"
+    return Action(
+        ActionKind.SET_GATEWAY_CA, certificate_id, Precedence.LAST, gateway, False, replace=True, reason=reason
+    )
+
+
 def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]) -> Narrowing:
     """What a full-scope run takes away once every addition is in: our entries no bound certificate
     needs (or needs less trusted) on the selected gateways, then our certificates no entry uses.
@@ -335,18 +343,7 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
                         awaiting.add(certificate_id)
                         notes.append(f"{certificate_id} stays on {gateway} until {replacement} replaces it there")
                         if trusted and not replaced.trusted:  # meanwhile, as trusted as needed and no more
-                            reason = f"{replaced.certificate.subject} is needed for chain building only on {gateway}"
-                            actions.append(
-                                Action(
-                                    ActionKind.SET_GATEWAY_CA,
-                                    certificate_id,
-                                    Precedence.LAST,
-                                    gateway,
-                                    False,
-                                    replace=True,
-                                    reason=reason,
-                                )
-                            )
+                            actions.append(_chain_building_only(certificate_id, gateway, replaced))
                         continue
                     reason = f"an id of an earlier version, replaced by {replacement}"
                 actions.append(
@@ -355,18 +352,7 @@ def plan_narrowing(desired: Desired, observed: Observed, selected: Sequence[str]
             else:
                 still_used.setdefault(certificate_id, []).append(gateway)
                 if trusted and not authority.trusted:
-                    reason = f"{authority.certificate.subject} is needed for chain building only on {gateway}"
-                    actions.append(
-                        Action(
-                            ActionKind.SET_GATEWAY_CA,
-                            certificate_id,
-                            Precedence.LAST,
-                            gateway,
-                            False,
-                            replace=True,
-                            reason=reason,
-                        )
-                    )
+                    actions.append(_chain_building_only(certificate_id, gateway, authority))
     for certificate_id, cert in sorted(ours.items()):
         if certificate_id in wanted or certificate_id in awaiting:
             continue
