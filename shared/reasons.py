@@ -34,6 +34,8 @@ V_INVALID_CA: int = _lib.X509_V_ERR_INVALID_CA
 V_PATH_LENGTH_EXCEEDED: int = _lib.X509_V_ERR_PATH_LENGTH_EXCEEDED
 V_INVALID_PURPOSE: int = _lib.X509_V_ERR_INVALID_PURPOSE
 V_UNHANDLED_CRITICAL_EXTENSION: int = _lib.X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION
+V_PERMITTED_VIOLATION: int = _lib.X509_V_ERR_PERMITTED_VIOLATION
+V_EXCLUDED_VIOLATION: int = _lib.X509_V_ERR_EXCLUDED_VIOLATION
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ def _common_reason(refusal: Refusal, leaf: Certificate, at: datetime) -> str:
         return f"{role} {cert.subject}: {_purpose_problem(cert, is_leaf=cert == leaf)}"
     if code == V_CERT_SIGNATURE_FAILURE:
         return f"{cert.subject} names issuer {cert.issuer}, but no certificate of that name signed it"
+    if code in (V_PERMITTED_VIOLATION, V_EXCLUDED_VIOLATION):
+        # OpenSSL's words kept in brackets: they say which kind of subtree the name fell foul of.
+        return f"{role} {cert.subject}: a name it holds is outside the name constraints of a CA above it ({refusal.message})"
     if code == V_UNHANDLED_CRITICAL_EXTENSION:
         return f"{cert.subject}: unhandled critical extension {', '.join(_unknown_critical(cert)) or ''}".rstrip()
     return f"{cert.subject}: {refusal.message}"
