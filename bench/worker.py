@@ -101,6 +101,8 @@ def main(commands: TextIO, answers: TextIO) -> None:
         audit_status.status = None
         rss_before = _rss_mb()
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        # The emulator records its requests by time.monotonic(), the system's clock: the timeline's origin.
+        started_at = time.monotonic()
         wall_start, cpu_start = time.perf_counter(), time.process_time()
         error = None
         resynced: dict[str, Any] = {}
@@ -116,6 +118,7 @@ def main(commands: TextIO, answers: TextIO) -> None:
         answer(
             {
                 "wall": time.perf_counter() - wall_start,
+                "started_at": started_at,
                 "cpu": time.process_time() - cpu_start,
                 **_usage_since(usage),
                 "rss_before_mb": rss_before,
