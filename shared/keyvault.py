@@ -6,11 +6,15 @@ Reads only. A secret value is returned to the caller and never logged, kept or r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline.transport import AsyncHttpTransport
+from azure.core.rest import HttpRequest
 from azure.keyvault.certificates.aio import CertificateClient
 from azure.keyvault.secrets.aio import SecretClient
 
@@ -49,6 +53,61 @@ class _FirstCallAlone:
             self._lock.release()
         yield
 
+    async def lead(self, call: Callable[[], Awaitable[bool]]) -> None:
+        """Runs `call` as the client's first call unless a call has gone through already; it counts as
+        gone through when it returns True."""
+        if self._done:
+            return
+        async with self._lock:
+            if not self._done:
+                self._done = await call()
+
+
+_PRIMER: Final = "trustsync_challenge_only"  # a pipeline option: ends up as a keyword of the transport's send
+
+
+class _ChallengeLearned(Exception):  # not an error: the primer's way out of the pipeline
+    """Raised instead of sending a primer's authorized request: its challenge is learned, and it has
+    nothing to read."""
+
+
+class _PrimingTransport(AsyncHttpTransport[Any, Any]):
+    """The shared transport, except that a primer (a request sent with the `_PRIMER` option) goes out
+    only unauthorized: the SDK's challenge policy sends it without a token, learns the vault's
+    challenge from the 401 and gets the token, then sends it again authorized, which is where it
+    stops here. So a client learns its challenge without a request of its own beyond the challenge."""
+
+    def __init__(self, inner: AsyncHttpTransport[Any, Any]) -> None:
+        self._inner = inner
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        if kwargs.pop(_PRIMER, False) and "Authorization" in request.headers:
+            raise _ChallengeLearned
+        return await self._inner.send(request, **kwargs)
+
+    async def open(self) -> None:
+        await self._inner.open()
+
+    async def close(self) -> None:
+        await self._inner.close()  # the shared session is its owner's to close: the inner transport leaves it
+
+    async def __aenter__(self) -> _PrimingTransport:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+
+def vault_scope(vault_url: str) -> str:
+    """The token scope Key Vault's challenge names for `vault_url`: its host without the vault's own
+    label (``https://contoso.vault.azure.net`` → ``https://vault.azure.net/.default``; the SDK accepts
+    a challenge only for a resource whose host the vault's ends with). A guess made before the
+    challenge arrives: if the challenge names another, the SDK fetches that one."""
+    parts = urlsplit(vault_url)
+    host = (parts.hostname or "").partition(".")[2]
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/.default"
+
 
 class KeyVault:
     def __init__(
@@ -60,10 +119,41 @@ class KeyVault:
             # A policy belongs to one pipeline: each client gets its own, both feeding the vault's bucket.
             return {"per_retry_policies": [PacingPolicy(pacer, keyvault_kind)]} if pacer is not None else {}
 
+        transport = client_options.pop("transport", None)
+        if transport is not None:
+            client_options["transport"] = _PrimingTransport(transport)
+        self._primable = transport is not None
+        self._credential = credential
         self._certificates = CertificateClient(vault_url, credential, **paced(), **client_options)
         self._secrets = SecretClient(vault_url, credential, **paced(), **client_options)
         self._certificates_first = _FirstCallAlone()
         self._secrets_first = _FirstCallAlone()
+
+    async def prime(self) -> None:
+        """Learns both clients' authentication challenges and fetches the vault's token, all at once,
+        ahead of the first reads (a new worker's, which otherwise meet the certificates client's
+        challenge, then the token, then the secrets client's challenge, one round trip each, in
+        turn). The same requests as without priming: one challenge per client, one token. Best
+        effort: a failure leaves the first real call of the client to meet its challenge alone, as
+        without priming, and to report what goes wrong."""
+        if not self._primable:
+            return
+
+        async def token() -> None:
+            # The options the SDK's challenge policy asks with, so that it finds this token cached. A
+            # failure is the first real call's to meet and report.
+            with contextlib.suppress(Exception):
+                await self._credential.get_token_info(vault_scope(self.vault_url), options={"enable_cae": True})  # type: ignore[attr-defined]
+
+        await asyncio.gather(
+            token(),
+            self._certificates_first.lead(
+                lambda: _primed(self._certificates.send_request(HttpRequest("GET", "/certificates"), **{_PRIMER: True}))
+            ),
+            self._secrets_first.lead(
+                lambda: _primed(self._secrets.send_request(HttpRequest("GET", "/secrets"), **{_PRIMER: True}))
+            ),
+        )
 
     async def certificate_names(self) -> AsyncIterator[list[str]]:
         """Each page of certificate names as it arrives, so that the reads that depend on them start
@@ -144,3 +234,14 @@ class KeyVault:
     async def close(self) -> None:
         await self._certificates.close()
         await self._secrets.close()
+
+
+async def _primed(sent: Awaitable[Any]) -> bool:
+    """Whether a primer learned its client's challenge (it then ends in `_ChallengeLearned`)."""
+    try:
+        await sent
+    except _ChallengeLearned:
+        return True
+    except Exception:  # best effort: the first real call meets the challenge and reports
+        return False
+    return False  # answered without a challenge (a token was already cached): nothing learned
