@@ -116,7 +116,8 @@ def make_transport(settings: Settings, environ: Mapping[str, str]) -> AioHttpTra
     # the identity endpoint's), so connections are reused and one service's calls never wait for the other's.
     connector = aiohttp.TCPConnector(ssl=trusted_cas(environ), limit=2 * settings.max_concurrency + 2)
     # The environment (proxies) is read once, by `https_proxy`; no .netrc: requests carry bearer tokens.
-    session = aiohttp.ClientSession(connector=connector, trust_env=False)
+    # No cookies either: Key Vault and ARM set none the app needs, and a real jar filters every request's.
+    session = aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
     return AioHttpTransport(session=session, session_owner=False)
 
 
