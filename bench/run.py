@@ -107,6 +107,8 @@ class Run:
     wall: float  # median of the repetitions
     walls: list[float]
     cpu: float  # the worker's CPU time during the invocation (median run)
+    cpu_user: float  # of which user time
+    cpu_system: float  # and system time (the kernel's work for its sockets, here mostly loopback TCP)
     emulator_cpu: float  # this process's (the emulator's) meanwhile
     # Last run: each request's start and end (ms from the invocation's start), service and operation.
     timeline: list[tuple[float, float, str, str]]
@@ -132,10 +134,11 @@ def _counts(records: list[RequestRecord]) -> tuple[Counter[str], Counter[str]]:
     return calls, Counter({op: overhead[op] for op in OVERHEAD})
 
 
-def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float, *, fresh: bool) -> dict[int, Run]:
-    """Every (concurrency, material) run of a scenario, in one emulator, in order.
+def measure(scenario: Scenario, runs: list[tuple[str, int, Material]], latency: float) -> dict[tuple[str, int], Run]:
+    """Every (mode, concurrency, material) run of a scenario, in one emulator (arranged once for
+    both modes: the C=1000 estate takes minutes to arrange on this machine), in order.
 
-    `fresh`: a new worker process per measured invocation, its imports done before the clock starts
+    "fresh": a new worker process per measured invocation, its imports done before the clock starts
     (Flex Consumption's scale from zero): the invocation makes its clients, fetches its tokens, meets
     Key Vault's challenges and opens its connections, every request of it (tokens and challenges
     included) taking L. Otherwise one worker for the scenario, which makes a no-op invocation before
@@ -143,25 +146,31 @@ def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float
     read per invocation; a new configuration gets clients of its own).
 
     A material is arranged when it differs from the previous run's: an audit runs again in place, a
-    rotation rotates a certificate of its own. Per concurrency, the wall time is the median of its
-    runs; counts, bound and peak memory are those of its last run.
+    rotation rotates a certificate of its own. Per mode and concurrency, the wall time is the median
+    of its runs; counts, bound and peak memory are those of its last run.
     """
-    samples: dict[int, list[dict[str, Any]]] = {}
+    samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with Emulator(page_size=PAGE_SIZE) as emu:
         worker: Worker | None = None
+        warm_worker = False  # `worker` is the warm one
         try:
-            for index, (concurrency, material) in enumerate(runs):
-                if index == 0 or material is not runs[index - 1][1]:
+            for index, (mode, concurrency, material) in enumerate(runs):
+                if index == 0 or material is not runs[index - 1][2]:
                     scenario.arrange(emu, material)
                 settings = {"MAX_CONCURRENCY": str(concurrency), "AUDIT_REMEDIATE": "false"}
                 cold_overhead: Counter[str] | None = None
-                if fresh:
+                fresh = mode == "fresh"
+                if fresh or not warm_worker:
                     if worker is not None:
                         worker.close()
+                        worker = None
+                    warm_worker = False
+                if fresh:
                     worker = Worker(emu.environ(**settings))  # answers once function_app is imported
                 else:
                     if worker is None:
                         worker = Worker(emu.environ(**settings))
+                        warm_worker = True
                     else:
                         worker.run({"cmd": "setenv", "values": settings})
                     emu.clear_requests()
@@ -196,13 +205,13 @@ def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float
                     "dag": dag,
                     "problems": problems,
                 }
-                if concurrency not in samples:  # a worker's first invocation at this concurrency: a cold one
+                if (mode, concurrency) not in samples:  # a worker's first invocation at this concurrency: a cold one
                     sample["cold_overhead"] = overhead if cold_overhead is None else cold_overhead
-                samples.setdefault(concurrency, []).append(sample)
+                samples.setdefault((mode, concurrency), []).append(sample)
         finally:
             if worker is not None:
                 worker.close()
-    return {concurrency: _run(concurrency, taken, latency) for concurrency, taken in samples.items()}
+    return {key: _run(key[1], taken, latency) for key, taken in samples.items()}
 
 
 def _timeline(records: list[RequestRecord], origin: float | None) -> list[tuple[float, float, str, str]]:
@@ -254,6 +263,8 @@ def _run(concurrency: int, samples: list[dict[str, Any]], latency: float) -> Run
         wall=statistics.median(sample["answer"]["wall"] for sample in samples),
         walls=[sample["answer"]["wall"] for sample in samples],
         cpu=median["answer"]["cpu"],
+        cpu_user=median["answer"]["user_s"],
+        cpu_system=median["answer"]["system_s"],
         emulator_cpu=median["emulator_cpu"],
         timeline=last["timeline"],
         reads=reads,
@@ -522,24 +533,25 @@ def main(argv: list[str] | None = None) -> int:
                 if scenario.certificates <= 200
                 else 1
             )
-            plans = {mode: [(args.concurrency, estate)] * repeat for mode in args.modes}
-            naive_runs = [(1, estate)]
+            runs = [(mode, args.concurrency, estate) for mode in args.modes for _ in range(repeat)]
+            naive_runs = [(args.modes[0], 1, estate)]
         else:  # each run rotates a certificate of its own
-            plans = {
-                mode: [(args.concurrency, scenario.material(n + k * args.repeat)) for n in range(1, args.repeat + 1)]
+            runs = [
+                (mode, args.concurrency, scenario.material(n + k * args.repeat))
                 for k, mode in enumerate(args.modes)
-            }
-            naive_runs = [(1, scenario.material(len(args.modes) * args.repeat + 1))]
-        for k, mode in enumerate(args.modes):
-            runs = plans[mode] + ([] if args.no_naive or k > 0 else naive_runs)
-            scenario_started = time.perf_counter()
-            measured = measure(scenario, runs, args.latency, fresh=mode == "fresh")
-            fast, naive = measured[args.concurrency], measured.get(1) if args.concurrency != 1 else None
+                for n in range(1, args.repeat + 1)
+            ]
+            naive_runs = [(args.modes[0], 1, scenario.material(len(args.modes) * args.repeat + 1))]
+        scenario_started = time.perf_counter()
+        measured = measure(scenario, runs + ([] if args.no_naive else naive_runs), args.latency)
+        took = time.perf_counter() - scenario_started
+        for mode in args.modes:
+            fast = measured[(mode, args.concurrency)]
+            naive = measured.get((mode, 1)) if args.concurrency != 1 else None
             rows[mode].append(_row(scenario, fast, naive))
-            took = time.perf_counter() - scenario_started
             print(
                 f"{scenario.title} [{mode}]: wall {fast.wall:.3f}s ratio {fast.ratio:.2f}"
-                f" cpu {fast.cpu:.3f}s (scenario took {took:.0f}s)",
+                f" cpu {fast.cpu:.3f}s (user {fast.cpu_user:.3f}s, system {fast.cpu_system:.3f}s)",
                 flush=True,
             )
             for run in (fast, naive):
@@ -555,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                     "speedup": naive.wall / fast.wall if naive else None,
                 }
             )
+        print(f"  (scenario took {took:.0f}s)", flush=True)
     rates: list[dict[str, Any]] = []
     for rate_scenario in (s for s in WRITE_RATES if not args.only or s.key in args.only):
         scenario_started = time.perf_counter()
