@@ -135,8 +135,8 @@ def _counts(records: list[RequestRecord]) -> tuple[Counter[str], Counter[str]]:
 
 
 def measure(scenario: Scenario, runs: list[tuple[str, int, Material]], latency: float) -> dict[tuple[str, int], Run]:
-    """Every (mode, concurrency, material) run of a scenario, in one emulator (arranged once for
-    both modes: the C=1000 estate takes minutes to arrange on this machine), in order.
+    """Every (mode, concurrency, material) run of a scenario, in one emulator (for an audit, arranged
+    once for both modes: the C=1000 estate takes minutes to arrange on this machine), in order.
 
     "fresh": a new worker process per measured invocation, its imports done before the clock starts
     (Flex Consumption's scale from zero): the invocation makes its clients, fetches its tokens, meets
@@ -543,7 +543,13 @@ def main(argv: list[str] | None = None) -> int:
             ]
             naive_runs = [(args.modes[0], 1, scenario.material(len(args.modes) * args.repeat + 1))]
         scenario_started = time.perf_counter()
-        measured = measure(scenario, runs + ([] if args.no_naive else naive_runs), args.latency)
+        runs += [] if args.no_naive else naive_runs
+        if scenario.in_place:  # one estate, read in place by every run: arranged once
+            measured = measure(scenario, runs, args.latency)
+        else:  # each mode's rotations in an estate of their own, so that its CA lists hold as many entries
+            measured = {}
+            for mode in args.modes:
+                measured.update(measure(scenario, [run for run in runs if run[0] == mode], args.latency))
         took = time.perf_counter() - scenario_started
         for mode in args.modes:
             fast = measured[(mode, args.concurrency)]
