@@ -45,6 +45,7 @@ def test_a_new_worker_meets_both_challenges_and_the_token_before_its_first_read(
     emu.apim.add_gateway("gw-01")
     import_version(emu, "orders", Hierarchy(intermediates=1), hostname="orders.example")
     emu.clear_requests()
+    emu.latency = 0.05  # a round trip long enough that "asked before answered" cannot be a race of the loopback
 
     deliver(emu.vault.certificate_event("orders"))  # the first invocation of these clients
 
