@@ -62,7 +62,7 @@ def test_a_new_worker_meets_both_challenges_and_the_token_before_its_first_read(
     assert len(kv_token) == 1
     assert all(r.started < first_read for r in kv_token + challenges)
     # The token was asked for with the challenges, not once they had been answered.
-    assert kv_token[0].started < max(r.finished for r in challenges)
+    assert kv_token[0].started < min(r.finished for r in challenges)
 
 
 def test_the_vault_scope_is_the_one_the_challenge_names() -> None:
