@@ -45,7 +45,17 @@ TARGET_RATIO = 1.5
 TARGET_SPEEDUP = 10.0
 SPEEDUP_SCENARIOS = ("b25", "c200", "r200")
 TARGET_PEAK_MB = 300.0
-TARGET_ROTATION_SECONDS = 0.45  # a new-chain rotation event for 25 gateways, RSA-2048 secrets
+TARGET_ROTATION_SECONDS = 0.45  # a new-chain rotation event for 25 gateways, RSA-2048 secrets, fresh worker
+TARGET_AUDIT_1000_SECONDS = 8.2  # the C=1000 audit, strictly under
+TARGET_CPU_PER_CERTIFICATE = 0.006  # seconds of the worker's CPU per certificate, no-op full run of C=200
+TARGET_RESYNC_SPEEDUP = 6.0  # r200 against one request at a time
+MODES = ("fresh", "warm")
+MODE_TITLES = {
+    "fresh": "fresh worker: a new process per measured invocation (imports done), its tokens, challenges, TLS"
+    " handshakes and clients in the run; L on every request, tokens and challenges included",
+    "warm": "warm worker: a process that has made an invocation before (no tokens, challenges or new connections)",
+}
+TIMELINE_SCENARIO = "b25"
 TARGET_KEY_CPU_RATIO = 1.3  # a no-op audit's CPU with RSA-2048 secrets against ECDSA ones
 TARGET_IMPORT_RATIO = 1.15
 TARGET_RATE_ERROR = 0.10  # the sustained write rate within 10 % of the bucket's refill rate
@@ -97,13 +107,16 @@ class Run:
     wall: float  # median of the repetitions
     walls: list[float]
     cpu: float  # the worker's CPU time during the invocation (median run)
+    cpu_user: float  # of which user time
+    cpu_system: float  # and system time (the kernel's work for its sockets, here mostly loopback TCP)
     emulator_cpu: float  # this process's (the emulator's) meanwhile
-    timeline: list[tuple[float, float, str]]  # last run: each request's start and end (s from the first) and operation
+    # Last run: each request's start and end (ms from the invocation's start), service and operation.
+    timeline: list[tuple[float, float, str, str]]
     reads: int
     writes: int
     operations: dict[str, int]
     overhead: dict[str, int]  # measured invocation
-    cold_overhead: dict[str, int]  # warm-up invocation (a cold worker)
+    cold_overhead: dict[str, int]  # a fresh worker's first invocation (warm: that of the warm-up)
     max_in_flight: int
     peak_rss_mb: float
     rss_before_mb: float
@@ -121,52 +134,69 @@ def _counts(records: list[RequestRecord]) -> tuple[Counter[str], Counter[str]]:
     return calls, Counter({op: overhead[op] for op in OVERHEAD})
 
 
-def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float) -> dict[int, Run]:
-    """Every (concurrency, material) run of a scenario, in one emulator and one worker, in order.
+def measure(scenario: Scenario, runs: list[tuple[str, int, Material]], latency: float) -> dict[tuple[str, int], Run]:
+    """Every (mode, concurrency, material) run of a scenario, in one emulator (for an audit, arranged
+    once for both modes: the C=1000 estate takes minutes to arrange on this machine), in order.
 
-    Before each measured invocation the worker makes a no-op one, so that it is measured warm, also
-    after switching MAX_CONCURRENCY (settings are read per invocation; a new configuration gets
-    clients of its own). A material is arranged when it differs from the previous run's: an audit
-    runs again in place, a rotation rotates a certificate of its own. Per concurrency, the wall
-    time is the median of its runs; counts, bound and peak memory are those of its last run.
+    "fresh": a new worker process per measured invocation, its imports done before the clock starts
+    (Flex Consumption's scale from zero): the invocation makes its clients, fetches its tokens, meets
+    Key Vault's challenges and opens its connections, every request of it (tokens and challenges
+    included) taking L. Otherwise one worker for the scenario, which makes a no-op invocation before
+    each measured one, so that it is measured warm, also after switching MAX_CONCURRENCY (settings are
+    read per invocation; a new configuration gets clients of its own).
+
+    A material is arranged when it differs from the previous run's: an audit runs again in place, a
+    rotation rotates a certificate of its own. Per mode and concurrency, the wall time is the median
+    of its runs; counts, bound and peak memory are those of its last run.
     """
-    samples: dict[int, list[dict[str, Any]]] = {}
+    samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with Emulator(page_size=PAGE_SIZE) as emu:
         worker: Worker | None = None
+        warm_worker = False  # `worker` is the warm one
         try:
-            for index, (concurrency, material) in enumerate(runs):
-                if index == 0 or material is not runs[index - 1][1]:
+            for index, (mode, concurrency, material) in enumerate(runs):
+                if index == 0 or material is not runs[index - 1][2]:
                     scenario.arrange(emu, material)
                 settings = {"MAX_CONCURRENCY": str(concurrency), "AUDIT_REMEDIATE": "false"}
-                if worker is None:
-                    worker = Worker(emu.environ(**settings))
+                cold_overhead: Counter[str] | None = None
+                fresh = mode == "fresh"
+                if fresh or not warm_worker:
+                    if worker is not None:
+                        worker.close()
+                        worker = None
+                    warm_worker = False
+                if fresh:
+                    worker = Worker(emu.environ(**settings))  # answers once function_app is imported
                 else:
-                    worker.run({"cmd": "setenv", "values": settings})
-                emu.clear_requests()
-                warm = worker.run(scenario.warm_up(emu, material))
-                if warm.get("error"):
-                    raise RuntimeError(f"{scenario.title}: warm-up failed: {warm['error']}")
-                cold_overhead = _counts(emu.requests)[1]
+                    if worker is None:
+                        worker = Worker(emu.environ(**settings))
+                        warm_worker = True
+                    else:
+                        worker.run({"cmd": "setenv", "values": settings})
+                    emu.clear_requests()
+                    warm = worker.run(scenario.warm_up(emu, material))
+                    if warm.get("error"):
+                        raise RuntimeError(f"{scenario.title}: warm-up failed: {warm['error']}")
+                    cold_overhead = _counts(emu.requests)[1]
                 command = scenario.change(emu, material)
-                dag = scenario.dag(emu, material)
+                dag = scenario.dag(emu, material, fresh=fresh)
                 emu.clear_requests()
-                emu.latency = latency
+                emu.latency = emu.identity_latency = latency
                 emulator_cpu = time.process_time()
                 # A worker new to the vault's versions (Flex scales to zero between audits): it keeps the
                 # certificates of the versions it has read, which would spare a warm one every secret read.
                 answer = worker.run({**command, "forget_versions": True})
                 emulator_cpu = time.process_time() - emulator_cpu
-                emu.latency = 0.0
+                emu.latency = emu.identity_latency = 0.0
                 problems = scenario.check(emu, material, answer)
                 calls, overhead = _counts(emu.requests)
-                if extra := calls - dag.counts():
+                allowed = dag.counts()
+                if extra := calls - allowed:
                     problems.append(f"calls beyond the budget's: {dict(extra)}")
-                started = min((r.started for r in emu.requests), default=0.0)
+                if extra := overhead - allowed:
+                    problems.append(f"tokens or challenges beyond one per audience and client: {dict(extra)}")
                 sample = {
-                    "timeline": [
-                        (round(r.started - started, 4), round(r.finished - started, 4), r.operation)
-                        for r in sorted(emu.requests, key=lambda r: r.started)
-                    ],
+                    "timeline": _timeline(emu.requests, answer.get("started_at")),
                     "answer": answer,
                     "emulator_cpu": emulator_cpu,
                     "calls": calls,
@@ -175,13 +205,53 @@ def measure(scenario: Scenario, runs: list[tuple[int, Material]], latency: float
                     "dag": dag,
                     "problems": problems,
                 }
-                if concurrency not in samples:  # a worker's first invocation at this concurrency: a cold one
-                    sample["cold_overhead"] = cold_overhead
-                samples.setdefault(concurrency, []).append(sample)
+                if (mode, concurrency) not in samples:  # a worker's first invocation at this concurrency: a cold one
+                    sample["cold_overhead"] = overhead if cold_overhead is None else cold_overhead
+                samples.setdefault((mode, concurrency), []).append(sample)
         finally:
             if worker is not None:
                 worker.close()
-    return {concurrency: _run(concurrency, taken, latency) for concurrency, taken in samples.items()}
+    return {key: _run(key[1], taken, latency) for key, taken in samples.items()}
+
+
+def _timeline(records: list[RequestRecord], origin: float | None) -> list[tuple[float, float, str, str]]:
+    """Each request as (start ms, end ms, service, operation), from the invocation's start (the worker's
+    time.monotonic(), the clock the emulator records by), in order of start."""
+    ordered = sorted(records, key=lambda r: r.started)
+    zero = origin if origin is not None else min((r.started for r in ordered), default=0.0)
+    return [
+        (round((r.started - zero) * 1000, 1), round((r.finished - zero) * 1000, 1), *_service_and_operation(r))
+        for r in ordered
+    ]
+
+
+def _service_and_operation(record: RequestRecord) -> tuple[str, str]:
+    service, _, operation = record.operation.partition(".")
+    return service, operation
+
+
+def timeline_text(timeline: list[tuple[float, float, str, str]], wall: float) -> str:
+    """The timeline compactly: requests of one operation started one after another form one line, with
+    the spread of their starts and ends (ms from the invocation's start)."""
+    lines: list[str] = []
+    groups: list[list[tuple[float, float, str, str]]] = []
+    for entry in timeline:
+        if groups and groups[-1][0][2:] == entry[2:]:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+
+    def spread(values: list[float]) -> str:
+        low, high = min(values), max(values)
+        return f"{low:5.0f}" + (f"-{high:<5.0f}" if round(high) != round(low) else " " * 6)
+
+    for group in groups:
+        service, operation = group[0][2:]
+        count = f"x{len(group)}" if len(group) > 1 else ""
+        starts, ends = [e[0] for e in group], [e[1] for e in group]
+        lines.append(f"  {service:8} {operation:28} {count:>4}  start {spread(starts)} end {spread(ends)}")
+    lines.append(f"  invocation returned at {wall * 1000:.0f} ms")
+    return "\n".join(lines)
 
 
 def _run(concurrency: int, samples: list[dict[str, Any]], latency: float) -> Run:
@@ -193,6 +263,8 @@ def _run(concurrency: int, samples: list[dict[str, Any]], latency: float) -> Run
         wall=statistics.median(sample["answer"]["wall"] for sample in samples),
         walls=[sample["answer"]["wall"] for sample in samples],
         cpu=median["answer"]["cpu"],
+        cpu_user=median["answer"]["user_s"],
+        cpu_system=median["answer"]["system_s"],
         emulator_cpu=median["emulator_cpu"],
         timeline=last["timeline"],
         reads=reads,
@@ -417,6 +489,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the one-call-at-a-time runs")
     parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        help="fresh: a new worker process per measured invocation (tokens, challenges, TLS, clients in the"
+        " measured run); warm: a worker that has made an invocation before. Default both; the naive runs in"
+        " the first",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=4,
@@ -432,18 +513,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
     results: list[dict[str, Any]] = []
-    rows: list[list[str]] = []
     failures: list[str] = []
     load_before = os.getloadavg()
     print(
         f"latency L = {args.latency * 1000:.0f} ms, MAX_CONCURRENCY P = {args.concurrency}, page size {PAGE_SIZE}; "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}"
     )
+    rows: dict[str, list[list[str]]] = {mode: [] for mode in args.modes}
     for scenario in scenarios:
-        # The parallel runs first (their peak memory is the product's at P), then the naive one.
-        if scenario.in_place:  # read-only: run again in place; C=1000 once, to keep the whole under 3 min
+        # The parallel runs first (their peak memory is the product's at P), then the naive one: in the
+        # first mode only (the one-at-a-time C=1000 audit alone takes a minute and a half).
+        if scenario.in_place:  # read-only: run again in place
             estate = scenario.material()
-            # Short runs are the noisiest: more of them. C=1000 once, to keep the whole under 3 min.
+            # Short runs are the noisiest: more of them. C=1000 once, to keep the whole short.
             repeat = (
                 args.repeat
                 if scenario.certificates <= 50
@@ -451,29 +533,47 @@ def main(argv: list[str] | None = None) -> int:
                 if scenario.certificates <= 200
                 else 1
             )
-            runs = [(args.concurrency, estate)] * repeat
-            runs += [] if args.no_naive else [(1, estate)]
+            runs = [(mode, args.concurrency, estate) for mode in args.modes for _ in range(repeat)]
+            naive_runs = [(args.modes[0], 1, estate)]
         else:  # each run rotates a certificate of its own
-            runs = [(args.concurrency, scenario.material(n)) for n in range(1, args.repeat + 1)]
-            runs += [] if args.no_naive else [(1, scenario.material(args.repeat + 1))]
+            runs = [
+                (mode, args.concurrency, scenario.material(n + k * args.repeat))
+                for k, mode in enumerate(args.modes)
+                for n in range(1, args.repeat + 1)
+            ]
+            naive_runs = [(args.modes[0], 1, scenario.material(len(args.modes) * args.repeat + 1))]
         scenario_started = time.perf_counter()
-        measured = measure(scenario, runs, args.latency)
-        fast, naive = measured[args.concurrency], measured.get(1) if args.concurrency != 1 else None
-        rows.append(_row(scenario, fast, naive))
+        runs += [] if args.no_naive else naive_runs
+        if scenario.in_place:  # one estate, read in place by every run: arranged once
+            measured = measure(scenario, runs, args.latency)
+        else:  # each mode's rotations in an estate of their own, so that its CA lists hold as many entries
+            measured = {}
+            for mode in args.modes:
+                measured.update(measure(scenario, [run for run in runs if run[0] == mode], args.latency))
         took = time.perf_counter() - scenario_started
-        print(rows[-1][0], f"wall {fast.wall:.3f}s ratio {fast.ratio:.2f} (scenario took {took:.0f}s)", flush=True)
-        for run in (fast, naive):
-            if run is not None and run.problems:
-                failures.append(f"{scenario.title} P={run.concurrency}: {'; '.join(run.problems)}")
-        results.append(
-            {
-                "key": scenario.key,
-                "scenario": scenario.title,
-                "parallel": _as_json(fast),
-                "naive": _as_json(naive) if naive else None,
-                "speedup": naive.wall / fast.wall if naive else None,
-            }
-        )
+        for mode in args.modes:
+            fast = measured[(mode, args.concurrency)]
+            naive = measured.get((mode, 1)) if args.concurrency != 1 else None
+            rows[mode].append(_row(scenario, fast, naive))
+            print(
+                f"{scenario.title} [{mode}]: wall {fast.wall:.3f}s ratio {fast.ratio:.2f}"
+                f" cpu {fast.cpu:.3f}s (user {fast.cpu_user:.3f}s, system {fast.cpu_system:.3f}s)",
+                flush=True,
+            )
+            for run in (fast, naive):
+                if run is not None and run.problems:
+                    failures.append(f"{scenario.title} [{mode}] P={run.concurrency}: {'; '.join(run.problems)}")
+            results.append(
+                {
+                    "key": scenario.key,
+                    "mode": mode,
+                    "scenario": scenario.title,
+                    "parallel": _as_json(fast),
+                    "naive": _as_json(naive) if naive else None,
+                    "speedup": naive.wall / fast.wall if naive else None,
+                }
+            )
+        print(f"  (scenario took {took:.0f}s)", flush=True)
     rates: list[dict[str, Any]] = []
     for rate_scenario in (s for s in WRITE_RATES if not args.only or s.key in args.only):
         scenario_started = time.perf_counter()
@@ -492,19 +592,32 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print()
-    if rows:
-        print(table(rows))
+    for mode, mode_rows in rows.items():
+        if mode_rows:
+            print(f"{MODE_TITLES[mode]}:")
+            print(table(mode_rows))
+            print()
+    for result in results:
+        if result["key"] == TIMELINE_SCENARIO and result["mode"] == args.modes[0]:
+            run = result["parallel"]
+            print(
+                f"request timeline of {result['scenario']} [{result['mode']}], last run (wall {run['walls'][-1] * 1000:.0f}"
+                f" ms), ms from the invocation's start; one line per run of requests of one operation:"
+            )
+            print(timeline_text(run["timeline"], run["walls"][-1]))
+    any_rows = any(rows.values())
     if rates:
         print("\nwrite rate under ARM's write bucket (the writes after the bucket's burst, by when ARM answered them):")
         print(rate_table(rates))
     print(
         ""
-        if not rows
+        if not any_rows
         else "\nreads/writes: Key Vault + ARM requests of the measured run (every page counts); tok/chal: identity token"
-        " requests / Key Vault challenges of the worker's first (cold) invocation: protocol overhead, not in the"
-        " reads; the measured run is warm and has none. cpu: the worker's CPU time during the (median) run: near"
-        " the wall time, the run is CPU-bound. bound: round trips the dependencies allow with P calls in flight to"
-        " each service (Key Vault, ARM), x L; bound∞: at unlimited concurrency (the longest chain of round trips)."
+        " requests / Key Vault challenges of the worker's first invocation (fresh: the measured one; warm: its"
+        " warm-up, the measured run has none): protocol overhead, not in the reads. cpu: the worker's CPU time"
+        " during the (median) run: near the wall time, the run is CPU-bound. bound: round trips the dependencies"
+        " allow with P calls in flight to each service (Key Vault, ARM), x L (fresh: the tokens and challenges"
+        " first, one round); bound∞: at unlimited concurrency (the longest chain of round trips)."
     )
     if imports:
         cached = imports["bytecode"]
@@ -518,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"with the app compiled from source at each import (no __pycache__): {source['function_app_s'] * 1000:.0f}"
                 f" ms vs {source['sdk_only_s'] * 1000:.0f} ms, ratio {source['ratio']:.2f}"
             )
-    targets = _targets(results, imports)
+    targets = _targets(results, imports, args.modes[0])
     for rate in rates:
         within = abs(rate["rate_error"]) <= TARGET_RATE_ERROR
         targets[f"sustained write rate within {TARGET_RATE_ERROR:.0%} of the refill rate ({rate['key']})"] = within
@@ -546,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": targets,
         "problems": failures,
         "elapsed_s": elapsed,
-        "table": table(rows) if rows else "",
+        "tables": {mode: table(mode_rows) for mode, mode_rows in rows.items() if mode_rows},
         "write_rate_table": rate_table(rates) if rates else "",
     }
     Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
@@ -561,18 +674,40 @@ def _as_json(run: Run) -> dict[str, Any]:
     return data
 
 
-def _targets(results: list[dict[str, Any]], imports: dict[str, Any] | None) -> dict[str, bool]:
-    targets = {f"wall/bound <= {TARGET_RATIO} ({r['key']})": r["parallel"]["ratio"] <= TARGET_RATIO for r in results}
-    for r in results:
+def _targets(results: list[dict[str, Any]], imports: dict[str, Any] | None, main_mode: str) -> dict[str, bool]:
+    """The targets, in the first mode's conditions (fresh by default); the C=1000 audit's in every mode."""
+    main = [r for r in results if r["mode"] == main_mode]
+    targets = {f"wall/bound <= {TARGET_RATIO} ({r['key']})": r["parallel"]["ratio"] <= TARGET_RATIO for r in main}
+    for r in main:
         if r["key"] in SPEEDUP_SCENARIOS and r["speedup"] is not None:
             targets[f"speed-up >= {TARGET_SPEEDUP:.0f}x ({r['key']})"] = r["speedup"] >= TARGET_SPEEDUP
+        if r["key"] == "r200" and r["speedup"] is not None:
+            targets[f"speed-up >= {TARGET_RESYNC_SPEEDUP:.0f}x (r200)"] = r["speedup"] >= TARGET_RESYNC_SPEEDUP
+        if r["key"] == "r200":
+            calls = r["parallel"]["operations"]
+            kv = sum(n for op, n in calls.items() if op.startswith("kv."))
+            pages = model.pages(200, PAGE_SIZE)
+            targets[f"Key Vault requests {kv} <= C version lists + C secrets + {pages} pages (r200)"] = (
+                kv <= 2 * 200 + pages
+            )
+        if r["key"] in ("c200", "r200"):
+            per_certificate = r["parallel"]["cpu"] / 200
+            targets[
+                f"CPU per certificate {per_certificate * 1000:.1f} ms <= {TARGET_CPU_PER_CERTIFICATE * 1000:.0f} ms"
+                f" ({r['key']})"
+            ] = per_certificate <= TARGET_CPU_PER_CERTIFICATE
         if r["key"] == "c1000":
             targets[f"peak memory < {TARGET_PEAK_MB:.0f} MB (c1000)"] = r["parallel"]["peak_rss_mb"] < TARGET_PEAK_MB
         if r["key"] == "b25":
-            targets[f"wall <= {TARGET_ROTATION_SECONDS} s (b25, RSA-2048)"] = (
+            targets[f"wall <= {TARGET_ROTATION_SECONDS} s (b25, RSA-2048, {main_mode})"] = (
                 r["parallel"]["wall"] <= TARGET_ROTATION_SECONDS
             )
-    by_key = {r["key"]: r for r in results}
+    for r in results:
+        if r["key"] == "c1000":
+            targets[f"wall < {TARGET_AUDIT_1000_SECONDS} s (c1000, {r['mode']})"] = (
+                r["parallel"]["wall"] < TARGET_AUDIT_1000_SECONDS
+            )
+    by_key = {r["key"]: r for r in main}
     if "c200" in by_key and "c200ec" in by_key:
         ratio = by_key["c200"]["parallel"]["cpu"] / by_key["c200ec"]["parallel"]["cpu"]
         targets[f"audit CPU RSA-2048 / ECDSA = {ratio:.2f} <= {TARGET_KEY_CPU_RATIO} (c200)"] = (

@@ -144,8 +144,9 @@ class Scenario:
                 break
         return problems
 
-    def dag(self, emu: Emulator, material: Material) -> model.Dag:
-        """The calls the budget allows for the run about to start, given what APIM holds now."""
+    def dag(self, emu: Emulator, material: Material, *, fresh: bool = False) -> model.Dag:
+        """The calls the budget allows for the run about to start, given what APIM holds now;
+        `fresh`: on a new worker, whose tokens and challenges come first."""
         estate = model.Estate(
             self.gateways,
             len(emu.apim.certificates),
@@ -153,8 +154,8 @@ class Scenario:
             PAGE_SIZE,
         )
         if self.in_place:  # nothing to remove: no last look at Key Vault
-            return model.full_audit(estate, certificates=self.certificates)
-        return model.rotation(estate, versions=2, new_cas=len(material.new_cas))
+            return model.full_audit(estate, certificates=self.certificates, fresh=fresh)
+        return model.rotation(estate, versions=2, new_cas=len(material.new_cas), fresh=fresh)
 
 
 SCENARIOS = (

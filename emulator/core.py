@@ -64,7 +64,8 @@ class Emulator:
         self.page_size = page_size
         self.arm_audience = arm_audience
         self.tenant_id = tenant_id
-        self.latency = latency  # seconds added to every Key Vault / ARM request
+        self.latency = latency  # seconds added to every Key Vault / ARM request (Key Vault's challenge too)
+        self.identity_latency = 0.0  # seconds added to every managed-identity token request
         # The Microsoft.ApiManagement api-versions this cloud's Resource Manager offers (a sovereign
         # cloud may lag behind the public one).
         # A cloud without the backends' preview: set (ARM_API_VERSION,) alone.
@@ -110,7 +111,9 @@ class Emulator:
                 Dispatcher(resolve_https, self.recorder, self.faults, lambda: self.latency), self._tls.server_context()
             )
             identity = IdentityEndpoint(self.tokens, self.identity_header)
-            self._identity = LoopbackServer(Dispatcher(identity.resolve, self.recorder, self.faults, lambda: 0.0))
+            self._identity = LoopbackServer(
+                Dispatcher(identity.resolve, self.recorder, self.faults, lambda: self.identity_latency)
+            )
         except BaseException:
             self._tls.remove_bundle()
             raise
@@ -147,7 +150,7 @@ class Emulator:
             services = list(self._services.values())
         for service in services:
             service.clear()
-        self.latency = 0.0
+        self.latency = self.identity_latency = 0.0
         self.arm_limits = self.keyvault_limits = None
         self.recorder.clear()
 

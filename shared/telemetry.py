@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import functools
 import json
 import logging
 import os
@@ -97,15 +98,22 @@ class Correlation:
     certificate: str | None = None
 
     def dimensions(self) -> dict[str, str]:
-        keys = {
-            "trigger": Dim.TRIGGER,
-            "invocation_id": Dim.INVOCATION_ID,
-            "event_id": Dim.EVENT_ID,
-            "event_type": Dim.EVENT_TYPE,
-            "certificate": Dim.CERTIFICATE,
-        }
-        found = {keys[f.name]: getattr(self, f.name) for f in fields(self)}
-        return {str(key): value for key, value in found.items() if value}
+        return dict(_dimensions(self))
+
+
+@functools.lru_cache(maxsize=256)
+def _dimensions(correlation: Correlation) -> tuple[tuple[str, str], ...]:
+    """A correlation's dimensions, worked out once per correlation (frozen, so hashable): the filter
+    asks for them on every record, and an audit logs one per gateway and certificate."""
+    keys = {
+        "trigger": Dim.TRIGGER,
+        "invocation_id": Dim.INVOCATION_ID,
+        "event_id": Dim.EVENT_ID,
+        "event_type": Dim.EVENT_TYPE,
+        "certificate": Dim.CERTIFICATE,
+    }
+    found = {keys[f.name]: getattr(correlation, f.name) for f in fields(correlation)}
+    return tuple((str(key), value) for key, value in found.items() if value)
 
 
 _current: contextvars.ContextVar[Correlation] = contextvars.ContextVar(
@@ -137,7 +145,7 @@ class CorrelationFilter(logging.Filter):
     """Copies the correlation onto each record; what the call gave in ``extra`` wins."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in current().dimensions().items():
+        for key, value in _dimensions(current()):
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
