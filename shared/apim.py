@@ -32,7 +32,7 @@ from .ports import (
     normalised_id,
 )
 from .settings import ApimService
-from .throttling import PacingPolicy, arm_kind
+from .pacing_policy import PacingPolicy, arm_kind
 
 _ANY_ETAG = "*"
 # ARM's spelling of the CA store's two stores: a listed name is read as one of them whatever its case.

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.bindings.openssl.binding import Binding
-from cryptography.hazmat.primitives import serialization
 from OpenSSL import crypto
 
 from .certificate import Certificate, ChainError, basic_constraints, is_self_issued, may_not_issue
@@ -136,7 +135,7 @@ def _openssl_verify(
 
 
 def _der_of(cert: crypto.X509) -> bytes:
-    return cert.to_cryptography().public_bytes(serialization.Encoding.DER)
+    return crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)  # OpenSSL's own encoding, no conversion
 
 
 def _require(result: int) -> None:

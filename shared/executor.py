@@ -49,13 +49,21 @@ class Turn(enum.IntEnum):
     """Who gets a service's free slot first (lower first, then the earlier)."""
 
     CRITICAL_READ = 0  # Key Vault's reads, APIM's certificate and gateway lists, the service: every write waits
-    FIRST_WRITE = 1  # Precedence.FIRST: a CA this run uploads, and its puts
-    GATEWAY_READ = 2  # a gateway's own CA list: only that gateway's puts wait on it
-    NEXT_WRITE = 3  # Precedence.NEXT
-    LAST_WRITE = 4  # Precedence.LAST
+    FIRST_UPLOAD = 1  # Precedence.FIRST: a CA this run uploads (every put of it waits for it)
+    GATEWAY_READ = 2  # a gateway's own CA list: that gateway's puts wait on it
+    FIRST_PUT = 3  # Precedence.FIRST: a put of a CA this run uploads
+    NEXT_WRITE = 4  # Precedence.NEXT
+    LAST_WRITE = 5  # Precedence.LAST
 
 
-_TURN_OF = {Precedence.FIRST: Turn.FIRST_WRITE, Precedence.NEXT: Turn.NEXT_WRITE, Precedence.LAST: Turn.LAST_WRITE}
+def turn_of(action: Action) -> Turn:
+    """A write's turn for a slot. A put goes behind the gateway CA lists still to read: a list held
+    back behind other gateways' puts would hold back every put of its own gateway, the run's tail."""
+    if action.precedence is Precedence.FIRST:
+        return Turn.FIRST_UPLOAD if action.kind is ActionKind.UPLOAD_CERTIFICATE else Turn.FIRST_PUT
+    return Turn.NEXT_WRITE if action.precedence is Precedence.NEXT else Turn.LAST_WRITE
+
+
 _LIMIT_OF = {
     ActionKind.UPLOAD_CERTIFICATE: Kind.ARM_WRITES,
     ActionKind.SET_GATEWAY_CA: Kind.ARM_WRITES,
@@ -181,7 +189,7 @@ class Executor:
             log.debug("%s", action.describe())
             with self.lane.calling(rank, prepaid=admitted):  # a token left unused is given back, even if cancelled
                 try:
-                    async with self.arm_slots.hold(_TURN_OF[action.precedence]):
+                    async with self.arm_slots.hold(turn_of(action)):
                         if self.out_of_time:
                             return Outcome(action, ActionStatus.DEFERRED, LEFT)
                         await self._apply(action)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .connect import ClientPool
+from .clients import ClientPool
 from .engine import Engine
 from .events import EventError, Ignore, ReconcileBundle, parse_queue_message, route
 from .gather import KnownVersions

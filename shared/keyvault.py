@@ -24,7 +24,7 @@ from azure.keyvault.secrets.aio import SecretClient
 from .azure_errors import translated
 from .pacing import Pacer
 from .ports import AzureCallError, NotFoundError, Secret, VersionInfo
-from .throttling import PacingPolicy, keyvault_kind
+from .pacing_policy import PacingPolicy, keyvault_kind
 
 
 class _FirstCallAlone:

@@ -3,7 +3,7 @@ run goes at the rate Azure allows instead of failing on HTTP 429.
 
 Pure: token buckets refilled over time (an injectable clock), corrected by what the services say,
 and a priority queue per limit; nothing from ``azure.*``. The adapters observe each answer at the
-edge (``shared.throttling``) and feed it in; the engine asks for a token before it starts a write.
+edge (``shared.pacing_policy``) and feed it in; the engine asks for a token before it starts a write.
 
 The model, per limit (``Kind``):
 

@@ -19,6 +19,7 @@ the plan's own inputs, so the same state always gets the same order.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class AppId:
     thumbprint: str
 
 
+@functools.lru_cache(maxsize=8192)  # an audit asks it of every entry of every gateway, several times
 def parse_app_id(certificate_id: str) -> AppId | None:
     """The deployment and thumbprint an id (normalised, as the ports return it) of the app's form
     carries; None for any other id."""

@@ -27,7 +27,7 @@ SHORT = timedelta(seconds=1)  # a budget the writes cannot all fit in; the run e
 
 @dataclass
 class PacedApim(MemoryApim):
-    """The in-memory APIM with the edge's side of the pacer (`shared.throttling` in the product):
+    """The in-memory APIM with the edge's side of the pacer (`shared.pacing_policy` in the product):
     each write is one request, which takes a token (the one its write was admitted with)."""
 
     pacer: Pacer = field(default_factory=Pacer)

@@ -7,7 +7,7 @@ from collections import Counter
 
 from emulator.pki import make_certificate
 from shared.chain import Certificate
-from shared.executor import LEFT, Executor, Slots, Turn, write_problems
+from shared.executor import LEFT, Executor, Slots, Turn, turn_of, write_problems
 from shared.pacing import Pacer
 from shared.plan import Action, ActionKind, Precedence, certificate_id_for
 from shared.ports import AzureCallError, Throttled, Work
@@ -117,10 +117,11 @@ def test_a_free_slot_goes_to_the_lowest_turn_then_the_earliest() -> None:
         arrivals = [
             ("removal", Turn.LAST_WRITE),
             ("copy on one more gateway", Turn.NEXT_WRITE),
+            ("put of a new CA", Turn.FIRST_PUT),
             ("gateway list", Turn.GATEWAY_READ),
-            ("upload", Turn.FIRST_WRITE),
+            ("upload", Turn.FIRST_UPLOAD),
             ("certificate list", Turn.CRITICAL_READ),
-            ("second upload", Turn.FIRST_WRITE),
+            ("second upload", Turn.FIRST_UPLOAD),
         ]
         waiting = [asyncio.create_task(take(name, turn)) for name, turn in arrivals]
         for _ in arrivals:
@@ -133,9 +134,23 @@ def test_a_free_slot_goes_to_the_lowest_turn_then_the_earliest() -> None:
             "upload",
             "second upload",
             "gateway list",
+            "put of a new CA",
             "copy on one more gateway",
             "removal",
         ]
         assert slots.free == 1
 
     asyncio.run(test())
+
+
+def test_a_new_ca_s_upload_goes_before_the_gateway_lists_and_its_puts_after_them() -> None:
+    new, held = "trustsync-t--new-root-00", "trustsync-t--held-root-00"
+    turns = {
+        "upload": turn_of(Action(ActionKind.UPLOAD_CERTIFICATE, new, Precedence.FIRST)),
+        "put of the new CA": turn_of(Action(ActionKind.SET_GATEWAY_CA, new, Precedence.FIRST, GATEWAY, True)),
+        "put of a held CA": turn_of(Action(ActionKind.SET_GATEWAY_CA, held, Precedence.NEXT, GATEWAY, True)),
+        "removal": turn_of(Action(ActionKind.REMOVE_GATEWAY_CA, held, Precedence.LAST, GATEWAY)),
+    }
+
+    assert turns["upload"] < Turn.GATEWAY_READ < turns["put of the new CA"] < turns["put of a held CA"]
+    assert turns["put of a held CA"] < turns["removal"]

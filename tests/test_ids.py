@@ -17,7 +17,7 @@ import pytest
 from emulator import Emulator
 from emulator.pki import Hierarchy, make_certificate
 from shared.chain import Authority, Certificate, Role, TrustPath
-from shared.connect import Clients
+from shared.clients import Clients
 from shared.desired import Desired, VersionPath, desired_state
 from shared.expiry import expiry_horizon
 from shared.plan import ActionKind, Observed, certificate_id_for

@@ -135,7 +135,7 @@ def test_emulator_tests_and_infra_are_not_deployed() -> None:
     assert {"emulator/", "local/", "tests/", "infra/", ".venv/"} <= ignored
 
 
-# The core: what a run needs besides the adapters (shared.keyvault, shared.apim, shared.connect,
+# The core: what a run needs besides the adapters (shared.keyvault, shared.apim, shared.clients,
 # shared.azure_errors) and the composition root that wires them (shared.handlers, function_app).
 CORE = (
     "settings",
@@ -180,12 +180,12 @@ EDGES = (
     "__main__",
     "apim",
     "azure_errors",
-    "connect",
+    "clients",
     "handlers",
     "keyvault",
     "render",
     "telemetry",
-    "throttling",
+    "pacing_policy",
 )
 
 

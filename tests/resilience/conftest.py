@@ -1,6 +1,6 @@
 """One running emulator per test module, reset before each test.
 
-The app's clients are cached per configuration (`shared.connect.clients_for`), so tests that share
+The app's clients are cached per configuration (`shared.clients.clients_for`), so tests that share
 the emulator also share warm tokens and connections, as invocations of a warm Functions worker do.
 That keeps the hundreds of runs of these suites fast; `reset()` makes sure no state leaks between them.
 """

@@ -1,4 +1,4 @@
-"""The pure parts of the wiring (shared.connect) and the Key Vault client's first-call gate: no network."""
+"""The pure parts of the wiring (shared.clients) and the Key Vault client's first-call gate: no network."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.connect import https_proxy
+from shared.clients import https_proxy
 from shared.keyvault import _FirstCallAlone
 
 
