@@ -20,6 +20,7 @@ from azure.mgmt.apimanagement.models import CertificateCreateOrUpdateParameters,
 from .azure_errors import translated
 from .ca_store import INTERMEDIATE, ROOT
 from .pacing import Pacer
+from .pacing_policy import PacingPolicy, arm_kind
 from .ports import (
     ApimBackend,
     ApimCertificate,
@@ -32,7 +33,6 @@ from .ports import (
     normalised_id,
 )
 from .settings import ApimService
-from .pacing_policy import PacingPolicy, arm_kind
 
 _ANY_ETAG = "*"
 # ARM's spelling of the CA store's two stores: a listed name is read as one of them whatever its case.

@@ -23,8 +23,8 @@ from azure.keyvault.secrets.aio import SecretClient
 
 from .azure_errors import translated
 from .pacing import Pacer
-from .ports import AzureCallError, NotFoundError, Secret, VersionInfo
 from .pacing_policy import PacingPolicy, keyvault_kind
+from .ports import AzureCallError, NotFoundError, Secret, VersionInfo
 
 
 class _FirstCallAlone:
