@@ -275,8 +275,12 @@ def verdict(
     trusted_set = list(dict.fromkeys(trusted))
     untrusted_set = [cert for cert in dict.fromkeys(untrusted) if cert not in trusted_set]
     try:
-        anchors = [cert for cert in trusted_set if cert.is_self_signed]
-        entries = [cert for cert in (*trusted_set, *untrusted_set) if cert != leaf]
+        # OpenSSL looks issuers up by name: an entry the leaf's issuer names never reach cannot be on a
+        # path, and handing OpenSSL only the reachable ones (in the gateway's order) spares building a
+        # store of every entry for every leaf, the cost of an audit of many certificates.
+        reached = set(_reached_by_names(leaf, [*trusted_set, *untrusted_set])) | {leaf}
+        anchors = [cert for cert in trusted_set if cert in reached and cert.is_self_signed]
+        entries = [cert for cert in (*trusted_set, *untrusted_set) if cert != leaf and cert in reached]
         orders = [entries]
         if len({cert.subject_key for cert in entries}) < len(entries):
             orders.append(entries[::-1])
