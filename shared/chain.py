@@ -273,7 +273,8 @@ def verdict(
     rollover), the leaf is judged with the entries in both orders and accepted only if both accept.
     """
     trusted_set = list(dict.fromkeys(trusted))
-    untrusted_set = [cert for cert in dict.fromkeys(untrusted) if cert not in trusted_set]
+    is_trusted = set(trusted_set)  # membership by hash: a gateway holds hundreds of entries
+    untrusted_set = [cert for cert in dict.fromkeys(untrusted) if cert not in is_trusted]
     try:
         # OpenSSL looks issuers up by name: an entry the leaf's issuer names never reach cannot be on a
         # path, and handing OpenSSL only the reachable ones (in the gateway's order) spares building a
