@@ -18,6 +18,7 @@ from datetime import datetime
 
 from .backing_secret import MAX_SECRET_CHARS, certificate_block, load_certificate_blocks
 from .chain import CLOCK_SKEW, Certificate, ChainError, TrustPath, trust_path
+from .reasons import timestamp
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _END = "-----END {label}-----"
@@ -94,18 +95,14 @@ def read_bundle(name: str, value: str, *, at: datetime) -> Bundle:
     valid: dict[Certificate, None] = {}
     for cert in parse_bundle(name, value):
         if cert.not_after < at:
-            notes.append(f"trust bundle {name}: {cert.subject} expired on {_day(cert.not_after)}: not trusted")
+            notes.append(f"trust bundle {name}: {cert.subject} expired on {timestamp(cert.not_after)}: not trusted")
         elif cert.not_before > at + CLOCK_SKEW:
             notes.append(
-                f"trust bundle {name}: {cert.subject} is not valid before {_day(cert.not_before)}: not trusted"
+                f"trust bundle {name}: {cert.subject} is not valid before {timestamp(cert.not_before)}: not trusted"
             )
         else:
             valid[cert] = None
     return Bundle(name, tuple(valid), tuple(notes))
-
-
-def _day(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def reached(certificates: Sequence[Certificate], pool: Iterable[Certificate]) -> list[Certificate]:

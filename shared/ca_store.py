@@ -16,14 +16,15 @@ So the plan is the whole list the store should hold, or why it cannot be written
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from .chain import Certificate, verdict
 from .desired import Desired
-from .ports import StoreEntry, StoreWrite
+from .plan import Action, ActionKind
+from .ports import ApimCertificate, StoreEntry, StoreWrite
 from .verdicts import LeafVerdict
 
 ROOT: Final = "Root"
@@ -152,4 +153,19 @@ def judge_store(desired: Desired, store: Sequence[StoreEntry], *, at: datetime) 
     return tuple(
         LeafVerdict(MANAGED_GATEWAY, needed, verdict(needed.leaf, trusted=trusted, untrusted=untrusted, at=at))
         for needed in desired.leaves
+    )
+
+
+def keep_store_copies(
+    actions: Sequence[Action], certificates: Mapping[str, ApimCertificate], in_store: Collection[str]
+) -> tuple[Action, ...]:
+    """`actions` less the deletions of the app's copies of CAs the CA store holds (thumbprints in
+    `in_store`): the copy in APIM Certificates is what marks a store entry as the app's own (the store
+    has no ids), so it goes only once the store no longer holds the CA."""
+    return tuple(
+        action
+        for action in actions
+        if action.kind is not ActionKind.DELETE_CERTIFICATE
+        or (held := certificates.get(action.certificate_id)) is None
+        or held.thumbprint.upper() not in in_store
     )

@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from .backend_sync import BackendSync, sync_backends
 from .backend_tls import BackendOutcome
+from .ca_store import keep_store_copies
 from .desired import Desired
 from .executor import LEFT, Executor, write_problems
 from .expiry import Horizon, expiry_horizon
@@ -296,17 +297,7 @@ class _Run:
         and the notes to report of it (once, from the plan the run acts on)."""
         narrowing = plan_narrowing(desired, observed, selected)
         kept, held_back = keep_accepted(narrowing.actions, desired, observed, selected, at=self.now)
-        notes = [*narrowing.notes, *held_back]
-        if in_store:
-            # The app's copy in APIM Certificates is what marks a CA store entry as the app's own (the
-            # store has no ids): it goes only once the store no longer holds the CA.
-            held = {cid: c.thumbprint.upper() for cid, c in observed.certificates.items()}
-            kept = tuple(
-                action
-                for action in kept
-                if action.kind is not ActionKind.DELETE_CERTIFICATE or held.get(action.certificate_id) not in in_store
-            )
-        return kept, notes
+        return keep_store_copies(kept, observed.certificates, in_store), [*narrowing.notes, *held_back]
 
 
 def _held_back(planned: Sequence[Action], mode: Mode, additions: Sequence[Outcome]) -> tuple[Outcome, ...]:

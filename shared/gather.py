@@ -296,7 +296,7 @@ class KeyVaultReads:
     ) -> tuple[VersionPath | None, Notes]:
         """A version's path; its secret read only when neither this run nor the worker has read it."""
         if (read := self.read_paths.get((name.lower(), version.version.lower()))) is not None:
-            return VersionPath(version, read.path, read.secret_certificates), Notes()  # the last look: as listed now
+            return VersionPath(version, read.path, read.secret_certificates), NO_NOTES  # the last look: as listed now
         vault = self.settings.keyvault_url
         known = self.known.get(vault, name, version.version)
         try:
@@ -312,7 +312,7 @@ class KeyVaultReads:
             return None, Notes.problem(f"certificate {name} version {version.version}: {error}", retryable=False)
         self.known.keep(vault, name, version.version, certificates)
         read = self.read_paths[name.lower(), version.version.lower()] = VersionPath(version, path, certificates)
-        return read, Notes()
+        return read, NO_NOTES
 
     async def secret_certificates(
         self, name: str, version: VersionInfo
@@ -327,4 +327,4 @@ class KeyVaultReads:
             # Key Vault has just listed this version, so even a 404 is a passing inconsistency (or a
             # deletion since), not bad input: a retry re-lists and settles it either way.
             return None, Notes.problem(str(error), retryable=True)
-        return read_secret(secret.value, secret.content_type), Notes()
+        return read_secret(secret.value, secret.content_type), NO_NOTES

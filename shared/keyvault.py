@@ -215,25 +215,24 @@ class KeyVault:
         return True
 
     async def secret(self, name: str, version: str) -> Secret:
+        return await self._secret(name, version, f"the secret of certificate {name} version {version}")
+
+    async def bundle(self, name: str) -> Secret:
+        """A trust bundle: the current version of a plain secret. Its value is CA certificates, but it is
+        handled as any secret value: returned, never logged."""
+        return await self._secret(name, "", f"trust bundle secret {name}")
+
+    async def _secret(self, name: str, version: str, what: str) -> Secret:
+        """A secret's value and content type; `version` "" is the current one."""
         async with self._secrets_first():
-            with translated(f"read the secret of certificate {name} version {version}"):
+            with translated(f"read {what}"):
                 body = await _get_json(
                     self._secrets.send_request, f"/secrets/{quote(name, safe='')}/{quote(version, safe='')}"
                 )
         value, content_type = body.get("value"), body.get("contentType")
         if not isinstance(value, str):
-            raise AzureCallError(f"the secret of certificate {name} version {version} has no value")
+            raise AzureCallError(f"{what} has no value")
         return Secret(value, content_type if isinstance(content_type, str) else None)
-
-    async def bundle(self, name: str) -> Secret:
-        """A trust bundle: the current version of a plain secret. Its value is CA certificates, but it is
-        handled as any secret value: returned, never logged."""
-        async with self._secrets_first():
-            with translated(f"read trust bundle secret {name}"):
-                secret = await self._secrets.get_secret(name)
-        if secret.value is None:
-            raise AzureCallError(f"trust bundle secret {name} has no value")
-        return Secret(secret.value, secret.properties.content_type)
 
     async def close(self) -> None:
         await self._certificates.close()
